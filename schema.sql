@@ -1,0 +1,72 @@
+-- mfad's database schema, version 1 (recorded in PRAGMA user_version).
+-- Applied at start by the binary, which embeds this file. Secrets never appear here in
+-- the clear: TOTP secrets are sealed with AES-256-GCM (account id as associated data);
+-- backup codes, refresh tokens and MFA challenges are stored only as keyed hashes.
+
+-- Ids are never reused (AUTOINCREMENT), so a token naming a deleted account can never
+-- name a later one.
+CREATE TABLE accounts (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- Lower-cased; NULL for accounts created from an external token without email.
+    email            TEXT UNIQUE,
+    -- 'pbkdf2-sha256$iterations$salt$hash'; NULL: no local password (confirm with a code).
+    password_hash    TEXT,
+    -- `sub` (or `username`) of an external token; NULL for local accounts.
+    external_subject TEXT UNIQUE,
+    created_at       INTEGER NOT NULL
+);
+
+-- One row per account that has started TOTP setup.
+CREATE TABLE totp (
+    account_id      INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    pending_secret  BLOB,                       -- sealed; set by setup, cleared by enable
+    active_secret   BLOB,                       -- sealed; NULL while TOTP is off
+    -- Highest time step accepted (RFC 6238 §5.2): a code of this step or an earlier one
+    -- is refused. Raised only by `UPDATE … WHERE last_step < ?`.
+    last_step       INTEGER NOT NULL DEFAULT -1,
+    backup_salt     BLOB,                       -- per-account salt of the backup codes
+    enabled_at      INTEGER,
+    -- Wrong codes in a row at verify, across challenges; reset by a right one.
+    failed_verifies INTEGER NOT NULL DEFAULT 0,
+    locked_until    INTEGER NOT NULL DEFAULT 0,
+    CHECK (active_secret IS NULL OR backup_salt IS NOT NULL)
+);
+
+CREATE TABLE backup_codes (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    code_hash  BLOB NOT NULL,                   -- PBKDF2(salt, HMAC(pepper, code))
+    PRIMARY KEY (account_id, code_hash)
+) WITHOUT ROWID;
+
+CREATE TABLE mfa_challenges (
+    token_hash BLOB PRIMARY KEY,                -- HMAC of the 32-byte challenge token
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    expires_at INTEGER NOT NULL,
+    failures   INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE refresh_tokens (
+    token_hash BLOB PRIMARY KEY,                -- HMAC of the 32-byte refresh token
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    family     BLOB NOT NULL,                   -- shared by every token of one login
+    expires_at INTEGER NOT NULL,
+    rotated    INTEGER NOT NULL DEFAULT 0       -- 1 once exchanged for a newer token
+) WITHOUT ROWID;
+CREATE INDEX refresh_tokens_family ON refresh_tokens(family);
+
+-- Security events. No foreign key: the trail outlives a deleted account.
+CREATE TABLE audit (
+    id         INTEGER PRIMARY KEY,
+    account_id INTEGER,
+    at         INTEGER NOT NULL,
+    event      TEXT NOT NULL,
+    detail     TEXT
+);
+CREATE INDEX audit_account ON audit(account_id, id);
+
+-- Instance facts. 'key_check' is an HMAC of a fixed label under a key derived from
+-- mfad.key: a start with another key file is refused instead of failing every secret.
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;

@@ -1,0 +1,245 @@
+//! The admin commands (`mfad token`, `mfad user …`). Each works on the same data
+//! directory as a running server and returns its output as text for `main` to print.
+
+use std::io::{BufRead, IsTerminal};
+
+use crate::config::{Command, Config};
+use crate::crypto;
+use crate::store;
+use crate::Instance;
+
+/// NIST SP 800-63B 5.1.1.2: at least 8 characters, no composition rules.
+const MIN_PASSWORD_CHARS: usize = 8;
+/// Bounds the PBKDF2 input; far beyond any real passphrase.
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn check_email(email: &str) -> Result<String, String> {
+    let e = store::normalize_email(email);
+    let ok = e.len() <= 254
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+        && !e.chars().any(|c| c.is_control() || c.is_whitespace());
+    if ok {
+        Ok(e)
+    } else {
+        Err(format!("{email:?} is not an email address"))
+    }
+}
+
+/// Runs an admin command and returns what to print on stdout.
+pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
+    let mut db = instance.dbs.open()?;
+    let now = unix_now();
+    let fail = |_| "the database refused the change (see the log above)".to_string();
+    let find = |db: &store::Db, email: &str| -> Result<store::Account, String> {
+        store::account_by_email(db.read(), email)
+            .map_err(|e| format!("cannot read the database: {e}"))?
+            .ok_or_else(|| format!("no account with email {email}"))
+    };
+    match &config.command {
+        Command::Token { email, ttl } => {
+            let email = check_email(email)?;
+            let account = db
+                .write(|c| {
+                    if let Some(id) = store::create_account(c, &email, None, now)? {
+                        store::audit(c, Some(id), now, "account_created", Some("by mfad token"))?;
+                    }
+                    store::account_by_email(c, &email)?.ok_or(crate::error::Error::Internal)
+                })
+                .map_err(fail)?;
+            let tokens =
+                crate::auth::Tokens::new(instance.keys.jwt_secret(), &config.jwt_issuer, None)?;
+            let token = tokens
+                .issue(account.id, Some(&email), now, *ttl as i64)
+                .map_err(|e| format!("cannot sign the token: {e}"))?;
+            Ok(format!("{token}\n"))
+        }
+        Command::UserAdd { email } => {
+            let email = check_email(email)?;
+            let hash = crypto::hash_password(&read_password(config)?, crypto::PASSWORD_ITERATIONS)
+                .map_err(|e| e.to_string())?;
+            let id = db
+                .write(|c| {
+                    let id = store::create_account(c, &email, Some(&hash), now)?;
+                    if let Some(id) = id {
+                        store::audit(
+                            c,
+                            Some(id),
+                            now,
+                            "account_created",
+                            Some("by mfad user add"),
+                        )?;
+                    }
+                    Ok(id)
+                })
+                .map_err(fail)?
+                .ok_or_else(|| format!("an account with email {email} already exists"))?;
+            Ok(format!("added account {id} ({email})\n"))
+        }
+        Command::UserPasswd { email } => {
+            let account = find(&db, email)?;
+            let hash = crypto::hash_password(&read_password(config)?, crypto::PASSWORD_ITERATIONS)
+                .map_err(|e| e.to_string())?;
+            db.write(|c| {
+                store::set_password(c, account.id, &hash)?;
+                Ok(store::audit(
+                    c,
+                    Some(account.id),
+                    now,
+                    "password_changed",
+                    Some("by admin"),
+                )?)
+            })
+            .map_err(fail)?;
+            Ok(format!("password of {email} changed\n"))
+        }
+        Command::UserList => {
+            let rows = store::list_accounts(db.read())
+                .map_err(|e| format!("cannot read the database: {e}"))?;
+            let mut out = format!(
+                "{:>6}  {:<40}  {:<8}  {:<4}  {}\n",
+                "ID", "EMAIL", "PASSWORD", "TOTP", "CREATED"
+            );
+            for r in rows {
+                out.push_str(&format!(
+                    "{:>6}  {:<40}  {:<8}  {:<4}  {}\n",
+                    r.id,
+                    r.name,
+                    if r.has_password { "yes" } else { "no" },
+                    if r.totp_enabled { "on" } else { "off" },
+                    r.created_at
+                ));
+            }
+            Ok(out)
+        }
+        Command::UserShow { email } => {
+            let account = find(&db, email)?;
+            let c = db.read();
+            let read = |e: rusqlite::Error| format!("cannot read the database: {e}");
+            let enabled = store::totp_enabled(c, account.id).map_err(read)?;
+            let remaining = store::backup_codes_remaining(c, account.id).map_err(read)?;
+            let state = store::totp(c, account.id)
+                .map_err(read)?
+                .unwrap_or_default();
+            let mut out = format!(
+                "account {} ({})\n  password:     {}\n  totp:         {}\n  backup codes: {remaining} left\n",
+                account.id,
+                account.email.as_deref().unwrap_or("-"),
+                if account.password_hash.is_some() { "set" } else { "none" },
+                match (enabled, state.pending_secret.is_some()) {
+                    (true, _) => "enabled",
+                    (false, true) => "setup pending",
+                    (false, false) => "off",
+                },
+            );
+            if state.locked_until > now {
+                out.push_str(&format!(
+                    "  verify locked for {} s more\n",
+                    state.locked_until - now
+                ));
+            }
+            out.push_str("  last events (newest first):\n");
+            for e in store::recent_audit(c, account.id, 20).map_err(read)? {
+                out.push_str(&format!("    {}  {}", e.at, e.event));
+                if let Some(d) = e.detail {
+                    out.push_str(&format!(" ({d})"));
+                }
+                out.push('\n');
+            }
+            Ok(out)
+        }
+        Command::UserResetMfa { email } => {
+            let account = find(&db, email)?;
+            let had = db
+                .write(|c| {
+                    let had = store::clear_totp(c, account.id)?;
+                    store::audit(c, Some(account.id), now, "mfa_reset_by_admin", None)?;
+                    Ok(had)
+                })
+                .map_err(fail)?;
+            ::log::info!("audit: mfa_reset_by_admin account={}", account.id);
+            Ok(if had {
+                format!("TOTP turned off for {email}; they can set it up again\n")
+            } else {
+                format!("TOTP was not enabled for {email}; pending setup cleared\n")
+            })
+        }
+        Command::UserDelete { email } => {
+            let account = find(&db, email)?;
+            db.write(|c| {
+                store::delete_account(c, account.id)?;
+                Ok(store::audit(
+                    c,
+                    Some(account.id),
+                    now,
+                    "account_deleted",
+                    None,
+                )?)
+            })
+            .map_err(fail)?;
+            Ok(format!("deleted account {} ({email})\n", account.id))
+        }
+        Command::Serve | Command::Help | Command::Version => Err("not an admin command".into()),
+    }
+}
+
+/// Reads a new password: from stdin with `--password-stdin`, else from a prompt on the
+/// terminal with echo off (typed twice).
+fn read_password(config: &Config) -> Result<String, String> {
+    let password = if config.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    } else if std::io::stdin().is_terminal() {
+        let first = prompt("New password: ")?;
+        if prompt("Again: ")? != first {
+            return Err("the passwords do not match".into());
+        }
+        first
+    } else {
+        return Err(
+            "stdin is not a terminal: pass --password-stdin to read the password from it".into(),
+        );
+    };
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(format!(
+            "the password must have at least {MIN_PASSWORD_CHARS} characters"
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(format!(
+            "the password must have at most {MAX_PASSWORD_BYTES} bytes"
+        ));
+    }
+    Ok(password)
+}
+
+/// One line from the terminal with echo turned off (and back on, whatever happens).
+fn prompt(text: &str) -> Result<String, String> {
+    eprint!("{text}");
+    // SAFETY: termios is plain data; tcgetattr fills it for fd 0, which is a terminal.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(0, &mut saved) } != 0 {
+        return Err("cannot read the terminal settings".into());
+    }
+    let mut quiet = saved;
+    quiet.c_lflag &= !libc::ECHO;
+    quiet.c_lflag |= libc::ECHONL;
+    // SAFETY: a termios from tcgetattr with one flag changed.
+    unsafe { libc::tcsetattr(0, libc::TCSANOW, &quiet) };
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    // SAFETY: restores the settings read above.
+    unsafe { libc::tcsetattr(0, libc::TCSANOW, &saved) };
+    read.map_err(|e| format!("cannot read the password: {e}"))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}

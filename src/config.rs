@@ -1,0 +1,469 @@
+//! Settings: built-in defaults, then `MFAD_*` environment variables, then flags (flags
+//! win). No setting is a secret: secrets come from files (`--key-file`, the JWT public
+//! key), never from flags, which anyone can read in `ps`.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Serve,
+    Token { email: String, ttl: u64 },
+    UserAdd { email: String },
+    UserList,
+    UserPasswd { email: String },
+    UserResetMfa { email: String },
+    UserDelete { email: String },
+    UserShow { email: String },
+    Help,
+    Version,
+}
+
+/// How hard SQLite works to keep a commit through a power cut (a process crash loses
+/// nothing at either setting in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=NORMAL`: a power cut may undo the last commits since the WAL was
+    /// last synced; the database stays consistent.
+    Normal,
+    /// `synchronous=FULL`: every commit is synced before it is answered.
+    Full,
+}
+
+/// Algorithms accepted for tokens from an external issuer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalAlgorithm {
+    Rs256,
+    Es256,
+    EdDsa,
+}
+
+/// Every setting of mfad.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub command: Command,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub key_file: Option<PathBuf>,
+    /// `$CREDENTIALS_DIRECTORY`, where systemd puts credentials (`mfad.key` among them).
+    pub credentials_dir: Option<PathBuf>,
+    pub issuer: String,
+    pub workers: usize,
+    pub jwt_issuer: String,
+    pub jwt_public_key: Option<PathBuf>,
+    pub jwt_algorithm: Option<ExternalAlgorithm>,
+    pub jwt_audience: Option<String>,
+    pub jwt_external_issuer: Option<String>,
+    pub login_rate: u32,
+    pub durability: Durability,
+    pub log_level: log::LevelFilter,
+    /// Set by `--password-stdin`: read the password from standard input, no prompt.
+    pub password_stdin: bool,
+}
+
+/// A setting that cannot be used; says which and why in one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<lexopt::Error> for ConfigError {
+    fn from(e: lexopt::Error) -> Self {
+        ConfigError(format!("{e} (see mfad --help)"))
+    }
+}
+
+pub const HELP: &str = "\
+mfad — a self-hosted authentication server with TOTP two-factor authentication
+
+USAGE:
+    mfad [serve] [OPTIONS]               run the HTTP server (the default)
+    mfad token --email E [--ttl SECS]    print a bearer token for an account (created
+                                         without a password if absent)
+    mfad user add --email E              add a local account; the password is read
+                                         from a prompt, or from stdin with --password-stdin
+    mfad user list                       list accounts and their MFA state
+    mfad user show --email E             an account's MFA state and its last 20 events
+    mfad user passwd --email E           set an account's password (as for add)
+    mfad user reset-mfa --email E        turn TOTP off for an account (lost phone)
+    mfad user delete --email E           delete an account and everything it owns
+
+Every command works on the same data directory as a running server.
+
+OPTIONS (each also an environment variable; a flag wins over the variable):
+    --listen ADDR:PORT       MFAD_LISTEN         address to serve on [127.0.0.1:8080]
+    --data-dir DIR           MFAD_DATA_DIR       data directory [$STATE_DIRECTORY, else ./data]
+    --key-file FILE          MFAD_KEY_FILE       instance key, 32 bytes
+                                                 [$CREDENTIALS_DIRECTORY/mfad.key if present,
+                                                 else DIR/mfad.key, created on first start]
+    --issuer NAME            MFAD_ISSUER         issuer shown in authenticator apps [Storno]
+    --workers N              MFAD_WORKERS        request worker threads [4 x cores, 4..64]
+    --jwt-issuer NAME        MFAD_JWT_ISSUER     `iss` of the tokens mfad issues [mfad]
+    --jwt-public-key FILE    MFAD_JWT_PUBLIC_KEY PEM key of an external token issuer
+    --jwt-algorithm ALG      MFAD_JWT_ALGORITHM  its algorithm: RS256, ES256 or EdDSA
+    --jwt-audience AUD       MFAD_JWT_AUDIENCE   required `aud` of external tokens
+    --jwt-external-issuer N  MFAD_JWT_EXTERNAL_ISSUER  required `iss` of external tokens
+    --login-rate N           MFAD_LOGIN_RATE     failed logins per client address and
+                                                 minute before 429; 0 turns it off [5]
+    --durability MODE        MFAD_DURABILITY     normal (a power cut may lose the last
+                                                 commits) or full (sync every commit) [normal]
+    --log-level LEVEL        MFAD_LOG_LEVEL      error, warn, info or debug [info]
+    --email EMAIL                                account for token and user commands
+    --ttl SECONDS                                lifetime of a token from `mfad token` [3600]
+    --password-stdin                             read the password from standard input
+    -h, --help                                   print this help
+    -V, --version                                print the version
+";
+
+fn default_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores * 4).clamp(4, 64)
+}
+
+impl Config {
+    /// Defaults only (the data directory still follows `$STATE_DIRECTORY`).
+    fn defaults(env: &dyn Fn(&str) -> Option<String>) -> Config {
+        Config {
+            command: Command::Serve,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: env("STATE_DIRECTORY")
+                // systemd may list several directories separated by colons.
+                .and_then(|d| d.split(':').next().map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            key_file: None,
+            credentials_dir: env("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+            issuer: "Storno".into(),
+            workers: default_workers(),
+            jwt_issuer: "mfad".into(),
+            jwt_public_key: None,
+            jwt_algorithm: None,
+            jwt_audience: None,
+            jwt_external_issuer: None,
+            login_rate: 5,
+            durability: Durability::Normal,
+            log_level: log::LevelFilter::Info,
+            password_stdin: false,
+        }
+    }
+
+    /// Reads the process environment and arguments.
+    pub fn from_env_and_args() -> Result<Config, ConfigError> {
+        Config::parse(&|k| std::env::var(k).ok(), std::env::args_os().skip(1))
+    }
+
+    /// Builds a config from an environment lookup and the arguments (without argv[0]).
+    pub fn parse(
+        env: &dyn Fn(&str) -> Option<String>,
+        args: impl IntoIterator<Item = OsString>,
+    ) -> Result<Config, ConfigError> {
+        let mut c = Config::defaults(env);
+        for (name, var) in SETTINGS {
+            if let Some(value) = env(var) {
+                c.set(name, &value, var)?;
+            }
+        }
+        let mut words = Vec::new();
+        let mut email = None;
+        let mut ttl = 3600u64;
+        let mut parser = lexopt::Parser::from_args(args);
+        while let Some(arg) = parser.next()? {
+            match arg {
+                lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => c.command = Command::Help,
+                lexopt::Arg::Short('V') | lexopt::Arg::Long("version") => {
+                    c.command = Command::Version
+                }
+                lexopt::Arg::Long("password-stdin") => c.password_stdin = true,
+                lexopt::Arg::Long("email") => email = Some(string(parser.value()?, "--email")?),
+                lexopt::Arg::Long("ttl") => {
+                    let v = string(parser.value()?, "--ttl")?;
+                    ttl = match v.parse::<u64>() {
+                        Ok(n) if (1..=366 * 86_400).contains(&n) => n,
+                        _ => return Err(bad("--ttl", &v, "a number of seconds, 1 to 31622400")),
+                    };
+                }
+                lexopt::Arg::Long(flag) => {
+                    let flag = flag.to_string();
+                    let Some((name, _)) = SETTINGS.iter().find(|(n, _)| *n == flag) else {
+                        return Err(ConfigError(format!(
+                            "unknown option --{flag} (see mfad --help)"
+                        )));
+                    };
+                    let shown = format!("--{name}");
+                    let value = string(parser.value()?, &shown)?;
+                    c.set(name, &value, &shown)?;
+                }
+                lexopt::Arg::Value(v) => words.push(string(v, "a command")?),
+                arg => return Err(arg.unexpected().into()),
+            }
+        }
+        if matches!(c.command, Command::Help | Command::Version) {
+            return Ok(c);
+        }
+        c.command = command(&words, email, ttl)?;
+        c.check()?;
+        Ok(c)
+    }
+
+    fn set(&mut self, name: &str, value: &str, shown: &str) -> Result<(), ConfigError> {
+        match name {
+            "listen" => {
+                self.listen = value
+                    .parse()
+                    .map_err(|_| bad(shown, value, "an address and port like 127.0.0.1:8080"))?
+            }
+            "data-dir" => self.data_dir = nonempty_path(value, shown)?,
+            "key-file" => self.key_file = Some(nonempty_path(value, shown)?),
+            "issuer" => {
+                if value.is_empty() || value.contains(':') || value.len() > 200 {
+                    return Err(bad(
+                        shown,
+                        value,
+                        "a non-empty name of at most 200 bytes without ':' (the colon separates \
+                         issuer and account in the otpauth URI)",
+                    ));
+                }
+                self.issuer = value.to_string()
+            }
+            "workers" => {
+                self.workers = match value.parse::<usize>() {
+                    Ok(n) if (1..=1024).contains(&n) => n,
+                    _ => return Err(bad(shown, value, "a number from 1 to 1024")),
+                }
+            }
+            "jwt-issuer" => {
+                if value.is_empty() {
+                    return Err(bad(shown, value, "a non-empty name"));
+                }
+                self.jwt_issuer = value.to_string()
+            }
+            "jwt-public-key" => self.jwt_public_key = Some(nonempty_path(value, shown)?),
+            "jwt-algorithm" => {
+                self.jwt_algorithm = Some(match value {
+                    "RS256" => ExternalAlgorithm::Rs256,
+                    "ES256" => ExternalAlgorithm::Es256,
+                    "EdDSA" => ExternalAlgorithm::EdDsa,
+                    _ => return Err(bad(shown, value, "RS256, ES256 or EdDSA")),
+                })
+            }
+            "jwt-audience" => self.jwt_audience = Some(value.to_string()).filter(|v| !v.is_empty()),
+            "jwt-external-issuer" => {
+                self.jwt_external_issuer = Some(value.to_string()).filter(|v| !v.is_empty())
+            }
+            "login-rate" => {
+                self.login_rate = value
+                    .parse()
+                    .map_err(|_| bad(shown, value, "a whole number (0 turns it off)"))?
+            }
+            "durability" => {
+                self.durability = match value {
+                    "normal" => Durability::Normal,
+                    "full" => Durability::Full,
+                    _ => return Err(bad(shown, value, "normal or full")),
+                }
+            }
+            "log-level" => {
+                self.log_level = match value {
+                    "error" => log::LevelFilter::Error,
+                    "warn" => log::LevelFilter::Warn,
+                    "info" => log::LevelFilter::Info,
+                    "debug" => log::LevelFilter::Debug,
+                    _ => return Err(bad(shown, value, "error, warn, info or debug")),
+                }
+            }
+            _ => return Err(ConfigError(format!("unknown setting {shown}"))),
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        match (&self.jwt_public_key, self.jwt_algorithm) {
+            (Some(_), None) => Err(ConfigError(
+                "--jwt-public-key needs --jwt-algorithm (RS256, ES256 or EdDSA)".into(),
+            )),
+            (None, Some(_)) => Err(ConfigError(
+                "--jwt-algorithm needs --jwt-public-key (the issuer's PEM public key)".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Settings that are both a flag (`--name`) and an environment variable.
+const SETTINGS: [(&str, &str); 13] = [
+    ("listen", "MFAD_LISTEN"),
+    ("data-dir", "MFAD_DATA_DIR"),
+    ("key-file", "MFAD_KEY_FILE"),
+    ("issuer", "MFAD_ISSUER"),
+    ("workers", "MFAD_WORKERS"),
+    ("jwt-issuer", "MFAD_JWT_ISSUER"),
+    ("jwt-public-key", "MFAD_JWT_PUBLIC_KEY"),
+    ("jwt-algorithm", "MFAD_JWT_ALGORITHM"),
+    ("jwt-audience", "MFAD_JWT_AUDIENCE"),
+    ("jwt-external-issuer", "MFAD_JWT_EXTERNAL_ISSUER"),
+    ("login-rate", "MFAD_LOGIN_RATE"),
+    ("durability", "MFAD_DURABILITY"),
+    ("log-level", "MFAD_LOG_LEVEL"),
+];
+
+fn bad(setting: &str, value: &str, expected: &str) -> ConfigError {
+    let shown: String = value.chars().take(80).collect();
+    ConfigError(format!(
+        "{setting}: {shown:?} is not valid; expected {expected}"
+    ))
+}
+
+fn string(v: OsString, what: &str) -> Result<String, ConfigError> {
+    v.into_string()
+        .map_err(|_| ConfigError(format!("{what}: not valid UTF-8")))
+}
+
+fn nonempty_path(value: &str, shown: &str) -> Result<PathBuf, ConfigError> {
+    if value.is_empty() {
+        return Err(bad(shown, value, "a path"));
+    }
+    Ok(PathBuf::from(value))
+}
+
+fn command(words: &[String], email: Option<String>, ttl: u64) -> Result<Command, ConfigError> {
+    let need_email = |cmd: &str| {
+        email
+            .clone()
+            .ok_or_else(|| ConfigError(format!("{cmd} needs --email EMAIL")))
+    };
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    Ok(match words.as_slice() {
+        [] | ["serve"] => Command::Serve,
+        ["token"] => Command::Token {
+            email: need_email("mfad token")?,
+            ttl,
+        },
+        ["user", "add"] => Command::UserAdd {
+            email: need_email("mfad user add")?,
+        },
+        ["user", "list"] => Command::UserList,
+        ["user", "passwd"] => Command::UserPasswd {
+            email: need_email("mfad user passwd")?,
+        },
+        ["user", "reset-mfa"] => Command::UserResetMfa {
+            email: need_email("mfad user reset-mfa")?,
+        },
+        ["user", "delete"] => Command::UserDelete {
+            email: need_email("mfad user delete")?,
+        },
+        ["user", "show"] => Command::UserShow {
+            email: need_email("mfad user show")?,
+        },
+        _ => {
+            return Err(ConfigError(format!(
+                "unknown command \"{}\" (see mfad --help)",
+                words.join(" ")
+            )))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(env: &[(&str, &str)], args: &[&str]) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        Config::parse(&lookup, args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[], &[]).unwrap();
+        assert_eq!(c.command, Command::Serve);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.issuer, "Storno");
+        assert_eq!(c.jwt_issuer, "mfad");
+        assert_eq!(c.login_rate, 5);
+        assert!(c.workers >= 4);
+    }
+
+    #[test]
+    fn flags_win_over_environment() {
+        let c = parse(
+            &[("MFAD_ISSUER", "FromEnv"), ("MFAD_LOGIN_RATE", "9")],
+            &["serve", "--issuer", "FromFlag"],
+        )
+        .unwrap();
+        assert_eq!(c.issuer, "FromFlag");
+        assert_eq!(c.login_rate, 9);
+    }
+
+    #[test]
+    fn state_directory_is_the_default_data_dir() {
+        let c = parse(&[("STATE_DIRECTORY", "/var/lib/mfad")], &[]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/mfad"));
+        let c = parse(&[("STATE_DIRECTORY", "/a"), ("MFAD_DATA_DIR", "/b")], &[]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/b"));
+    }
+
+    #[test]
+    fn colon_in_issuer_is_refused_naming_the_setting() {
+        let e = parse(&[], &["--issuer", "a:b"]).unwrap_err();
+        assert!(e.0.starts_with("--issuer:"), "{e}");
+        let e = parse(&[("MFAD_ISSUER", "a:b")], &[]).unwrap_err();
+        assert!(e.0.starts_with("MFAD_ISSUER:"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        for (args, prefix) in [
+            (&["--listen", "nope"][..], "--listen:"),
+            (&["--workers", "0"][..], "--workers:"),
+            (&["--jwt-algorithm", "HS256"][..], "--jwt-algorithm:"),
+            (&["--durability", "maybe"][..], "--durability:"),
+            (&["--frobnicate", "1"][..], "unknown option --frobnicate"),
+            (&["token"][..], "mfad token needs --email"),
+            (&["user", "fly"][..], "unknown command \"user fly\""),
+            (
+                &["--jwt-public-key", "k.pem"][..],
+                "--jwt-public-key needs --jwt-algorithm",
+            ),
+        ] {
+            let e = parse(&[], args).unwrap_err();
+            assert!(e.0.starts_with(prefix), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(
+            parse(&[], &["token", "--email", "a@b.c", "--ttl", "60"])
+                .unwrap()
+                .command,
+            Command::Token {
+                email: "a@b.c".into(),
+                ttl: 60
+            }
+        );
+        assert_eq!(
+            parse(
+                &[],
+                &["user", "add", "--email", "a@b.c", "--password-stdin"]
+            )
+            .unwrap()
+            .command,
+            Command::UserAdd {
+                email: "a@b.c".into()
+            }
+        );
+        assert_eq!(parse(&[], &["--help"]).unwrap().command, Command::Help);
+        assert_eq!(parse(&[], &["-V"]).unwrap().command, Command::Version);
+    }
+}

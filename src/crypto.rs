@@ -1,0 +1,456 @@
+//! Every call into `ring` lives here: the OS CSPRNG, key derivation from the instance
+//! key, sealing TOTP secrets, keyed hashes for tokens and backup codes, password hashing
+//! and constant-time comparison. Nothing in this file touches the database or HTTP.
+
+use std::fmt;
+use std::num::NonZeroU32;
+
+use data_encoding::BASE64_NOPAD;
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::{aead, hkdf, hmac, pbkdf2};
+
+/// Length of `mfad.key` and of every derived key.
+pub const KEY_LEN: usize = 32;
+
+/// OWASP's 2023 figure for PBKDF2-HMAC-SHA256; stored with each hash so it can be raised.
+pub const PASSWORD_ITERATIONS: u32 = 600_000;
+
+/// Backup codes carry ~40 bits, so they are stretched; checking one costs one hash.
+pub const BACKUP_CODE_ITERATIONS: u32 = 100_000;
+
+const PASSWORD_SCHEME: &str = "pbkdf2-sha256";
+
+/// Why a crypto operation failed. Deliberately says nothing more: a caller that needs to
+/// tell the user anything says it in its own words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CryptoError {
+    /// The OS random number generator failed (it practically never does).
+    Random,
+    /// A sealed value did not authenticate: wrong key, wrong account or tampered bytes.
+    Unseal,
+}
+
+impl fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CryptoError::Random => f.write_str("the OS random number generator failed"),
+            CryptoError::Unseal => f.write_str("a sealed secret did not authenticate"),
+        }
+    }
+}
+
+/// Bytes that must not show up in logs and should not outlive their use in memory.
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        SecretBytes(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBytes([redacted])")
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+/// Overwrites a buffer with zeros in a way the optimiser may not remove.
+pub fn wipe(buf: &mut [u8]) {
+    for b in buf.iter_mut() {
+        // SAFETY: `b` is a valid, aligned, exclusive reference into `buf`.
+        unsafe { std::ptr::write_volatile(b, 0) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Fills an array from the OS CSPRNG (getrandom on Linux).
+pub fn random<const N: usize>() -> Result<[u8; N], CryptoError> {
+    let mut out = [0u8; N];
+    SystemRandom::new()
+        .fill(&mut out)
+        .map_err(|_| CryptoError::Random)?;
+    Ok(out)
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+struct Len(usize);
+
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// HKDF `info` labels: one per purpose, so that no derived key can stand in for another.
+const LABEL_JWT: &[u8] = b"mfad v1 jwt-hs256";
+const LABEL_SECRET_AEAD: &[u8] = b"mfad v1 totp-secret-aead";
+const LABEL_BACKUP_PEPPER: &[u8] = b"mfad v1 backup-code-pepper";
+const LABEL_TOKEN_HASH: &[u8] = b"mfad v1 token-hash";
+
+fn derive(prk: &hkdf::Prk, label: &[u8]) -> [u8; KEY_LEN] {
+    let mut out = [0u8; KEY_LEN];
+    // `expand` and `fill` only fail for an output longer than 255 hash lengths.
+    if let Ok(okm) = prk.expand(&[label], Len(KEY_LEN)) {
+        let _ = okm.fill(&mut out);
+    }
+    out
+}
+
+/// The keys derived from `mfad.key`.
+pub struct Keys {
+    jwt: [u8; KEY_LEN],
+    aead: aead::LessSafeKey,
+    pepper: hmac::Key,
+    token: hmac::Key,
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Keys([redacted])")
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        wipe(&mut self.jwt);
+    }
+}
+
+impl Keys {
+    /// Derives every key from the instance key with HKDF-SHA256 and distinct labels.
+    pub fn derive(master: &[u8; KEY_LEN]) -> Result<Keys, CryptoError> {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"mfad instance key").extract(master);
+        let mut aead_key = derive(&prk, LABEL_SECRET_AEAD);
+        let mut pepper = derive(&prk, LABEL_BACKUP_PEPPER);
+        let mut token = derive(&prk, LABEL_TOKEN_HASH);
+        // AES-256-GCM takes any 32-byte key; the error arm is for form's sake.
+        let unbound =
+            aead::UnboundKey::new(&aead::AES_256_GCM, &aead_key).map_err(|_| CryptoError::Unseal);
+        wipe(&mut aead_key);
+        let keys = Keys {
+            jwt: derive(&prk, LABEL_JWT),
+            aead: aead::LessSafeKey::new(unbound?),
+            pepper: hmac::Key::new(hmac::HMAC_SHA256, &pepper),
+            token: hmac::Key::new(hmac::HMAC_SHA256, &token),
+        };
+        wipe(&mut pepper);
+        wipe(&mut token);
+        Ok(keys)
+    }
+
+    /// The HS256 key for the tokens mfad issues itself.
+    pub fn jwt_secret(&self) -> &[u8] {
+        &self.jwt
+    }
+
+    /// Seals a TOTP secret with AES-256-GCM. The account id is associated data, so a
+    /// sealed secret copied onto another account's row does not open there.
+    /// Layout: 12-byte random nonce, ciphertext, 16-byte tag.
+    pub fn seal(&self, plaintext: &[u8], account_id: i64) -> Result<Vec<u8>, CryptoError> {
+        let nonce_bytes: [u8; aead::NONCE_LEN] = random()?;
+        let mut out = Vec::with_capacity(aead::NONCE_LEN + plaintext.len() + 16);
+        out.extend_from_slice(&nonce_bytes);
+        let mut body = plaintext.to_vec();
+        self.aead
+            .seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key(nonce_bytes),
+                aead::Aad::from(secret_aad(account_id)),
+                &mut body,
+            )
+            .map_err(|_| CryptoError::Unseal)?;
+        out.extend_from_slice(&body);
+        wipe(&mut body);
+        Ok(out)
+    }
+
+    /// Opens what [`Keys::seal`] produced for the same account.
+    pub fn open(&self, sealed: &[u8], account_id: i64) -> Result<SecretBytes, CryptoError> {
+        if sealed.len() < aead::NONCE_LEN + aead::AES_256_GCM.tag_len() {
+            return Err(CryptoError::Unseal);
+        }
+        let (nonce, body) = sealed.split_at(aead::NONCE_LEN);
+        let nonce =
+            aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Unseal)?;
+        let mut buf = body.to_vec();
+        let len = self
+            .aead
+            .open_in_place(nonce, aead::Aad::from(secret_aad(account_id)), &mut buf)
+            .map_err(|_| CryptoError::Unseal)?
+            .len();
+        buf.truncate(len);
+        Ok(SecretBytes::new(buf))
+    }
+
+    /// Keyed hash of a bearer secret (refresh token, MFA challenge): the database holds
+    /// only this, and without `mfad.key` it cannot even be checked offline.
+    pub fn token_hash(&self, token: &[u8]) -> [u8; 32] {
+        let tag = hmac::sign(&self.token, token);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    /// A value that identifies the instance key without revealing it; stored in the
+    /// database so that a start with the wrong key file is caught.
+    pub fn key_check(&self) -> [u8; 32] {
+        self.token_hash(b"mfad key check v1")
+    }
+
+    /// Salted, peppered, slow hash of a normalised backup code.
+    pub fn backup_code_hash(&self, salt: &[u8], code: &str) -> [u8; 32] {
+        let peppered = hmac::sign(&self.pepper, code.as_bytes());
+        let mut out = [0u8; 32];
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            iterations(BACKUP_CODE_ITERATIONS),
+            salt,
+            peppered.as_ref(),
+            &mut out,
+        );
+        out
+    }
+}
+
+fn secret_aad(account_id: i64) -> [u8; 21] {
+    let mut aad = [0u8; 21];
+    aad[..13].copy_from_slice(b"mfad totp v1\0");
+    aad[13..].copy_from_slice(&account_id.to_be_bytes());
+    aad
+}
+
+fn iterations(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+/// Hashes a password into a self-describing string:
+/// `pbkdf2-sha256$<iterations>$<salt, base64>$<hash, base64>`.
+pub fn hash_password(password: &str, iterations_count: u32) -> Result<String, CryptoError> {
+    let salt: [u8; 16] = random()?;
+    let mut hash = [0u8; 32];
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations(iterations_count),
+        &salt,
+        password.as_bytes(),
+        &mut hash,
+    );
+    Ok(format!(
+        "{PASSWORD_SCHEME}${iterations_count}${}${}",
+        BASE64_NOPAD.encode(&salt),
+        BASE64_NOPAD.encode(&hash)
+    ))
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    Wrong,
+    Right,
+    /// Right, but hashed with fewer iterations than today's setting: rehash it now.
+    RightButWeak,
+}
+
+/// Checks a password against a string from [`hash_password`]. A malformed stored string
+/// is simply wrong; ring compares the hashes in constant time.
+pub fn verify_password(stored: &str, password: &str) -> PasswordCheck {
+    let mut parts = stored.split('$');
+    let (Some(scheme), Some(iter), Some(salt), Some(hash), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return PasswordCheck::Wrong;
+    };
+    let (Ok(iter), Ok(salt), Ok(hash)) = (
+        iter.parse::<u32>(),
+        BASE64_NOPAD.decode(salt.as_bytes()),
+        BASE64_NOPAD.decode(hash.as_bytes()),
+    ) else {
+        return PasswordCheck::Wrong;
+    };
+    if scheme != PASSWORD_SCHEME || iter == 0 {
+        return PasswordCheck::Wrong;
+    }
+    let ok = pbkdf2::verify(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations(iter),
+        &salt,
+        password.as_bytes(),
+        &hash,
+    )
+    .is_ok();
+    match (ok, iter < PASSWORD_ITERATIONS) {
+        (false, _) => PasswordCheck::Wrong,
+        (true, false) => PasswordCheck::Right,
+        (true, true) => PasswordCheck::RightButWeak,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::derive(&[7u8; KEY_LEN]).unwrap()
+    }
+
+    #[test]
+    fn seal_then_open_round_trips() {
+        let k = keys();
+        let sealed = k.seal(b"twenty bytes secret!", 42).unwrap();
+        assert_eq!(sealed.len(), 12 + 20 + 16);
+        assert_eq!(
+            k.open(&sealed, 42).unwrap().expose(),
+            b"twenty bytes secret!"
+        );
+    }
+
+    #[test]
+    fn sealing_twice_gives_different_ciphertexts() {
+        let k = keys();
+        assert_ne!(k.seal(b"abc", 1).unwrap(), k.seal(b"abc", 1).unwrap());
+    }
+
+    #[test]
+    fn tampered_ciphertext_is_refused() {
+        let k = keys();
+        let sealed = k.seal(b"twenty bytes secret!", 42).unwrap();
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x01;
+            assert_eq!(
+                k.open(&bad, 42).unwrap_err(),
+                CryptoError::Unseal,
+                "byte {i}"
+            );
+        }
+        assert_eq!(k.open(&sealed[..20], 42).unwrap_err(), CryptoError::Unseal);
+    }
+
+    #[test]
+    fn wrong_account_id_is_refused() {
+        let k = keys();
+        let sealed = k.seal(b"twenty bytes secret!", 42).unwrap();
+        assert_eq!(k.open(&sealed, 43).unwrap_err(), CryptoError::Unseal);
+    }
+
+    #[test]
+    fn another_instance_key_cannot_open() {
+        let sealed = keys().seal(b"secret", 1).unwrap();
+        let other = Keys::derive(&[8u8; KEY_LEN]).unwrap();
+        assert!(other.open(&sealed, 1).is_err());
+    }
+
+    #[test]
+    fn hkdf_labels_give_distinct_keys() {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"mfad instance key").extract(&[7u8; 32]);
+        let labels = [
+            LABEL_JWT,
+            LABEL_SECRET_AEAD,
+            LABEL_BACKUP_PEPPER,
+            LABEL_TOKEN_HASH,
+        ];
+        let derived: Vec<[u8; 32]> = labels.iter().map(|l| derive(&prk, l)).collect();
+        for i in 0..derived.len() {
+            assert_ne!(derived[i], [0u8; 32]);
+            assert_ne!(&derived[i][..], &[7u8; 32][..]);
+            for j in 0..i {
+                assert_ne!(derived[i], derived[j], "labels {i} and {j}");
+            }
+        }
+        // Deterministic: the same instance key gives the same keys after a restart.
+        assert_eq!(
+            keys().jwt_secret(),
+            Keys::derive(&[7u8; 32]).unwrap().jwt_secret()
+        );
+        assert_eq!(&derived[0][..], keys().jwt_secret());
+    }
+
+    #[test]
+    fn token_hash_is_keyed() {
+        let a = keys().token_hash(b"token");
+        assert_eq!(a, keys().token_hash(b"token"));
+        assert_ne!(a, Keys::derive(&[8u8; 32]).unwrap().token_hash(b"token"));
+        assert_ne!(a, keys().token_hash(b"token2"));
+    }
+
+    #[test]
+    fn backup_code_hash_depends_on_salt_pepper_and_code() {
+        let k = keys();
+        let h = k.backup_code_hash(b"salt-one", "abcd2345");
+        assert_eq!(h, k.backup_code_hash(b"salt-one", "abcd2345"));
+        assert_ne!(h, k.backup_code_hash(b"salt-two", "abcd2345"));
+        assert_ne!(h, k.backup_code_hash(b"salt-one", "abcd2346"));
+        assert_ne!(
+            h,
+            Keys::derive(&[8u8; 32])
+                .unwrap()
+                .backup_code_hash(b"salt-one", "abcd2345")
+        );
+    }
+
+    #[test]
+    fn password_hash_verifies_and_reports_weak_cost() {
+        let h = hash_password("correct horse", 1_000).unwrap();
+        assert!(h.starts_with("pbkdf2-sha256$1000$"));
+        assert_eq!(
+            verify_password(&h, "correct horse"),
+            PasswordCheck::RightButWeak
+        );
+        assert_eq!(verify_password(&h, "correct hors"), PasswordCheck::Wrong);
+        let strong = hash_password("pw", PASSWORD_ITERATIONS).unwrap();
+        assert_eq!(verify_password(&strong, "pw"), PasswordCheck::Right);
+        assert_ne!(
+            hash_password("pw", 1_000).unwrap(),
+            hash_password("pw", 1_000).unwrap()
+        );
+    }
+
+    #[test]
+    fn malformed_password_hash_is_wrong_not_a_panic() {
+        for bad in [
+            "",
+            "x",
+            "pbkdf2-sha256$0$AAAA$AAAA",
+            "md5$1$AA$AA",
+            "pbkdf2-sha256$1$!!$AA",
+        ] {
+            assert_eq!(verify_password(bad, "pw"), PasswordCheck::Wrong, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ct_eq_compares_contents_and_lengths() {
+        assert!(ct_eq(b"123456", b"123456"));
+        assert!(!ct_eq(b"123456", b"123457"));
+        assert!(!ct_eq(b"12345", b"123456"));
+        assert!(ct_eq(b"", b""));
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = SecretBytes::new(b"hunter2".to_vec());
+        assert_eq!(format!("{s:?}"), "SecretBytes([redacted])");
+        assert!(!format!("{:?}", keys()).contains('7'));
+    }
+}

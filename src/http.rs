@@ -1,0 +1,397 @@
+//! The only file that touches tiny_http: the listening socket, the worker threads, the
+//! router, the body cap, JSON in and out, the security headers, panic → 500, and one
+//! access-log line per request (method, path, status, time; never a token or a body).
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+use tiny_http::{Header, Method, Request, Response};
+
+use crate::error::Error;
+use crate::service::{self, App};
+use crate::store::{self, Db};
+
+/// Request bodies larger than this are refused with 413 (API.md).
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// The endpoints, by path and method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Health,
+    Setup,
+    Enable,
+    Disable,
+    Status,
+    Regenerate,
+    Login,
+    Verify,
+    Refresh,
+}
+
+fn route(method: &Method, path: &str) -> Result<Endpoint, Error> {
+    let (endpoint, allow) = match path {
+        "/healthz" => (Endpoint::Health, "GET"),
+        "/api/v1/me/mfa/totp/setup" => (Endpoint::Setup, "POST"),
+        "/api/v1/me/mfa/totp/enable" => (Endpoint::Enable, "POST"),
+        "/api/v1/me/mfa/totp/disable" => (Endpoint::Disable, "POST"),
+        "/api/v1/me/mfa/status" => (Endpoint::Status, "GET"),
+        "/api/v1/me/mfa/backup-codes/regenerate" => (Endpoint::Regenerate, "POST"),
+        "/api/auth" => (Endpoint::Login, "POST"),
+        "/api/auth/mfa/verify" => (Endpoint::Verify, "POST"),
+        "/api/auth/refresh" => (Endpoint::Refresh, "POST"),
+        _ => return Err(Error::NotFound),
+    };
+    if method.as_str() != allow {
+        return Err(Error::MethodNotAllowed(allow));
+    }
+    Ok(endpoint)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn header<'r>(rq: &'r Request, name: &'static str) -> Option<&'r str> {
+    rq.headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
+}
+
+/// Reads the JSON object in the body. The 413 is decided from `Content-Length` before
+/// anything is read; a chunked body is cut off one byte past the cap.
+fn read_body(rq: &mut Request) -> Result<Map<String, Value>, Error> {
+    // tiny_http ignores a Content-Length it cannot parse and takes the first of several;
+    // a proxy in front may read them otherwise (request smuggling), so refuse both.
+    let lengths: Vec<&str> = rq
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("Content-Length"))
+        .map(|h| h.value.as_str().trim())
+        .collect();
+    if lengths.len() > 1
+        || lengths
+            .iter()
+            .any(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(Error::BadRequest("Invalid Content-Length header."));
+    }
+    if rq.body_length().is_some_and(|n| n > MAX_BODY) || lengths.iter().any(|v| v.len() > 9) {
+        return Err(Error::PayloadTooLarge);
+    }
+    let mut buf = Vec::with_capacity(rq.body_length().unwrap_or(0).min(MAX_BODY));
+    rq.as_reader()
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|_| Error::BadRequest("Could not read the request body."))?;
+    if buf.len() > MAX_BODY {
+        return Err(Error::PayloadTooLarge);
+    }
+    if buf.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(&buf) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Error::BadRequest("The request body must be a JSON object.")),
+        Err(_) => Err(Error::BadRequest("The request body is not valid JSON.")),
+    }
+}
+
+fn handle(app: &App, db: &mut Db, rq: &mut Request, path: &str) -> Result<Value, Error> {
+    let endpoint = route(rq.method(), path)?;
+    let body = match rq.method() {
+        Method::Post => read_body(rq)?,
+        _ => Map::new(),
+    };
+    let now = unix_now();
+    let ip = rq.remote_addr().map(|a| a.ip());
+    let me = |db: &mut Db| service::authenticate(app, db, header(rq, "Authorization"), now);
+    match endpoint {
+        Endpoint::Health => service::health(db).map_err(|_| Error::Unavailable),
+        Endpoint::Setup => {
+            let who = me(db)?;
+            service::setup(app, db, &who)
+        }
+        Endpoint::Enable => {
+            let who = me(db)?;
+            service::enable(app, db, &who, &body, now)
+        }
+        Endpoint::Disable => {
+            let who = me(db)?;
+            service::disable(app, db, &who, &body, now)
+        }
+        Endpoint::Status => {
+            let who = me(db)?;
+            service::status(db, &who)
+        }
+        Endpoint::Regenerate => {
+            let who = me(db)?;
+            service::regenerate(app, db, &who, &body, now)
+        }
+        Endpoint::Login => service::login(app, db, &body, ip, now),
+        Endpoint::Verify => service::verify(app, db, &body, now),
+        Endpoint::Refresh => service::refresh(app, db, &body, now),
+    }
+}
+
+/// The JSON body of an error, in the shapes API.md fixes.
+pub fn error_body(e: &Error) -> Value {
+    let message = e.message();
+    match e {
+        Error::Unauthenticated(_) => {
+            serde_json::json!({ "code": 401, "message": message, "error": message })
+        }
+        _ => serde_json::json!({ "error": message }),
+    }
+}
+
+/// Runs a handler, turning a panic into an opaque 500 (the worker lives on).
+fn guarded(f: impl FnOnce() -> Result<Value, Error>) -> Result<Value, Error> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(Err(Error::Internal))
+}
+
+/// Headers every response carries, built once.
+struct CommonHeaders(Vec<Header>);
+
+impl CommonHeaders {
+    fn new() -> Result<Self, String> {
+        let pairs: [(&[u8], &[u8]); 3] = [
+            (b"Content-Type", b"application/json"),
+            // Bodies hold secrets and tokens: no cache may keep them.
+            (b"Cache-Control", b"no-store"),
+            (b"X-Content-Type-Options", b"nosniff"),
+        ];
+        pairs
+            .iter()
+            .map(|(k, v)| Header::from_bytes(*k, *v).map_err(|_| "bad built-in header".to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(CommonHeaders)
+    }
+}
+
+fn respond(rq: Request, common: &CommonHeaders, result: &Result<Value, Error>) -> u16 {
+    let (status, body) = match result {
+        Ok(v) => (200, v.to_string()),
+        Err(e) => (e.status(), error_body(e).to_string()),
+    };
+    let mut response = Response::from_data(body.into_bytes()).with_status_code(status);
+    for h in &common.0 {
+        response.add_header(h.clone());
+    }
+    let extra = match result {
+        Err(Error::MethodNotAllowed(allow)) => Some(("Allow", allow.to_string())),
+        Err(Error::TooManyRequests { retry_after, .. }) => {
+            Some(("Retry-After", retry_after.to_string()))
+        }
+        _ => None,
+    };
+    if let Some((name, value)) = extra {
+        if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    if matches!(
+        result,
+        Err(Error::PayloadTooLarge) | Err(Error::BadRequest(_))
+    ) {
+        // The body may be unread or unparseable: do not try to reuse the connection.
+        if let Ok(h) = Header::from_bytes(&b"Connection"[..], &b"close"[..]) {
+            response.add_header(h);
+        }
+    }
+    if let Err(e) = rq.respond(response) {
+        log::debug!("writing a response failed: {e}");
+    }
+    status
+}
+
+/// The path for routing and logging: no query string (it could carry a secret), no
+/// control characters, bounded length.
+fn clean_path(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    path.chars()
+        .take(200)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+fn worker(server: Arc<tiny_http::Server>, app: Arc<App>, mut db: Db, common: Arc<CommonHeaders>) {
+    while let Ok(mut rq) = server.recv() {
+        let started = Instant::now();
+        let path = clean_path(rq.url());
+        let method = rq.method().to_string();
+        let result = guarded(|| handle(&app, &mut db, &mut rq, &path));
+        let status = respond(rq, &common, &result);
+        log::info!(
+            "{method} {path} {status} {:.1}ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
+
+/// A running server.
+pub struct Running {
+    server: Arc<tiny_http::Server>,
+    workers: Vec<JoinHandle<()>>,
+    janitor: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    addr: SocketAddr,
+}
+
+impl Running {
+    /// The address actually bound (the port is known even for `:0`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops taking requests, lets each worker finish the one it is on, and returns.
+    pub fn shutdown(self) {
+        for _ in &self.workers {
+            self.server.unblock();
+        }
+        for w in self.workers {
+            let _ = w.join();
+        }
+        if let Some((stop, handle)) = self.janitor {
+            drop(stop);
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Sets `TCP_NODELAY` on the listening socket; Linux copies it to every accepted
+/// socket. tiny_http 0.12 never sets it and writes a response in 1 KiB pieces, so a
+/// multi-KB answer on a keep-alive connection waited ~40 ms for a delayed ACK.
+fn set_nodelay(listener: &TcpListener) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket fd, a pointer to a c_int and its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            std::ptr::addr_of!(one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Binds `listen` and starts `dbs.len()` workers, one database connection each, plus a
+/// janitor that purges expired challenges and refresh tokens once a minute.
+pub fn start(
+    listen: SocketAddr,
+    app: Arc<App>,
+    dbs: Vec<Db>,
+    janitor_db: Db,
+) -> Result<Running, String> {
+    let listener =
+        TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    set_nodelay(&listener).map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let server = Arc::new(
+        tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| format!("cannot start the HTTP server: {e}"))?,
+    );
+    let common = Arc::new(CommonHeaders::new()?);
+    let mut workers = Vec::with_capacity(dbs.len());
+    for (i, db) in dbs.into_iter().enumerate() {
+        let (server, app, common) = (server.clone(), app.clone(), common.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("mfad-worker-{i}"))
+            .spawn(move || worker(server, app, db, common))
+            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+        workers.push(handle);
+    }
+    let (stop, stopped) = mpsc::channel::<()>();
+    let janitor = std::thread::Builder::new()
+        .name("mfad-janitor".into())
+        .spawn(move || janitor(janitor_db, stopped))
+        .map_err(|e| format!("cannot start the janitor thread: {e}"))?;
+    Ok(Running {
+        server,
+        workers,
+        janitor: Some((stop, janitor)),
+        addr,
+    })
+}
+
+fn janitor(mut db: Db, stopped: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_secs(60)) {
+        match db.write(|c| Ok(store::purge_expired(c, unix_now())?)) {
+            Ok(0) => {}
+            Ok(n) => log::debug!("purged {n} expired challenges and refresh tokens"),
+            Err(_) => {} // already logged by the store
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn router_knows_paths_and_methods() {
+        assert_eq!(route(&Method::Post, "/api/auth"), Ok(Endpoint::Login));
+        assert_eq!(
+            route(&Method::Get, "/api/v1/me/mfa/status"),
+            Ok(Endpoint::Status)
+        );
+        assert_eq!(
+            route(&Method::Get, "/api/auth"),
+            Err(Error::MethodNotAllowed("POST"))
+        );
+        assert_eq!(
+            route(&Method::Post, "/healthz"),
+            Err(Error::MethodNotAllowed("GET"))
+        );
+        assert_eq!(route(&Method::Get, "/api/auth/"), Err(Error::NotFound));
+        assert_eq!(route(&Method::Get, "/"), Err(Error::NotFound));
+    }
+
+    #[test]
+    fn a_panicking_handler_becomes_an_opaque_500() {
+        let r = guarded(|| panic!("secret detail"));
+        assert_eq!(r, Err(Error::Internal));
+        assert_eq!(
+            error_body(&Error::Internal),
+            serde_json::json!({"error": "Internal error."})
+        );
+        // The thread that ran it is still usable.
+        assert_eq!(guarded(|| Ok(Value::Null)), Ok(Value::Null));
+    }
+
+    #[test]
+    fn unauthenticated_errors_carry_storno_shape() {
+        let v = error_body(&Error::Unauthenticated("Invalid credentials."));
+        assert_eq!(
+            v,
+            serde_json::json!({"code": 401, "message": "Invalid credentials.", "error": "Invalid credentials."})
+        );
+        assert_eq!(
+            error_body(&Error::Rejected("Invalid code.")),
+            serde_json::json!({"error": "Invalid code."})
+        );
+    }
+
+    #[test]
+    fn paths_are_cleaned_for_logs() {
+        assert_eq!(clean_path("/api/auth?token=abc"), "/api/auth");
+        assert_eq!(clean_path("/a\nb"), "/a?b");
+        assert_eq!(clean_path(&"/x".repeat(500)).len(), 200);
+    }
+}

@@ -1,0 +1,198 @@
+//! mfad: a self-hosted, single-binary authentication server with TOTP two-factor
+//! authentication, wire-compatible with Storno's MFA endpoints.
+//!
+//! Data flows one way: `main` → `http` → `service` → {`totp`, `qr`, `crypto`, `store`};
+//! `cli` serves the admin commands beside `http`. This file opens the data directory
+//! (the instance key and the database) for both.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod http;
+pub mod log;
+pub mod qr;
+pub mod service;
+pub mod store;
+pub mod totp;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use config::Config;
+use crypto::{Keys, KEY_LEN};
+use store::Db;
+
+/// The data directory, opened: the derived keys and a way to open the database.
+pub struct Instance {
+    pub keys: Keys,
+    pub dbs: DbOpener,
+}
+
+/// Opens connections to the instance's database, all sharing one write lock.
+pub struct DbOpener {
+    path: PathBuf,
+    durability: config::Durability,
+    write_lock: Arc<Mutex<()>>,
+}
+
+impl DbOpener {
+    pub fn open(&self) -> Result<Db, String> {
+        Db::open(&self.path, self.durability, self.write_lock.clone()).map_err(|e| e.to_string())
+    }
+}
+
+/// Which key file to use, and how strictly to check its mode.
+fn key_path(config: &Config) -> (PathBuf, bool, bool) {
+    if let Some(p) = &config.key_file {
+        return (p.clone(), false, false);
+    }
+    if let Some(dir) = &config.credentials_dir {
+        let p = dir.join("mfad.key");
+        if p.exists() {
+            // systemd gives credentials mode 0400 plus an ACL for the service user, which
+            // shows as group-readable; the directory itself is private to the service.
+            return (p, false, true);
+        }
+    }
+    (config.data_dir.join("mfad.key"), true, false)
+}
+
+fn read_key(path: &Path, credential: bool) -> Result<[u8; KEY_LEN], String> {
+    let shown = path.display();
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read key file {shown}: {e}"))?;
+    let loose = if credential { 0o027 } else { 0o077 };
+    if meta.mode() & loose != 0 {
+        return Err(format!(
+            "key file {shown} has mode {:o}: others can read it; run chmod 600 {shown}",
+            meta.mode() & 0o777
+        ));
+    }
+    let mut bytes = Vec::with_capacity(KEY_LEN + 1);
+    fs::File::open(path)
+        .and_then(|f| f.take(KEY_LEN as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read key file {shown}: {e}"))?;
+    let key: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
+        format!(
+            "key file {shown} holds {}{} bytes, not {KEY_LEN}: it is not an mfad key (or it was \
+             truncated); restore it from a backup",
+            bytes.len(),
+            if bytes.len() > KEY_LEN { "+" } else { "" }
+        )
+    })?;
+    crypto::wipe(&mut bytes);
+    Ok(key)
+}
+
+/// Creates a new key file (never overwriting one) with 32 bytes from the OS CSPRNG.
+fn create_key(path: &Path) -> Result<(), String> {
+    let key: [u8; KEY_LEN] = crypto::random().map_err(|e| e.to_string())?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create key file {}: {e}", path.display()))?;
+    f.write_all(&key)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("cannot write key file {}: {e}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        let _ = fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    ::log::info!("created a new instance key at {}", path.display());
+    Ok(())
+}
+
+/// Opens (creating on first start) the data directory, the key and the database, and
+/// checks that the key is the one this database was made with.
+pub fn open_instance(config: &Config) -> Result<Instance, String> {
+    let dir = &config.data_dir;
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+    }
+    let (path, create_if_missing, credential) = key_path(config);
+    let db_path = dir.join("mfad.db");
+    if create_if_missing && !path.exists() {
+        if db_path.exists() {
+            return Err(format!(
+                "key file {} is missing but database {} exists: without its key the database \
+                 is useless; restore the key from a backup (mfad will not make a new one)",
+                path.display(),
+                db_path.display()
+            ));
+        }
+        create_key(&path)?;
+    }
+    let mut master = read_key(&path, credential)?;
+    let keys = Keys::derive(&master).map_err(|e| e.to_string());
+    crypto::wipe(&mut master);
+    let keys = keys?;
+    let instance = Instance {
+        keys,
+        dbs: DbOpener {
+            path: db_path,
+            durability: config.durability,
+            write_lock: Arc::new(Mutex::new(())),
+        },
+    };
+    let mut db = instance.dbs.open()?;
+    let check = instance.keys.key_check();
+    let stored =
+        store::meta(db.read(), "key_check").map_err(|e| format!("cannot read database: {e}"))?;
+    match stored {
+        Some(v) if crypto::ct_eq(&v, &check) => {}
+        Some(_) => {
+            return Err(format!(
+                "key file {} is not the key of database {}: was it replaced? Restore the right one",
+                path.display(),
+                instance.dbs.path.display()
+            ))
+        }
+        None => db
+            .write(|c| Ok(store::set_meta(c, "key_check", &check)?))
+            .map_err(|_| "cannot write to the database".to_string())?,
+    }
+    Ok(instance)
+}
+
+/// Builds the shared request state from the configuration and the instance's keys.
+pub fn app(config: &Config, keys: Keys) -> Result<service::App, String> {
+    let external_pem = match &config.jwt_public_key {
+        Some(p) => Some(
+            fs::read(p)
+                .map_err(|e| format!("--jwt-public-key: cannot read {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let external = match (&external_pem, config.jwt_algorithm) {
+        (Some(pem), Some(algorithm)) => Some(auth::ExternalIssuer {
+            pem: pem.as_slice(),
+            algorithm,
+            issuer: config.jwt_external_issuer.as_deref(),
+            audience: config.jwt_audience.as_deref(),
+        }),
+        _ => None,
+    };
+    let tokens = auth::Tokens::new(keys.jwt_secret(), &config.jwt_issuer, external)
+        .map_err(|e| format!("--jwt-public-key: {e}"))?;
+    service::App::new(keys, tokens, config.issuer.clone(), config.login_rate)
+        .map_err(|_| "cannot initialise (the random number generator failed)".to_string())
+}
+
+/// Starts the server: returns once it is listening.
+pub fn serve(config: &Config) -> Result<http::Running, String> {
+    let Instance { keys, dbs } = open_instance(config)?;
+    let app = app(config, keys)?;
+    let workers = (0..config.workers)
+        .map(|_| dbs.open())
+        .collect::<Result<Vec<_>, _>>()?;
+    http::start(config.listen, Arc::new(app), workers, dbs.open()?)
+}

@@ -1,0 +1,108 @@
+//! The `mfad` binary: parse the configuration, start logging, run the command. The only
+//! place that prints to stdout or decides the exit code.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use mfad::config::{Command, Config, HELP};
+
+fn main() -> ExitCode {
+    let config = match Config::from_env_and_args() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mfad: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match config.command {
+        Command::Help => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("mfad {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    // The database holds hashes and sealed secrets: nothing mfad creates is for others.
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe { libc::umask(0o077) };
+    mfad::log::init(config.log_level);
+    std::panic::set_hook(Box::new(|info| {
+        // The location only: a payload could, in principle, quote request data.
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        log::error!("panic at {}", at.as_deref().unwrap_or("unknown location"));
+    }));
+    if config.command == Command::Serve {
+        return serve(&config);
+    }
+    let result =
+        mfad::open_instance(&config).and_then(|instance| mfad::cli::run(&config, instance));
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mfad: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: &Config) -> ExitCode {
+    // Block SIGTERM and SIGINT before any thread starts, so every thread inherits the
+    // mask and only the `sigwait` below receives them: no handler runs on a worker.
+    let signals = match block_shutdown_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mfad: cannot set up signal handling: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let running = match mfad::serve(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mfad: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("mfad listening on http://{}", running.addr());
+    let _ = std::io::stdout().flush();
+    log::info!(
+        "serving on {} with {} workers, data in {}",
+        running.addr(),
+        config.workers,
+        config.data_dir.display()
+    );
+    let signal = wait_for(&signals);
+    log::info!("signal {signal} received: finishing requests in flight");
+    running.shutdown();
+    log::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+fn block_shutdown_signals() -> std::io::Result<libc::sigset_t> {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        Ok(set)
+    }
+}
+
+fn wait_for(set: &libc::sigset_t) -> libc::c_int {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` was built by block_shutdown_signals; sigwait writes one c_int.
+    while unsafe { libc::sigwait(set, &mut sig) } != 0 {}
+    sig
+}
