@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -223,8 +224,22 @@ fn clean_path(url: &str) -> String {
         .collect()
 }
 
-fn worker(server: Arc<tiny_http::Server>, app: Arc<App>, mut db: Db, common: Arc<CommonHeaders>) {
-    while let Ok(mut rq) = server.recv() {
+fn worker(
+    server: Arc<tiny_http::Server>,
+    app: Arc<App>,
+    mut db: Db,
+    common: Arc<CommonHeaders>,
+    stopping: Arc<AtomicBool>,
+) {
+    loop {
+        let mut rq = match server.recv() {
+            Ok(rq) => rq,
+            Err(_) if stopping.load(Ordering::SeqCst) => break,
+            Err(e) => {
+                log::warn!("receiving a request failed: {e}");
+                continue;
+            }
+        };
         let started = Instant::now();
         let path = clean_path(rq.url());
         let method = rq.method().to_string();
@@ -240,6 +255,7 @@ fn worker(server: Arc<tiny_http::Server>, app: Arc<App>, mut db: Db, common: Arc
 /// A running server.
 pub struct Running {
     server: Arc<tiny_http::Server>,
+    stopping: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     janitor: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     addr: SocketAddr,
@@ -253,6 +269,7 @@ impl Running {
 
     /// Stops taking requests, lets each worker finish the one it is on, and returns.
     pub fn shutdown(self) {
+        self.stopping.store(true, Ordering::SeqCst);
         for _ in &self.workers {
             self.server.unblock();
         }
@@ -266,20 +283,25 @@ impl Running {
     }
 }
 
-/// Sets `TCP_NODELAY` on the listening socket; Linux copies it to every accepted
-/// socket. tiny_http 0.12 never sets it and writes a response in 1 KiB pieces, so a
-/// multi-KB answer on a keep-alive connection waited ~40 ms for a delayed ACK.
-fn set_nodelay(listener: &TcpListener) -> std::io::Result<()> {
+/// How long a connection may sit without sending a byte (idle keep-alive included), and
+/// how long a write may block on a client that does not read.
+pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn setsockopt<T>(
+    listener: &TcpListener,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket fd, a pointer to a c_int and its exact size.
+    // SAFETY: a valid socket fd, a pointer to a live value and its exact size.
     let rc = unsafe {
         libc::setsockopt(
             listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            std::ptr::addr_of!(one).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            level,
+            name,
+            std::ptr::from_ref(value).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if rc == 0 {
@@ -287,6 +309,24 @@ fn set_nodelay(listener: &TcpListener) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Options set on the listening socket, which Linux copies to every accepted socket
+/// (tiny_http 0.12 sets none and offers no hook to):
+/// - `TCP_NODELAY`: tiny_http writes a response in 1 KiB pieces, so without it a
+///   multi-KB answer on a keep-alive connection waited ~40 ms for a delayed ACK;
+/// - `SO_RCVTIMEO` / `SO_SNDTIMEO`: a client that stops sending (or reading) is dropped
+///   after [`SOCKET_TIMEOUT`] instead of holding a thread forever. Clients that trickle
+///   bytes are bounded by the request deadline in the vendored tiny_http.
+fn set_socket_options(listener: &TcpListener) -> std::io::Result<()> {
+    let one: libc::c_int = 1;
+    setsockopt(listener, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one)?;
+    let timeout = libc::timeval {
+        tv_sec: SOCKET_TIMEOUT.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    setsockopt(listener, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)?;
+    setsockopt(listener, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &timeout)
 }
 
 /// Binds `listen` and starts `dbs.len()` workers, one database connection each, plus a
@@ -299,7 +339,7 @@ pub fn start(
 ) -> Result<Running, String> {
     let listener =
         TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    set_nodelay(&listener).map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+    set_socket_options(&listener).map_err(|e| format!("cannot set socket options: {e}"))?;
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
@@ -308,12 +348,18 @@ pub fn start(
             .map_err(|e| format!("cannot start the HTTP server: {e}"))?,
     );
     let common = Arc::new(CommonHeaders::new()?);
+    let stopping = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::with_capacity(dbs.len());
     for (i, db) in dbs.into_iter().enumerate() {
-        let (server, app, common) = (server.clone(), app.clone(), common.clone());
+        let (server, app, common, stop) = (
+            server.clone(),
+            app.clone(),
+            common.clone(),
+            stopping.clone(),
+        );
         let handle = std::thread::Builder::new()
             .name(format!("mfad-worker-{i}"))
-            .spawn(move || worker(server, app, db, common))
+            .spawn(move || worker(server, app, db, common, stop))
             .map_err(|e| format!("cannot start a worker thread: {e}"))?;
         workers.push(handle);
     }
@@ -324,6 +370,7 @@ pub fn start(
         .map_err(|e| format!("cannot start the janitor thread: {e}"))?;
     Ok(Running {
         server,
+        stopping,
         workers,
         janitor: Some((stop, janitor)),
         addr,

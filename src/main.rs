@@ -63,6 +63,7 @@ fn serve(config: &Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    raise_fd_limit();
     let running = match mfad::serve(config) {
         Ok(r) => r,
         Err(e) => {
@@ -83,6 +84,20 @@ fn serve(config: &Config) -> ExitCode {
     running.shutdown();
     log::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Each client connection costs two file descriptors (tiny_http clones the socket);
+/// the usual soft limit of 1024 would cap a server at ~500 connections. Raise the soft
+/// limit to the hard one, as most servers do.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit on a plain struct owned here.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 fn block_shutdown_signals() -> std::io::Result<libc::sigset_t> {

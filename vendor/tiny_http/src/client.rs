@@ -6,6 +6,7 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
@@ -36,9 +37,21 @@ pub struct ClientConnection {
     secure: bool,
 }
 
+/// mfad patch: bounds on what one request may cost the server before a handler sees it.
+/// The request line (method, target, version) may be at most this long: 414 beyond.
+pub(crate) const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// The header section, all lines together, at most this long: 431 beyond.
+pub(crate) const MAX_HEADER_SECTION: usize = 16 * 1024;
+/// The whole request — line, headers and a body read eagerly — must arrive within this
+/// time of the connection starting to wait for it; a client trickling bytes is cut off.
+/// (A client sending nothing at all is cut off sooner by the socket's receive timeout.)
+pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(20);
+
 /// Error that can happen when reading a request.
 #[derive(Debug)]
 enum ReadError {
+    /// mfad patch: the request line or the header section is over its limit.
+    TooLarge(u16),
     WrongRequestLine,
     WrongHeader(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
@@ -77,7 +90,13 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    ///
+    /// mfad patch: at most `limit` bytes (else `Ok(None)`), and not past `deadline`.
+    fn read_next_line(
+        &mut self,
+        limit: usize,
+        deadline: Instant,
+    ) -> IoResult<Option<AsciiString>> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -92,10 +111,18 @@ impl ClientConnection {
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
                 return AsciiString::from_ascii(buf)
+                    .map(Some)
                     .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
             }
 
             prev_byte_was_cr = byte == b'\r';
+
+            if buf.len() >= limit {
+                return Ok(None);
+            }
+            if Instant::now() > deadline {
+                return Err(IoError::new(ErrorKind::TimedOut, "request deadline passed"));
+            }
 
             buf.push(byte);
         }
@@ -104,10 +131,14 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        let deadline = Instant::now() + REQUEST_DEADLINE;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self
+                    .read_next_line(MAX_REQUEST_LINE, deadline)
+                    .map_err(ReadError::ReadIoError)?
+                    .ok_or(ReadError::TooLarge(414))?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -117,8 +148,13 @@ impl ClientConnection {
             // getting all headers
             let headers = {
                 let mut headers = Vec::new();
+                let mut budget = MAX_HEADER_SECTION;
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self
+                        .read_next_line(budget, deadline)
+                        .map_err(ReadError::ReadIoError)?
+                        .ok_or(ReadError::TooLarge(431))?;
+                    budget = budget.saturating_sub(line.len() + 2);
 
                     if line.is_empty() {
                         break;
@@ -153,6 +189,7 @@ impl ClientConnection {
             *self.remote_addr.as_ref().unwrap(),
             data_source,
             writer,
+            Some(deadline),
         )
         .map_err(|e| {
             use crate::request;
@@ -185,6 +222,15 @@ impl Iterator for ClientConnection {
 
         loop {
             let rq = match self.read() {
+                Err(ReadError::TooLarge(code)) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(code));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None; // the rest of the oversized head is never read
+                }
+
                 Err(ReadError::WrongRequestLine) => {
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(400));
@@ -227,15 +273,17 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
+                // mfad patch: the original wrote this answer through a second writer that
+                // waits for the request's own writer to be dropped — which it was not
+                // yet — so the connection thread hung forever on every HTTP/2 preface.
+                // Answer through the request itself, then close: what follows a
+                // preface is not HTTP/1.
                 let response = Response::from_string(
                     "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
                 )
                 .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
+                rq.respond(response).ok();
+                return None;
             }
 
             // mfad patch: a body larger than what EqualReader drains, or a chunked one (never

@@ -340,9 +340,13 @@ impl Server {
                     }
 
                     Err(e) => {
+                        // mfad patch: the original pushed the error to the request queue
+                        // and stopped accepting for good, so running out of file
+                        // descriptors once (EMFILE under a connection flood) left a server
+                        // that never accepted again. Pause briefly and keep accepting.
                         log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        thread::sleep(std::time::Duration::from_millis(20));
+                        continue;
                     }
                 }
             }

@@ -118,6 +118,19 @@ impl From<IoError> for RequestCreationError {
 
 /// Builds a new request.
 ///
+/// mfad patch: bodies up to this size (and chunked bodies, up to one byte more) are read
+/// before the request is handed to a worker.
+pub(crate) const EAGER_BODY_LIMIT: usize = 16 * 1024;
+
+fn past_deadline(deadline: Option<std::time::Instant>) -> Result<(), RequestCreationError> {
+    match deadline {
+        Some(d) if std::time::Instant::now() > d => Err(RequestCreationError::CreationIoError(
+            IoError::new(ErrorKind::TimedOut, "request deadline passed"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// After the request line and headers have been read from the socket, a new `Request` object
 /// is built.
 ///
@@ -134,7 +147,8 @@ pub fn new_request<R, W>(
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
-    writer: W,
+    mut writer: W,
+    deadline: Option<std::time::Instant>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -159,6 +173,7 @@ where
     };
 
     // true if the client sent a `Expect: 100-continue` header
+    let mut must_send_continue = true;
     let expects_continue = {
         match headers
             .iter()
@@ -191,9 +206,17 @@ where
     } else if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
-            // if the content-length is small enough, we just read everything into a buffer
-
+        } else if content_length <= EAGER_BODY_LIMIT {
+            // mfad patch: bodies up to EAGER_BODY_LIMIT are read here, on the connection's
+            // own thread and within the request deadline, so that a client trickling its
+            // body never holds one of the application's worker threads.
+            if expects_continue {
+                writer
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .and_then(|()| writer.flush())
+                    .map_err(RequestCreationError::CreationIoError)?;
+                must_send_continue = false;
+            }
             let mut buffer = vec![0; content_length];
             let mut offset = 0;
 
@@ -206,6 +229,7 @@ where
                     let err = IoError::new(ErrorKind::ConnectionAborted, info);
                     return Err(RequestCreationError::CreationIoError(err));
                 }
+                past_deadline(deadline)?;
 
                 offset += read;
             }
@@ -218,7 +242,29 @@ where
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        //
+        // mfad patch: read eagerly, as above, up to one byte past EAGER_BODY_LIMIT; a
+        // longer body shows the handler that it is too long, and the connection closes
+        // after the response (client.rs).
+        if expects_continue {
+            writer
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .and_then(|()| writer.flush())
+                .map_err(RequestCreationError::CreationIoError)?;
+            must_send_continue = false;
+        }
+        let mut decoder = Decoder::new(source_data);
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while buffer.len() <= EAGER_BODY_LIMIT {
+            let read = decoder.read(&mut chunk)?;
+            if read == 0 {
+                break;
+            }
+            buffer.extend_from_slice(&chunk[..read]);
+            past_deadline(deadline)?;
+        }
+        Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
@@ -236,7 +282,7 @@ where
         http_version: version,
         headers,
         body_length: content_length,
-        must_send_continue: expects_continue,
+        must_send_continue: must_send_continue && expects_continue,
         notify_when_responded: None,
     })
 }

@@ -1,0 +1,262 @@
+//! Hostile clients: idle and trickling connections, oversized heads, and a table of bad
+//! input sent to every endpoint. Every answer must be a clean 4xx with a JSON error (or
+//! a closed connection where the head itself is unusable) — never a 500, a hang or a
+//! lost worker.
+
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::*;
+
+const ENDPOINTS: [(&str, &str); 9] = [
+    ("POST", "/api/v1/me/mfa/totp/setup"),
+    ("POST", "/api/v1/me/mfa/totp/enable"),
+    ("POST", "/api/v1/me/mfa/totp/disable"),
+    ("GET", "/api/v1/me/mfa/status"),
+    ("POST", "/api/v1/me/mfa/backup-codes/regenerate"),
+    ("POST", "/api/auth"),
+    ("POST", "/api/auth/mfa/verify"),
+    ("POST", "/api/auth/refresh"),
+    ("GET", "/healthz"),
+];
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Waits until the peer closes (or resets) the connection; returns how long it took, or
+/// `None` if it was still open after `limit`.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    while start.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {} // a 408 or 4xx before the close is fine
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}
+
+#[test]
+fn five_hundred_half_requests_do_not_starve_others() {
+    let s = Server::start(&[]);
+    let mut idle = Vec::new();
+    for _ in 0..500 {
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.write_all(b"POST /api/auth HTTP/1.1\r\nHost: x\r\nContent-Le")
+            .unwrap();
+        idle.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let r = s.get("/healthz", None);
+    let took = t.elapsed();
+    assert_eq!(r.status, 200);
+    assert!(
+        took < Duration::from_secs(1),
+        "healthz took {took:?} beside 500 idle connections"
+    );
+    let rss = rss_kib(s.pid());
+    eprintln!(
+        "500 half-open connections: healthz in {took:?}, server RSS {} MiB",
+        rss / 1024
+    );
+    assert!(rss < 100 * 1024, "RSS {rss} KiB");
+    drop(idle);
+}
+
+#[test]
+fn silent_and_trickling_clients_are_cut_off() {
+    let s = Server::start(&[]);
+    // Says nothing at all: the socket receive timeout (10 s) closes it.
+    let mut silent = TcpStream::connect(s.addr).unwrap();
+    // Sends one header byte a second: the request deadline (20 s) closes it.
+    let trickler = {
+        let addr = s.addr;
+        std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(40) {
+                if c.write_all(b"X").is_err() {
+                    return Some(start.elapsed());
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                let mut probe = c.try_clone().unwrap();
+                probe.set_nonblocking(true).unwrap();
+                let mut b = [0u8; 256];
+                match probe.read(&mut b) {
+                    Ok(0) => return Some(start.elapsed()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Some(start.elapsed()),
+                }
+            }
+            None
+        })
+    };
+    let silent_closed = closed_within(&mut silent, Duration::from_secs(20));
+    let trickle_closed = trickler.join().unwrap();
+    eprintln!("silent client closed after {silent_closed:?}, trickler after {trickle_closed:?}");
+    assert!(
+        silent_closed.is_some_and(|d| d >= Duration::from_secs(5)),
+        "{silent_closed:?}"
+    );
+    assert!(
+        trickle_closed.is_some_and(|d| d <= Duration::from_secs(30)),
+        "{trickle_closed:?}"
+    );
+    assert_eq!(s.get("/healthz", None).status, 200);
+}
+
+#[test]
+fn oversized_heads_are_refused_not_buffered() {
+    let s = Server::start(&[]);
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9 * 1024));
+    let r = raw_request(s.addr, long_target.as_bytes());
+    assert_eq!(r.status, 414);
+    let mut head = String::from("GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..40 {
+        head.push_str(&format!("X-Pad-{i}: {}\r\n", "b".repeat(500)));
+    }
+    head.push_str("\r\n");
+    let r = raw_request(s.addr, head.as_bytes());
+    assert_eq!(r.status, 431);
+    // A head of a megabyte never arrives whole: the server answers and closes first.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nX-Big: ");
+    let chunk = vec![b'c'; 64 * 1024];
+    let mut sent = 0;
+    while sent < 1024 * 1024 && c.write_all(&chunk).is_ok() {
+        sent += chunk.len();
+    }
+    let mut reader = BufReader::new(c);
+    if let Ok(r) = read_response(&mut reader) {
+        assert_eq!(r.status, 431);
+    }
+    assert_eq!(s.get("/healthz", None).status, 200);
+}
+
+/// Every endpoint × every kind of bad body: a 4xx with a JSON `error`, never a 5xx.
+#[test]
+fn bad_input_table_gets_clean_4xx_everywhere() {
+    let s = Server::start(&[]);
+    let token = s.token("user@example.com");
+    let auth = format!("Bearer {token}");
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep_obj = format!("{}1{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+    let ten_k = "x".repeat(10_000);
+    let control = "a\u{0}b\u{1b}[31mc\r\nd";
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", b"{\"code\": \"12".to_vec()),
+        ("array", b"[1,2,3]".to_vec()),
+        ("string", b"\"hello\"".to_vec()),
+        ("number", b"42".to_vec()),
+        ("null", b"null".to_vec()),
+        ("deep array", deep.into_bytes()),
+        ("deep object", deep_obj.into_bytes()),
+        ("invalid utf-8", b"{\"code\": \"\xff\xfe\"}".to_vec()),
+        ("lone surrogate", b"{\"code\": \"\\ud800\"}".to_vec()),
+        ("wrong types", json!({"code": 123456, "password": [1], "email": {}, "mfaToken": true, "refresh_token": 5, "type": 1}).to_string().into_bytes()),
+        ("10 kB strings", json!({"code": ten_k, "password": ten_k, "email": ten_k, "mfaToken": ten_k, "refresh_token": ten_k, "type": "totp"}).to_string().into_bytes()),
+        ("control characters", json!({"code": control, "password": control, "email": control, "mfaToken": control, "refresh_token": control}).to_string().into_bytes()),
+        ("oversized", format!("{{\"code\": \"{}\"}}", "9".repeat(17 * 1024)).into_bytes()),
+        ("empty object", b"{}".to_vec()),
+        ("nulls", b"{\"code\": null, \"password\": null, \"email\": null}".to_vec()),
+        ("duplicate keys", b"{\"code\": \"1\", \"code\": \"2\"}".to_vec()),
+        ("huge number", b"{\"code\": 1e999999}".to_vec()),
+    ];
+    let mut cases = 0;
+    for (method, path) in ENDPOINTS {
+        for (name, body) in &bodies {
+            for with_auth in [false, true] {
+                let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n", body.len()).into_bytes();
+                if with_auth {
+                    raw.extend_from_slice(format!("Authorization: {auth}\r\n").as_bytes());
+                }
+                raw.extend_from_slice(b"\r\n");
+                raw.extend_from_slice(body);
+                let r = raw_request(s.addr, &raw);
+                cases += 1;
+                let ok_200 = r.status == 200
+                    && (path == "/healthz"
+                        || (with_auth
+                            && (path.ends_with("/setup")
+                                || path.ends_with("/status")
+                                || path.ends_with("/disable"))));
+                assert!(
+                    ok_200 || (400..500).contains(&r.status),
+                    "{method} {path} {name} auth={with_auth}: {} {}",
+                    r.status,
+                    r.text()
+                );
+                assert!(r.json().is_object(), "{method} {path} {name}: not JSON");
+                if r.status != 200 {
+                    assert!(r.json()["error"].is_string(), "{method} {path} {name}");
+                }
+            }
+        }
+    }
+    cases += header_cases(&s, &auth);
+    eprintln!("bad-input cases: {cases}, all answered 4xx (or 200 where the input is ignored)");
+    assert_eq!(s.get("/healthz", None).status, 200);
+    let log = s.log();
+    assert!(
+        !log.iter()
+            .any(|l| l.contains(" 500 ") || l.contains("panic")),
+        "a 500 or a panic in the log"
+    );
+}
+
+/// Bad headers: missing, duplicated, huge, lying and malformed lengths, bad chunking.
+fn header_cases(s: &Server, auth: &str) -> usize {
+    let heads: Vec<(&str, String, Option<u16>)> = vec![
+        ("negative length", "POST /api/auth HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n".into(), Some(400)),
+        ("non-numeric length", "POST /api/auth HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n".into(), Some(400)),
+        ("two lengths", "POST /api/auth HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}".into(), Some(400)),
+        ("length over usize", "POST /api/auth HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n".into(), None),
+        ("two authorizations", format!("GET /api/v1/me/mfa/status HTTP/1.1\r\nHost: x\r\nAuthorization: Basic x\r\nAuthorization: {auth}\r\n\r\n"), Some(401)),
+        ("huge authorization", format!("GET /api/v1/me/mfa/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n", "a".repeat(12_000)), Some(401)),
+        ("control char in authorization", "GET /api/v1/me/mfa/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\x01b\r\n\r\n".into(), None),
+        ("no host, HTTP/1.0", "GET /healthz HTTP/1.0\r\n\r\n".into(), Some(200)),
+        ("bad chunk size", "POST /api/auth HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n".into(), None),
+        ("garbage request line", "HELLO\r\n\r\n".into(), Some(400)),
+        ("unknown method", "BREW /healthz HTTP/1.1\r\nHost: x\r\n\r\n".into(), Some(405)),
+        ("absolute target", "GET http://x/healthz HTTP/1.1\r\nHost: x\r\n\r\n".into(), Some(404)),
+        ("HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".into(), Some(505)),
+    ];
+    for (name, head, want) in &heads {
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        c.write_all(head.as_bytes()).unwrap();
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let r = read_response(&mut BufReader::new(c));
+        match (r, want) {
+            (Ok(r), Some(code)) => assert_eq!(r.status, *code, "{name}: {}", r.text()),
+            (Ok(r), None) => assert!((400..500).contains(&r.status), "{name}: {}", r.status),
+            // 505 is the one 5xx allowed: it is tiny_http's correct answer to HTTP/2.
+            (Err(e), Some(code)) => panic!("{name}: expected {code}, connection ended: {e}"),
+            (Err(_), None) => {} // closed without an answer: acceptable for an unusable head
+        }
+    }
+    heads.len()
+}
