@@ -144,6 +144,14 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
         },
     };
     let mut db = instance.dbs.open()?;
+    // Once per start, before anything is written: a damaged file is reported, not served
+    // (and not made worse).
+    db.quick_check().map_err(|e| {
+        format!(
+            "database {} failed its integrity check ({e}); restore it from a backup",
+            instance.dbs.path.display()
+        )
+    })?;
     let check = instance.keys.key_check();
     let stored =
         store::meta(db.read(), "key_check").map_err(|e| format!("cannot read database: {e}"))?;

@@ -58,7 +58,13 @@ impl std::fmt::Display for OpenError {
 }
 
 fn open_error(path: &Path, e: impl std::fmt::Display) -> OpenError {
-    OpenError(format!("cannot use database {}: {e}", path.display()))
+    let e = e.to_string();
+    let hint = if e.contains("malformed") || e.contains("not a database") {
+        "; the file is damaged: restore it from a backup"
+    } else {
+        ""
+    };
+    OpenError(format!("cannot use database {}: {e}{hint}", path.display()))
 }
 
 impl Db {
@@ -112,6 +118,19 @@ impl Db {
         }
     }
 
+    /// `PRAGMA quick_check`: `Ok(())` or the first problem SQLite reports.
+    pub fn quick_check(&self) -> Result<(), String> {
+        let first: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| e.to_string())?;
+        if first == "ok" {
+            Ok(())
+        } else {
+            Err(first)
+        }
+    }
+
     /// The connection for reads outside a transaction.
     pub fn read(&self) -> &Connection {
         &self.conn
@@ -147,12 +166,26 @@ impl Db {
 }
 
 /// An account row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Account {
     pub id: i64,
     pub email: Option<String>,
     pub password_hash: Option<String>,
     pub external_subject: Option<String>,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "[redacted]"),
+            )
+            .field("external_subject", &self.external_subject)
+            .finish()
+    }
 }
 
 const ACCOUNT_COLUMNS: &str = "id, email, password_hash, external_subject";
@@ -266,8 +299,9 @@ pub fn list_accounts(c: &Connection) -> rusqlite::Result<Vec<AccountSummary>> {
     .collect()
 }
 
-/// The TOTP state of an account.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The TOTP state of an account. The secrets are sealed; `Debug` shows only whether
+/// they are there.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Totp {
     pub pending_secret: Option<Vec<u8>>,
     pub active_secret: Option<Vec<u8>>,
@@ -275,6 +309,19 @@ pub struct Totp {
     pub backup_salt: Option<Vec<u8>>,
     pub failed_verifies: i64,
     pub locked_until: i64,
+}
+
+impl std::fmt::Debug for Totp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |v: &Option<Vec<u8>>| v.as_ref().map(|_| "[sealed]");
+        f.debug_struct("Totp")
+            .field("pending_secret", &shown(&self.pending_secret))
+            .field("active_secret", &shown(&self.active_secret))
+            .field("last_step", &self.last_step)
+            .field("failed_verifies", &self.failed_verifies)
+            .field("locked_until", &self.locked_until)
+            .finish_non_exhaustive()
+    }
 }
 
 pub fn totp(c: &Connection, account_id: i64) -> rusqlite::Result<Option<Totp>> {
@@ -727,6 +774,31 @@ mod tests {
         });
         assert_eq!(r, Err(Error::Conflict("no")));
         assert_eq!(account_by_email(db.read(), "a@b.c").unwrap(), None);
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret_material() {
+        let a = Account {
+            id: 1,
+            email: Some("a@b.c".into()),
+            password_hash: Some("pbkdf2-sha256$600000$c2FsdA$aGFzaA".into()),
+            external_subject: None,
+        };
+        let shown = format!("{a:?}");
+        assert!(
+            !shown.contains("pbkdf2") && shown.contains("[redacted]"),
+            "{shown}"
+        );
+        let t = Totp {
+            active_secret: Some(b"SEALED-BYTES".to_vec()),
+            backup_salt: Some(b"SALT".to_vec()),
+            ..Totp::default()
+        };
+        let shown = format!("{t:?}");
+        assert!(
+            !shown.contains("83") && !shown.contains("SALT") && shown.contains("[sealed]"),
+            "{shown}"
+        );
     }
 
     #[test]

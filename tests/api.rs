@@ -5,6 +5,8 @@
 mod common;
 #[path = "api/hostile.rs"]
 mod hostile;
+#[path = "api/resilience.rs"]
+mod resilience;
 
 use std::collections::BTreeSet;
 use std::io::{BufReader, Write};

@@ -260,3 +260,141 @@ fn header_cases(s: &Server, auth: &str) -> usize {
     }
     heads.len()
 }
+
+#[test]
+fn token_attacks_are_all_refused() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let fixture = |name: &str| {
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pubkey = tmp.path().join("issuer.pem");
+    std::fs::write(&pubkey, fixture("rs256-public.pem")).unwrap();
+    let s = Server::start(&[
+        "--jwt-public-key",
+        pubkey.to_str().unwrap(),
+        "--jwt-algorithm",
+        "RS256",
+        "--jwt-external-issuer",
+        "https://issuer.example",
+        "--jwt-audience",
+        "mfad-api",
+    ]);
+    let private = EncodingKey::from_rsa_pem(&fixture("rs256-private.pem")).unwrap();
+    let other = EncodingKey::from_rsa_pem(&fixture("other-private.pem")).unwrap();
+    let own = EncodingKey::from_secret(mfad::crypto::Keys::derive(&s.key()).unwrap().jwt_secret());
+    let exp = now() as i64 + 600;
+    let good =
+        json!({"sub": "ext-1", "iss": "https://issuer.example", "aud": "mfad-api", "exp": exp});
+    let with = |patch: serde_json::Value| {
+        let mut c = good.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        c
+    };
+    let rs = |claims: &serde_json::Value| {
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &private).unwrap()
+    };
+    let mut jku = Header::new(Algorithm::RS256);
+    jku.kid = Some("../../etc/passwd".into());
+    jku.jku = Some("https://attacker.example/jwks.json".into());
+    jku.x5u = Some("https://attacker.example/cert.pem".into());
+
+    // The same key and claims pass, so each refusal below is about what it changes.
+    assert_eq!(s.get("/api/v1/me/mfa/status", Some(&rs(&good))).status, 200);
+    assert_eq!(
+        s.get(
+            "/api/v1/me/mfa/status",
+            Some(&jsonwebtoken::encode(&jku, &good, &private).unwrap())
+        )
+        .status,
+        200,
+        "kid/jku/x5u are ignored, not followed"
+    );
+    let b64 =
+        |v: serde_json::Value| data_encoding::BASE64URL_NOPAD.encode(v.to_string().as_bytes());
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "alg none",
+            format!("{}.{}.", b64(json!({"alg": "none"})), b64(good.clone())),
+        ),
+        (
+            "alg none, own claims",
+            format!(
+                "{}.{}.",
+                b64(json!({"alg": "none"})),
+                b64(json!({"sub": "1", "iss": "mfad", "exp": exp}))
+            ),
+        ),
+        (
+            "HS256 keyed with the public key",
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &good,
+                &EncodingKey::from_secret(&fixture("rs256-public.pem")),
+            )
+            .unwrap(),
+        ),
+        (
+            "another RSA key behind jku",
+            jsonwebtoken::encode(&jku, &good, &other).unwrap(),
+        ),
+        (
+            "RS512 with the right key",
+            jsonwebtoken::encode(&Header::new(Algorithm::RS512), &good, &private).unwrap(),
+        ),
+        (
+            "exp as a string",
+            rs(&with(json!({"exp": exp.to_string()}))),
+        ),
+        ("exp as a bool", rs(&with(json!({"exp": true})))),
+        ("no exp", rs(&with(json!({"exp": null})))),
+        ("expired", rs(&with(json!({"exp": now() as i64 - 120})))),
+        (
+            "nbf in the future",
+            rs(&with(json!({"nbf": now() as i64 + 600}))),
+        ),
+        ("nbf as a string", rs(&with(json!({"nbf": "0"})))),
+        (
+            "wrong iss",
+            rs(&with(json!({"iss": "https://evil.example"}))),
+        ),
+        ("no iss", rs(&with(json!({"iss": null})))),
+        ("wrong aud", rs(&with(json!({"aud": "another-api"})))),
+        ("no aud", rs(&with(json!({"aud": null})))),
+        ("no sub or username", rs(&with(json!({"sub": null})))),
+        (
+            "own HS256 with external claims",
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &good, &own).unwrap(),
+        ),
+        ("10 kB token", rs(&with(json!({"pad": "p".repeat(10_000)})))),
+    ];
+    for (name, token) in &cases {
+        let r = s.get("/api/v1/me/mfa/status", Some(token));
+        assert_eq!(r.status, 401, "{name}: {}", r.text());
+        assert_eq!(r.json()["code"], 401, "{name}");
+    }
+    // A 100 kB token does not fit in the 16 KiB header section: refused before parsing.
+    let huge = rs(&with(json!({"pad": "p".repeat(100_000)})));
+    let r = request(
+        s.addr,
+        "GET",
+        "/api/v1/me/mfa/status",
+        &[("Authorization", &format!("Bearer {huge}"))],
+        None,
+    );
+    assert_eq!(r.status, 431);
+    eprintln!(
+        "token attacks: {} cases answered 401, the 100 kB token 431",
+        cases.len()
+    );
+}
