@@ -224,6 +224,28 @@ fn clean_path(url: &str) -> String {
         .collect()
 }
 
+/// Routes and handles one request, a panic included; the response is not sent yet.
+fn answer(app: &App, db: &mut Db, rq: &mut Request, path: &str) -> Result<Value, Error> {
+    guarded(|| handle(app, db, rq, path))
+}
+
+/// Runs one request through the whole request-to-response path without a socket (the
+/// request can come from `tiny_http::TestRequest`): for fuzzing and tests. Returns the
+/// status and the JSON body that was sent.
+pub fn dispatch(app: &App, db: &mut Db, mut rq: Request) -> (u16, Value) {
+    let path = clean_path(rq.url());
+    let result = answer(app, db, &mut rq, &path);
+    let body = match &result {
+        Ok(v) => v.clone(),
+        Err(e) => error_body(e),
+    };
+    let status = match CommonHeaders::new() {
+        Ok(common) => respond(rq, &common, &result),
+        Err(_) => 500,
+    };
+    (status, body)
+}
+
 fn worker(
     server: Arc<tiny_http::Server>,
     app: Arc<App>,
@@ -243,7 +265,7 @@ fn worker(
         let started = Instant::now();
         let path = clean_path(rq.url());
         let method = rq.method().to_string();
-        let result = guarded(|| handle(&app, &mut db, &mut rq, &path));
+        let result = answer(&app, &mut db, &mut rq, &path);
         let status = respond(rq, &common, &result);
         log::info!(
             "{method} {path} {status} {:.1}ms",

@@ -5,6 +5,8 @@
 mod common;
 #[path = "api/hostile.rs"]
 mod hostile;
+#[path = "api/fuzz_regressions.rs"]
+mod fuzz_regressions;
 #[path = "api/resilience.rs"]
 mod resilience;
 
