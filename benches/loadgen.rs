@@ -20,6 +20,7 @@
 //! for this machine; nothing here asserts on time. Loopback only; every loop is bounded
 //! in count and in time.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -415,10 +416,11 @@ impl Conn {
                     }
                     fill(stream, buf, len)?;
                 };
-                let size_text = std::str::from_utf8(&buf[pos..line_end])
-                    .map_err(|_| bad("bad chunk size"))?;
-                let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                    .map_err(|_| bad("bad chunk size"))?;
+                let size_text =
+                    std::str::from_utf8(&buf[pos..line_end]).map_err(|_| bad("bad chunk size"))?;
+                let size =
+                    usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                        .map_err(|_| bad("bad chunk size"))?;
                 pos = line_end + 2;
                 if size == 0 {
                     // No trailers from tiny_http: just the final CRLF.
@@ -1178,9 +1180,8 @@ impl Group {
 
     /// Server CPU µs per successful unit, and server/generator cores busy.
     fn cpu(&self) -> (Spread, Spread, Spread) {
-        let per = |f: &dyn Fn(&RunResult) -> f64| {
-            spread(&self.runs.iter().map(f).collect::<Vec<_>>())
-        };
+        let per =
+            |f: &dyn Fn(&RunResult) -> f64| spread(&self.runs.iter().map(f).collect::<Vec<_>>());
         (
             per(&|r| r.srv_cpu / r.ok.max(1) as f64 * 1e6),
             per(&|r| r.srv_cpu / r.elapsed),
@@ -1207,7 +1208,8 @@ impl Bench<'_> {
         make: &mut dyn FnMut(usize) -> Res<Vec<Box<dyn Job>>>,
         after: &mut dyn FnMut(&RunResult),
     ) -> Res<()> {
-        for &conns in &self.opts.conns {
+        let opts = self.opts;
+        for &conns in &opts.conns {
             if warmup {
                 let jobs = make(conns)?;
                 let r = run_load(addr, jobs, self.opts.warmup, pid);
@@ -1232,8 +1234,10 @@ impl Bench<'_> {
                     if r.exhausted { " (prepared work ran out)" } else { "" }
                 );
                 if let Some(e) = &r.first_error {
-                    self.notes
-                        .push(format!("{name} at {conns} conns: {} errors, e.g. {e}", r.errors));
+                    self.notes.push(format!(
+                        "{name} at {conns} conns: {} errors, e.g. {e}",
+                        r.errors
+                    ));
                 }
                 if r.exhausted {
                     self.notes.push(format!(
@@ -1367,7 +1371,11 @@ fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
         let mut cmd = Command::new(exe);
         cmd.args(["--bare-server", "--workers", &opts.workers.to_string()]);
         let (bare, _) = Proc::spawn(cmd, "bare listening on http://")?;
-        eprintln!("ceiling: bare tiny_http on {} (pid {})", bare.addr, bare.pid());
+        eprintln!(
+            "ceiling: bare tiny_http on {} (pid {})",
+            bare.addr,
+            bare.pid()
+        );
         let req = http_request("GET", "/", None, None);
         b.figure(
             "ceiling",
@@ -1458,33 +1466,30 @@ fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
 
         if opts.want("verify") {
             // Seeded per run: enough items for the last rate seen, with a margin.
-            let mut rate = 5000.0f64;
+            let rate = Cell::new(5000.0f64);
             let secs = opts.secs.max(opts.warmup);
-            let mut last: Option<Arc<Items>> = None;
             b.figure(
                 "verify",
                 addr,
                 pid,
                 true,
                 &mut |n| {
-                    let want = (rate * secs * 1.5) as usize + 8 * n + 200;
+                    let want = (rate.get() * secs * 1.5) as usize + 8 * n + 200;
                     let accounts = want.div_ceil(2).min(150_000);
                     let items = Arc::new(Items {
                         list: seeder.totp_items(accounts, true)?,
                         next: AtomicUsize::new(0),
                     });
-                    last = Some(items.clone());
                     Ok((0..n)
                         .map(|_| Box::new(Verify(items.clone())) as Box<dyn Job>)
                         .collect())
                 },
                 &mut |r| {
-                    if r.rate().is_finite() && r.rate() > 0.0 {
-                        rate = rate.max(r.rate());
+                    if r.rate().is_finite() {
+                        rate.set(rate.get().max(r.rate()));
                     }
                 },
             )?;
-            drop(last);
             hwm("verify", &mut out);
         }
 
@@ -1503,7 +1508,14 @@ fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
                     .collect()
             };
             if opts.want("login") {
-                b.figure("login", addr, pid, false, &mut |n| Ok(login_jobs(n)), &mut none)?;
+                b.figure(
+                    "login",
+                    addr,
+                    pid,
+                    false,
+                    &mut |n| Ok(login_jobs(n)),
+                    &mut none,
+                )?;
                 hwm("login", &mut out);
             }
             if opts.want("refresh") {
@@ -1520,7 +1532,9 @@ fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
                             break;
                         }
                         let j = i % jobs.len();
-                        if let Outcome::Bad(e) | Outcome::Io(e) = jobs[j].once(&mut conn, &mut scratch) {
+                        if let Outcome::Bad(e) | Outcome::Io(e) =
+                            jobs[j].once(&mut conn, &mut scratch)
+                        {
                             return Err(format!("login for refresh tokens: {e}"));
                         }
                     }
@@ -1547,7 +1561,7 @@ fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
         }
 
         if opts.want("pair") {
-            let mut rate = 15.0f64;
+            let rate = Cell::new(15.0f64);
             let secs = opts.secs;
             b.figure(
                 "pair",
@@ -1555,7 +1569,7 @@ fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
                 pid,
                 false,
                 &mut |n| {
-                    let want = (rate * secs * 2.0) as usize + 2 * n + 20;
+                    let want = (rate.get() * secs * 2.0) as usize + 2 * n + 20;
                     let items = Arc::new(Items {
                         list: seeder.totp_items(want.div_ceil(2), false)?,
                         next: AtomicUsize::new(0),
@@ -1570,8 +1584,8 @@ fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
                         .collect())
                 },
                 &mut |r| {
-                    if r.rate().is_finite() && r.rate() > 0.0 {
-                        rate = rate.max(r.rate());
+                    if r.rate().is_finite() {
+                        rate.set(rate.get().max(r.rate()));
                     }
                 },
             )?;
@@ -1710,8 +1724,8 @@ fn inproc(opts: &Opts) -> Res<InprocOut> {
             calls += 1;
         }
         let per = |d: Duration| d.as_secs_f64() * 1e6 / calls.max(1) as f64;
-        for i in 0..3 {
-            samples[i].push(per(sums[i]));
+        for (s, d) in samples.iter_mut().zip(sums) {
+            s.push(per(d));
         }
         samples[3].push(per(sums[0] + sums[1] + sums[2]));
     }
@@ -1742,8 +1756,12 @@ fn inproc(opts: &Opts) -> Res<InprocOut> {
                         while calls < max_calls && start.elapsed().as_secs_f64() < secs {
                             t += totp::PERIOD;
                             let code = totp::code_for_step(&secret, totp::step_at(t));
-                            let Ok(key) = inst.keys.open(&sealed, id) else { break };
-                            let Some(step) = totp::verify(key.expose(), &code, t) else { break };
+                            let Ok(key) = inst.keys.open(&sealed, id) else {
+                                break;
+                            };
+                            let Some(step) = totp::verify(key.expose(), &code, t) else {
+                                break;
+                            };
                             match db.write(|c| Ok(store::accept_step(c, id, step as i64)?)) {
                                 Ok(true) => calls += 1,
                                 _ => break,
@@ -1776,8 +1794,8 @@ fn pipeline_once(stages: &mut [Duration; 4]) -> Res<(usize, usize)> {
     let mut data = String::with_capacity(22 + png.len() * 4 / 3 + 4);
     data.push_str("data:image/png;base64,");
     data.push_str(&BASE64.encode(&png));
-    let body = serde_json::json!({ "secret": encoded, "otpauthUri": uri, "qrCode": data })
-        .to_string();
+    let body =
+        serde_json::json!({ "secret": encoded, "otpauthUri": uri, "qrCode": data }).to_string();
     let t4 = Instant::now();
     stages[0] += t1 - t0;
     stages[1] += t2 - t1;
@@ -1817,8 +1835,8 @@ fn pipeline(opts: &Opts) -> Res<PipelineOut> {
             calls += 1;
         }
         let per = |d: Duration| d.as_secs_f64() * 1e6 / calls.max(1) as f64;
-        for i in 0..4 {
-            samples[i].push(per(st[i]));
+        for (s, d) in samples.iter_mut().zip(st) {
+            s.push(per(d));
         }
         samples[4].push(per(st.iter().sum()));
     }
@@ -1923,7 +1941,10 @@ fn run(opts: &Opts) -> Res<()> {
         .map(|m| m.len())
         .map_err(|e| format!("{}: {e}", bin.display()))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("mfad loadgen — {} mode", if opts.quick { "quick" } else { "full" });
+    println!(
+        "mfad loadgen — {} mode",
+        if opts.quick { "quick" } else { "full" }
+    );
     println!(
         "machine: {cores} cores (generator and server share them); mfad --workers {} \
          (bare tiny_http the same); {} runs × {} s per figure, warm-up {} s; connections {:?}",
@@ -1981,14 +2002,17 @@ fn run(opts: &Opts) -> Res<()> {
          accounts are written into the database by this bench, as login and enable \
          would, because minting them through login costs a PBKDF2 (600,000 rounds) each."
     );
-    println!(
-        "login→verify pair: the same thing end to end through login; bound by the PBKDF2."
-    );
+    println!("login→verify pair: the same thing end to end through login; bound by the PBKDF2.");
     if let Some(ip) = &inproc_out {
         println!("in process (mfad::totp::verify + mfad::store::accept_step on one Db, the clock advanced one step per call):");
-        for (name, s) in ["unseal secret (AES-GCM)", "totp::verify (3 HMAC-SHA1)", "accept_step write (1 tx)", "total"]
-            .iter()
-            .zip(ip.stages)
+        for (name, s) in [
+            "unseal secret (AES-GCM)",
+            "totp::verify (3 HMAC-SHA1)",
+            "accept_step write (1 tx)",
+            "total",
+        ]
+        .iter()
+        .zip(ip.stages)
         {
             println!("  {name:<28} {:>28} µs/call", show(s));
         }
@@ -2141,9 +2165,6 @@ fn run(opts: &Opts) -> Res<()> {
         }
         println!();
     }
-    println!(
-        "total time: {:.0} s",
-        t_all.elapsed().as_secs_f64()
-    );
+    println!("total time: {:.0} s", t_all.elapsed().as_secs_f64());
     Ok(())
 }

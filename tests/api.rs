@@ -3,10 +3,10 @@
 //! independent decoder. One test binary, as each extra one costs a link.
 
 mod common;
-#[path = "api/hostile.rs"]
-mod hostile;
 #[path = "api/fuzz_regressions.rs"]
 mod fuzz_regressions;
+#[path = "api/hostile.rs"]
+mod hostile;
 #[path = "api/resilience.rs"]
 mod resilience;
 
@@ -1104,5 +1104,27 @@ fn admin_commands_list_show_reset_and_delete() {
         s.get(STATUS, Some(&token)).status,
         401,
         "a deleted account's token is dead"
+    );
+}
+
+#[test]
+fn sigterm_finishes_requests_in_flight_then_exits_zero() {
+    let s = Server::start(&[]);
+    s.add_user("user@example.com", PASSWORD);
+    let addr = s.addr;
+    // Login costs a 600,000-iteration PBKDF2: it is still running when SIGTERM lands.
+    let in_flight = std::thread::spawn(move || {
+        let body = json!({"email": "user@example.com", "password": PASSWORD}).to_string();
+        request(addr, "POST", LOGIN, &[], Some(&body))
+    });
+    std::thread::sleep(Duration::from_millis(80));
+    let status = s.terminate();
+    let r = in_flight.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["token"].is_string());
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still listening after exit"
     );
 }
