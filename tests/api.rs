@@ -978,19 +978,14 @@ fn refresh_rotates_and_reuse_revokes_the_family() {
     assert!(out.contains("refresh_reuse_detected"), "{out}");
 }
 
-#[test]
-fn same_totp_code_on_eight_challenges_succeeds_once() {
-    let s = Server::start(&["--workers", "8"]);
-    let token = user_token(&s, "user@example.com");
-    let (secret, step, _) = enable(&s, &token);
-    let challenges: Vec<String> = (0..8).map(|_| challenge(&s, "user@example.com")).collect();
-    let code = code_at(&secret, (step + 1) * 30);
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
-    let statuses: Vec<u16> = std::thread::scope(|scope| {
+/// Submits `code` on every challenge at once (threads released together); the statuses.
+fn race(s: &Server, challenges: &[String], code: &str) -> Vec<u16> {
+    let barrier = std::sync::Barrier::new(challenges.len());
+    std::thread::scope(|scope| {
         let handles: Vec<_> = challenges
             .iter()
             .map(|mfa| {
-                let (s, code, barrier) = (&s, &code, barrier.clone());
+                let barrier = &barrier;
                 scope.spawn(move || {
                     barrier.wait();
                     verify(s, mfa, code).status
@@ -998,17 +993,22 @@ fn same_totp_code_on_eight_challenges_succeeds_once() {
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    assert_eq!(
-        statuses.iter().filter(|&&c| c == 200).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|&&c| c == 401).count(),
-        7,
-        "{statuses:?}"
-    );
+    })
+}
+
+fn count(statuses: &[u16], code: u16) -> usize {
+    statuses.iter().filter(|&&c| c == code).count()
+}
+
+#[test]
+fn same_totp_code_on_eight_challenges_succeeds_once() {
+    let s = Server::start(&["--workers", "8"]);
+    let token = user_token(&s, "user@example.com");
+    let (secret, step, _) = enable(&s, &token);
+    let challenges: Vec<String> = (0..8).map(|_| challenge(&s, "user@example.com")).collect();
+    let statuses = race(&s, &challenges, &code_at(&secret, (step + 1) * 30));
+    assert_eq!(count(&statuses, 200), 1, "{statuses:?}");
+    assert_eq!(count(&statuses, 401), 7, "{statuses:?}");
 }
 
 #[test]
@@ -1017,25 +1017,9 @@ fn same_backup_code_on_eight_challenges_succeeds_once() {
     let token = user_token(&s, "user@example.com");
     let (_, _, codes) = enable(&s, &token);
     let challenges: Vec<String> = (0..8).map(|_| challenge(&s, "user@example.com")).collect();
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
-    let statuses: Vec<u16> = std::thread::scope(|scope| {
-        let handles: Vec<_> = challenges
-            .iter()
-            .map(|mfa| {
-                let (s, code, barrier) = (&s, &codes[3], barrier.clone());
-                scope.spawn(move || {
-                    barrier.wait();
-                    verify(s, mfa, code).status
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    assert_eq!(
-        statuses.iter().filter(|&&c| c == 200).count(),
-        1,
-        "{statuses:?}"
-    );
+    let statuses = race(&s, &challenges, &codes[3]);
+    assert_eq!(count(&statuses, 200), 1, "{statuses:?}");
+    assert_eq!(count(&statuses, 401), 7, "{statuses:?}");
     assert_eq!(status(&s, &token)["backupCodesRemaining"], 9);
 }
 
