@@ -259,6 +259,19 @@ pub fn hash_password(password: &str, iterations_count: u32) -> Result<String, Cr
     ))
 }
 
+/// A well-formed hash string at today's cost whose hash part is random: checking any
+/// password against it costs one full PBKDF2 and always fails. Made without running
+/// PBKDF2, so it costs nothing at start.
+pub fn unmatchable_password_hash() -> Result<String, CryptoError> {
+    let salt: [u8; 16] = random()?;
+    let hash: [u8; 32] = random()?;
+    Ok(format!(
+        "{PASSWORD_SCHEME}${PASSWORD_ITERATIONS}${}${}",
+        BASE64_NOPAD.encode(&salt),
+        BASE64_NOPAD.encode(&hash)
+    ))
+}
+
 /// The outcome of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordCheck {
@@ -424,6 +437,17 @@ mod tests {
             hash_password("pw", 1_000).unwrap(),
             hash_password("pw", 1_000).unwrap()
         );
+    }
+
+    #[test]
+    fn unmatchable_hash_has_the_real_shape_and_matches_nothing() {
+        let h = unmatchable_password_hash().unwrap();
+        let real = hash_password("x", PASSWORD_ITERATIONS).unwrap();
+        assert_eq!(h.len(), real.len());
+        assert!(h.starts_with("pbkdf2-sha256$600000$"));
+        for pw in ["", "x", "password"] {
+            assert_eq!(verify_password(&h, pw), PasswordCheck::Wrong);
+        }
     }
 
     #[test]

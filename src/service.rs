@@ -42,18 +42,15 @@ pub struct App {
     pub tokens: Tokens,
     pub issuer: String,
     pub login_limiter: LoginLimiter,
-    /// A real hash of a random password: login for an unknown email checks against it, so
-    /// it costs what a wrong password costs.
+    /// A hash string of today's cost with a random salt and a random "hash": login for an
+    /// unknown email checks against it, so it costs exactly what a wrong password costs
+    /// (and no password matches it).
     pub dummy_password_hash: String,
 }
 
 impl App {
     pub fn new(keys: Keys, tokens: Tokens, issuer: String, login_rate: u32) -> Result<App, Error> {
-        let random: [u8; 16] = crypto::random()?;
-        let dummy = crypto::hash_password(
-            &HEXLOWER_PERMISSIVE.encode(&random),
-            crypto::PASSWORD_ITERATIONS,
-        )?;
+        let dummy = crypto::unmatchable_password_hash()?;
         Ok(App {
             keys,
             tokens,
@@ -283,10 +280,10 @@ pub fn enable(
 
 /// `GET /api/v1/me/mfa/status`.
 pub fn status(db: &Db, who: &Principal) -> Result<Value, Error> {
-    let c = db.read();
+    let (enabled, remaining) = store::mfa_status(db.read(), who.account.id)?;
     Ok(json!({
-        "totpEnabled": store::totp_enabled(c, who.account.id)?,
-        "backupCodesRemaining": store::backup_codes_remaining(c, who.account.id)?,
+        "totpEnabled": enabled,
+        "backupCodesRemaining": remaining,
         "passkeysCount": 0,
     }))
 }

@@ -343,6 +343,15 @@ pub fn totp(c: &Connection, account_id: i64) -> rusqlite::Result<Option<Totp>> {
     .optional()
 }
 
+/// Whether TOTP is on, and the backup codes left: one query for the status endpoint.
+pub fn mfa_status(c: &Connection, account_id: i64) -> rusqlite::Result<(bool, i64)> {
+    c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM totp WHERE account_id = ?1 AND active_secret IS NOT NULL),
+                (SELECT count(*) FROM backup_codes WHERE account_id = ?1)",
+    )?
+    .query_row([account_id], |r| Ok((r.get(0)?, r.get(1)?)))
+}
+
 pub fn totp_enabled(c: &Connection, account_id: i64) -> rusqlite::Result<bool> {
     Ok(
         c.prepare_cached("SELECT 1 FROM totp WHERE account_id = ?1 AND active_secret IS NOT NULL")?

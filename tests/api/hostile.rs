@@ -219,6 +219,10 @@ fn bad_input_table_gets_clean_4xx_everywhere() {
     cases += header_cases(&s, &auth);
     eprintln!("bad-input cases: {cases}, all answered 4xx (or 200 where the input is ignored)");
     assert_eq!(s.get("/healthz", None).status, 200);
+    assert!(
+        s.log_has("GET /healthz 200"),
+        "the log is complete up to the last request"
+    );
     let log = s.log();
     assert!(
         !log.iter()

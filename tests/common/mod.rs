@@ -86,6 +86,21 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits (up to 5 s) for a log line containing `needle`: stderr is read by another
+    /// thread, so a line can trail the response it belongs to.
+    pub fn log_has(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.log().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
