@@ -147,8 +147,10 @@ fn session(
                 slot.fetch_add(1, Ordering::Relaxed);
                 Some((s, b))
             }
-            Err(_) => {
-                counts.socket_errors.fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                if counts.socket_errors.fetch_add(1, Ordering::Relaxed) < 5 {
+                    eprintln!("socket error on {method} {path}: {e}");
+                }
                 None
             }
         }
@@ -162,7 +164,7 @@ fn session(
         else {
             continue;
         };
-        for i in 0..40 {
+        for i in 0..200 {
             if Instant::now() >= deadline {
                 return;
             }
@@ -345,7 +347,7 @@ fn main() {
         let _ = writeln!(child.stdin.take().expect("stdin"), "{PASSWORD}");
         let _ = child.wait();
     }
-    println!("mfad soak: {THREADS} sessions on {addr}; mix per login: 30 status, 10 setup, 5 refresh; every 35 s enable + verify + disable");
+    println!("mfad soak: {THREADS} sessions on {addr}; mix per login: 150 status, 50 setup, 25 refresh; every 35 s enable + verify + disable");
     let (_, max_rate, _) = run(addr, &emails, 20.0, 0.0, pid, false);
     let target = max_rate * fraction;
     println!("calibration (20 s, unthrottled): {max_rate:.0} req/s; soak at {:.0}% = {target:.0} req/s for {seconds:.0} s", fraction * 100.0);
@@ -366,7 +368,7 @@ fn main() {
         0.0
     };
     println!(
-        "result: {rate:.0} req/s; 2xx {} / 4xx {} / 5xx {} / socket errors {}; RSS {:.1} -> {:.1} MiB ({growth:+.1}%); open fds {fds0} -> {fds1}",
+        "result: {rate:.0} req/s; 2xx {} / 4xx {} / 5xx {} / socket errors {}; RSS after warm-up {:.1} -> end {:.1} MiB ({growth:+.1}%); open fds idle before {fds0} -> idle after {fds1}",
         counts.ok.load(Ordering::Relaxed),
         counts.client_errors.load(Ordering::Relaxed),
         counts.server_errors.load(Ordering::Relaxed),
