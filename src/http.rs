@@ -253,10 +253,22 @@ fn worker(
     common: Arc<CommonHeaders>,
     stopping: Arc<AtomicBool>,
 ) {
+    let mut draining_since: Option<Instant> = None;
     loop {
-        let mut rq = match server.recv() {
-            Ok(rq) => rq,
-            Err(_) if stopping.load(Ordering::SeqCst) => break,
+        // Polling with a timeout rather than `unblock()`: at shutdown every request
+        // already queued is still answered, and a worker leaves once the queue has been
+        // empty for a moment — or after SHUTDOWN_DRAIN, so a busy client cannot hold a
+        // shutdown open.
+        if stopping.load(Ordering::SeqCst) {
+            let since = *draining_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > SHUTDOWN_DRAIN {
+                break;
+            }
+        }
+        let mut rq = match server.recv_timeout(Duration::from_millis(250)) {
+            Ok(Some(rq)) => rq,
+            Ok(None) if stopping.load(Ordering::SeqCst) => break,
+            Ok(None) => continue,
             Err(e) => {
                 log::warn!("receiving a request failed: {e}");
                 continue;
@@ -274,6 +286,9 @@ fn worker(
     }
 }
 
+/// The longest a shutdown keeps answering queued requests.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+
 /// A running server.
 pub struct Running {
     server: Arc<tiny_http::Server>,
@@ -289,12 +304,10 @@ impl Running {
         self.addr
     }
 
-    /// Stops taking requests, lets each worker finish the one it is on, and returns.
+    /// Answers what is queued and in flight (for at most [`SHUTDOWN_DRAIN`]), stops the
+    /// workers, closes the listening socket and returns.
     pub fn shutdown(self) {
         self.stopping.store(true, Ordering::SeqCst);
-        for _ in &self.workers {
-            self.server.unblock();
-        }
         for w in self.workers {
             let _ = w.join();
         }
@@ -302,6 +315,8 @@ impl Running {
             drop(stop);
             let _ = handle.join();
         }
+        // The last reference: tiny_http stops accepting and closes the listener.
+        drop(self.server);
     }
 }
 
