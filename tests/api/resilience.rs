@@ -260,7 +260,7 @@ fn sigkill_during_concurrent_writes_loses_nothing_acknowledged() {
                 }
             }));
         }
-        std::thread::sleep(Duration::from_millis(700 + 300 * round));
+        std::thread::sleep(Duration::from_millis(2000 + 500 * round));
         unsafe { libc::kill(s.pid() as i32, libc::SIGKILL) };
         stop.store(true, Ordering::SeqCst);
         for t in threads {
