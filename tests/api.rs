@@ -442,28 +442,13 @@ fn a_bad_key_file_stops_the_start_with_a_clear_message() {
     let key = tmp.path().join("short.key");
     std::fs::write(&key, [1u8; 16]).unwrap();
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(tmp.path().join("d"))
-        .arg("--key-file")
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&tmp.path().join("d"), Some(&key));
     assert!(err.contains("holds 16 bytes, not 32"), "{err}");
 
     std::fs::write(&key, [1u8; 32]).unwrap();
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(tmp.path().join("d"))
-        .arg("--key-file")
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    let err = refused_start(&tmp.path().join("d"), Some(&key));
+    assert!(err.contains("chmod 600"), "{err}");
 
     let out = std::process::Command::new(BIN)
         .args(["--issuer", "a:b"])
@@ -481,15 +466,8 @@ fn another_key_for_an_existing_database_is_refused() {
     let other = tmp.path().join("other.key");
     std::fs::write(&other, [5u8; 32]).unwrap();
     std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .arg("--key-file")
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not the key of database"));
+    let err = refused_start(&dir, Some(&other));
+    assert!(err.contains("is not the key of database"), "{err}");
 }
 
 #[test]

@@ -15,13 +15,7 @@ use crate::common::*;
 const PASSWORD: &str = "correct horse battery";
 
 fn start_fails_with(dir: &std::path::Path, needle: &str) {
-    let out = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(dir, None);
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
 }
 

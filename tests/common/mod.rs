@@ -174,6 +174,23 @@ impl Drop for Server {
     }
 }
 
+/// Starts `mfad serve` on `dir` (and `key`, if given), expecting it to refuse: returns
+/// its stderr.
+pub fn refused_start(dir: &Path, key: Option<&Path>) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir);
+    if let Some(k) = key {
+        cmd.arg("--key-file").arg(k);
+    }
+    let out = cmd.env_remove("CREDENTIALS_DIRECTORY").output().unwrap();
+    assert!(
+        !out.status.success(),
+        "mfad started where it should have refused"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 pub fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let mut child = Command::new(BIN)
         .args(args)

@@ -69,7 +69,12 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // mfad patch: the original queued whenever any thread was waiting, but a waiting
+        // thread already woken for an earlier queued task still counts as waiting; in a
+        // burst of connections a task was queued with no thread left to take it, and
+        // since each task serves a whole connection, that client waited until another
+        // connection closed. Queue only while there are more waiters than queued tasks.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
