@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -97,34 +97,41 @@ impl ClientConnection {
         limit: usize,
         deadline: Instant,
     ) -> IoResult<Option<AsciiString>> {
+        // mfad patch: scans whole buffers (the original read one byte per `read` call and
+        // looked at the clock for every byte). Only CRLF ends a line; a bare LF is data.
         let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
-
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+            if Instant::now() > deadline {
+                return Err(IoError::new(ErrorKind::TimedOut, "request deadline passed"));
+            }
+            let available = match self.next_header_source.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
             };
-
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
+            if available.is_empty() {
+                return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
+            }
+            let (taken, newline) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            buf.extend_from_slice(&available[..taken]);
+            self.next_header_source.consume(taken);
+            let end = buf.len();
+            if newline && end >= 2 && buf[end - 2] == b'\r' {
+                // The line without its CRLF must stay under `limit`.
+                if end - 1 > limit {
+                    return Ok(None);
+                }
+                buf.truncate(end - 2);
                 return AsciiString::from_ascii(buf)
                     .map(Some)
                     .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
             }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            if buf.len() >= limit {
+            if buf.len() > limit {
                 return Ok(None);
             }
-            if Instant::now() > deadline {
-                return Err(IoError::new(ErrorKind::TimedOut, "request deadline passed"));
-            }
-
-            buf.push(byte);
         }
     }
 
