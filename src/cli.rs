@@ -34,11 +34,11 @@ fn check_email(email: &str) -> Result<String, String> {
 
 /// Runs an admin command and returns what to print on stdout.
 pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
-    let mut db = instance.dbs.open()?;
+    let db = instance.dbs.open()?;
     let now = unix_now();
     let fail = |_| "the database refused the change (see the log above)".to_string();
     let find = |db: &store::Db, email: &str| -> Result<store::Account, String> {
-        store::account_by_email(db.read(), email)
+        db.read(|c| store::account_by_email(c, email))
             .map_err(|e| format!("cannot read the database: {e}"))?
             .ok_or_else(|| format!("no account with email {email}"))
     };
@@ -100,7 +100,8 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
             Ok(format!("password of {email} changed\n"))
         }
         Command::UserList => {
-            let rows = store::list_accounts(db.read())
+            let rows = db
+                .read(store::list_accounts)
                 .map_err(|e| format!("cannot read the database: {e}"))?;
             let mut out = format!(
                 "{:>6}  {:<40}  {:<8}  {:<4}  {}\n",
@@ -120,13 +121,16 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
         }
         Command::UserShow { email } => {
             let account = find(&db, email)?;
-            let c = db.read();
             let read = |e: rusqlite::Error| format!("cannot read the database: {e}");
-            let enabled = store::totp_enabled(c, account.id).map_err(read)?;
-            let remaining = store::backup_codes_remaining(c, account.id).map_err(read)?;
-            let state = store::totp(c, account.id)
-                .map_err(read)?
-                .unwrap_or_default();
+            let (enabled, remaining, state) = db
+                .read(|c| {
+                    Ok((
+                        store::totp_enabled(c, account.id)?,
+                        store::backup_codes_remaining(c, account.id)?,
+                        store::totp(c, account.id)?.unwrap_or_default(),
+                    ))
+                })
+                .map_err(read)?;
             let mut out = format!(
                 "account {} ({})\n  password:     {}\n  totp:         {}\n  backup codes: {remaining} left\n",
                 account.id,
@@ -145,7 +149,10 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
                 ));
             }
             out.push_str("  last events (newest first):\n");
-            for e in store::recent_audit(c, account.id, 20).map_err(read)? {
+            for e in db
+                .read(|c| store::recent_audit(c, account.id, 20))
+                .map_err(read)?
+            {
                 out.push_str(&format!("    {}  {}", e.at, e.event));
                 if let Some(d) = e.detail {
                     out.push_str(&format!(" ({d})"));

@@ -106,7 +106,7 @@ fn read_body(rq: &mut Request) -> Result<Map<String, Value>, Error> {
     }
 }
 
-fn handle(app: &App, db: &mut Db, rq: &mut Request, path: &str) -> Result<Value, Error> {
+fn handle(app: &App, db: &Db, rq: &mut Request, path: &str) -> Result<Value, Error> {
     let endpoint = route(rq.method(), path)?;
     let body = match rq.method() {
         Method::Post => read_body(rq)?,
@@ -114,7 +114,7 @@ fn handle(app: &App, db: &mut Db, rq: &mut Request, path: &str) -> Result<Value,
     };
     let now = unix_now();
     let ip = rq.remote_addr().map(|a| a.ip());
-    let me = |db: &mut Db| service::authenticate(app, db, header(rq, "Authorization"), now);
+    let me = |db: &Db| service::authenticate(app, db, header(rq, "Authorization"), now);
     match endpoint {
         Endpoint::Health => service::health(db).map_err(|_| Error::Unavailable),
         Endpoint::Setup => {
@@ -225,14 +225,14 @@ fn clean_path(url: &str) -> String {
 }
 
 /// Routes and handles one request, a panic included; the response is not sent yet.
-fn answer(app: &App, db: &mut Db, rq: &mut Request, path: &str) -> Result<Value, Error> {
+fn answer(app: &App, db: &Db, rq: &mut Request, path: &str) -> Result<Value, Error> {
     guarded(|| handle(app, db, rq, path))
 }
 
 /// Runs one request through the whole request-to-response path without a socket (the
 /// request can come from `tiny_http::TestRequest`): for fuzzing and tests. Returns the
 /// status and the JSON body that was sent.
-pub fn dispatch(app: &App, db: &mut Db, mut rq: Request) -> (u16, Value) {
+pub fn dispatch(app: &App, db: &Db, mut rq: Request) -> (u16, Value) {
     let path = clean_path(rq.url());
     let result = answer(app, db, &mut rq, &path);
     let body = match &result {
@@ -249,7 +249,7 @@ pub fn dispatch(app: &App, db: &mut Db, mut rq: Request) -> (u16, Value) {
 fn worker(
     server: Arc<tiny_http::Server>,
     app: Arc<App>,
-    mut db: Db,
+    db: Arc<Db>,
     common: Arc<CommonHeaders>,
     stopping: Arc<AtomicBool>,
 ) {
@@ -277,7 +277,7 @@ fn worker(
         let started = Instant::now();
         let path = clean_path(rq.url());
         let method = rq.method().to_string();
-        let result = answer(&app, &mut db, &mut rq, &path);
+        let result = answer(&app, &db, &mut rq, &path);
         let status = respond(rq, &common, &result);
         log::info!(
             "{method} {path} {status} {:.1}ms",
@@ -366,13 +366,15 @@ fn set_socket_options(listener: &TcpListener) -> std::io::Result<()> {
     setsockopt(listener, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &timeout)
 }
 
-/// Binds `listen` and starts `dbs.len()` workers, one database connection each, plus a
-/// janitor that purges expired challenges and refresh tokens once a minute.
+/// Binds `listen` and starts `workers` workers sharing `db`, plus a janitor that
+/// checkpoints the WAL on its own connection `checkpoints` and purges expired challenges
+/// and refresh tokens once a minute.
 pub fn start(
     listen: SocketAddr,
     app: Arc<App>,
-    dbs: Vec<Db>,
-    janitor_db: Db,
+    workers: usize,
+    db: Arc<Db>,
+    checkpoints: Db,
 ) -> Result<Running, String> {
     let listener =
         TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -386,11 +388,15 @@ pub fn start(
     );
     let common = Arc::new(CommonHeaders::new()?);
     let stopping = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::with_capacity(dbs.len());
-    for (i, db) in dbs.into_iter().enumerate() {
-        let (server, app, common, stop) = (
+    db.set_autocheckpoint(BACKSTOP_CHECKPOINT_PAGES)
+        .map_err(|e| format!("cannot configure the database: {e}"))?;
+    let count = workers;
+    let mut workers = Vec::with_capacity(count);
+    for i in 0..count {
+        let (server, app, db, common, stop) = (
             server.clone(),
             app.clone(),
+            db.clone(),
             common.clone(),
             stopping.clone(),
         );
@@ -403,7 +409,7 @@ pub fn start(
     let (stop, stopped) = mpsc::channel::<()>();
     let janitor = std::thread::Builder::new()
         .name("mfad-janitor".into())
-        .spawn(move || janitor(janitor_db, stopped))
+        .spawn(move || janitor(&db, &checkpoints, stopped))
         .map_err(|e| format!("cannot start the janitor thread: {e}"))?;
     Ok(Running {
         server,
@@ -414,12 +420,37 @@ pub fn start(
     })
 }
 
-fn janitor(mut db: Db, stopped: mpsc::Receiver<()>) {
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_secs(60)) {
-        match db.write(|c| Ok(store::purge_expired(c, unix_now())?)) {
-            Ok(0) => {}
-            Ok(n) => log::debug!("purged {n} expired challenges and refresh tokens"),
-            Err(_) => {} // already logged by the store
+/// How often the janitor copies the WAL back into the database file, if anything was
+/// written since it last did.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// The shared connection's own automatic checkpoint mark (SQLite's default is 1,000).
+pub const BACKSTOP_CHECKPOINT_PAGES: u32 = 20_000;
+/// How often it deletes expired challenges and refresh tokens.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Checkpoints run here, on a connection of their own, rather than inside whichever
+/// request's commit crossed SQLite's 1,000-page mark: a PASSIVE checkpoint takes no lock
+/// that writers wait for, so its copying and its fsync leave the request path. (The
+/// shared connection keeps an automatic checkpoint at a much higher mark, a backstop
+/// should this thread fall behind.)
+fn janitor(db: &Db, checkpoints: &Db, stopped: mpsc::Receiver<()>) {
+    let mut last_purge = Instant::now();
+    let mut checkpointed_at = db.commits();
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+        let commits = db.commits();
+        if commits != checkpointed_at {
+            checkpointed_at = commits;
+            if let Err(e) = checkpoints.checkpoint() {
+                log::warn!("WAL checkpoint failed: {e}");
+            }
+        }
+        if last_purge.elapsed() >= PURGE_EVERY {
+            last_purge = Instant::now();
+            match db.write(|c| Ok(store::purge_expired(c, unix_now())?)) {
+                Ok(0) => {}
+                Ok(n) => log::debug!("purged {n} expired challenges and refresh tokens"),
+                Err(_) => {} // already logged by the store
+            }
         }
     }
 }

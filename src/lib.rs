@@ -21,7 +21,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use config::Config;
 use crypto::{Keys, KEY_LEN};
@@ -33,16 +33,15 @@ pub struct Instance {
     pub dbs: DbOpener,
 }
 
-/// Opens connections to the instance's database, all sharing one write lock.
+/// Opens connections to the instance's database.
 pub struct DbOpener {
     path: PathBuf,
     durability: config::Durability,
-    write_lock: Arc<Mutex<()>>,
 }
 
 impl DbOpener {
     pub fn open(&self) -> Result<Db, String> {
-        Db::open(&self.path, self.durability, self.write_lock.clone()).map_err(|e| e.to_string())
+        Db::open(&self.path, self.durability).map_err(|e| e.to_string())
     }
 }
 
@@ -140,10 +139,9 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
         dbs: DbOpener {
             path: db_path,
             durability: config.durability,
-            write_lock: Arc::new(Mutex::new(())),
         },
     };
-    let mut db = instance.dbs.open()?;
+    let db = instance.dbs.open()?;
     // Once per start, before anything is written: a damaged file is reported, not served
     // (and not made worse).
     db.quick_check().map_err(|e| {
@@ -153,8 +151,9 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
         )
     })?;
     let check = instance.keys.key_check();
-    let stored =
-        store::meta(db.read(), "key_check").map_err(|e| format!("cannot read database: {e}"))?;
+    let stored = db
+        .read(|c| store::meta(c, "key_check"))
+        .map_err(|e| format!("cannot read database: {e}"))?;
     match stored {
         Some(v) if crypto::ct_eq(&v, &check) => {}
         Some(_) => {
@@ -199,8 +198,11 @@ pub fn app(config: &Config, keys: Keys) -> Result<service::App, String> {
 pub fn serve(config: &Config) -> Result<http::Running, String> {
     let Instance { keys, dbs } = open_instance(config)?;
     let app = app(config, keys)?;
-    let workers = (0..config.workers)
-        .map(|_| dbs.open())
-        .collect::<Result<Vec<_>, _>>()?;
-    http::start(config.listen, Arc::new(app), workers, dbs.open()?)
+    http::start(
+        config.listen,
+        Arc::new(app),
+        config.workers,
+        Arc::new(dbs.open()?),
+        dbs.open()?,
+    )
 }

@@ -118,7 +118,7 @@ const TOKEN_EXPIRED: &str = "Expired JWT Token";
 /// Storno's clients already know.
 pub fn authenticate(
     app: &App,
-    db: &mut Db,
+    db: &Db,
     authorization: Option<&str>,
     now: i64,
 ) -> Result<Principal, Error> {
@@ -135,8 +135,8 @@ pub fn authenticate(
         TokenError::Invalid => Error::Unauthenticated(TOKEN_INVALID),
     })?;
     let account = match &verified.subject {
-        Subject::Account(id) => store::account_by_id(db.read(), *id)?,
-        Subject::External(sub) => match store::account_by_subject(db.read(), sub)? {
+        Subject::Account(id) => db.read(|c| store::account_by_id(c, *id))?,
+        Subject::External(sub) => match db.read(|c| store::account_by_subject(c, sub))? {
             Some(a) => Some(a),
             None => Some(db.write(|c| {
                 let a = store::ensure_external_account(c, sub, now)?;
@@ -160,7 +160,7 @@ pub fn authenticate(
 // Setup, enable, status, disable, regenerate
 
 /// `POST /api/v1/me/mfa/totp/setup`.
-pub fn setup(app: &App, db: &mut Db, who: &Principal) -> Result<Value, Error> {
+pub fn setup(app: &App, db: &Db, who: &Principal) -> Result<Value, Error> {
     // 160 bits: RFC 4226 §4 recommends it, and it is the HMAC-SHA1 block-friendly size
     // every app expects; it gives exactly 32 base32 characters with no padding.
     let mut secret: [u8; 20] = crypto::random()?;
@@ -235,7 +235,7 @@ fn normalize_backup_code(input: &str) -> Option<String> {
 /// `POST /api/v1/me/mfa/totp/enable`.
 pub fn enable(
     app: &App,
-    db: &mut Db,
+    db: &Db,
     who: &Principal,
     body: &Map<String, Value>,
     now: i64,
@@ -246,7 +246,7 @@ pub fn enable(
         "Field \"code\" is required and must be a string.",
     )?;
     let id = who.account.id;
-    let state = store::totp(db.read(), id)?.unwrap_or_default();
+    let state = db.read(|c| store::totp(c, id))?.unwrap_or_default();
     if state.active_secret.is_some() {
         return Err(Error::Conflict("TOTP is already enabled for this account."));
     }
@@ -280,7 +280,7 @@ pub fn enable(
 
 /// `GET /api/v1/me/mfa/status`.
 pub fn status(db: &Db, who: &Principal) -> Result<Value, Error> {
-    let (enabled, remaining) = store::mfa_status(db.read(), who.account.id)?;
+    let (enabled, remaining) = db.read(|c| store::mfa_status(c, who.account.id))?;
     Ok(json!({
         "totpEnabled": enabled,
         "backupCodesRemaining": remaining,
@@ -292,7 +292,7 @@ pub fn status(db: &Db, who: &Principal) -> Result<Value, Error> {
 /// account without one, a current TOTP code or a backup code (which is spent).
 fn confirm(
     app: &App,
-    db: &mut Db,
+    db: &Db,
     who: &Principal,
     body: &Map<String, Value>,
     now: i64,
@@ -308,7 +308,7 @@ fn confirm(
         };
     }
     let code = opt_str(body, "code", "Field \"code\" must be a string.")?.ok_or(WRONG)?;
-    let state = store::totp(db.read(), id)?.unwrap_or_default();
+    let state = db.read(|c| store::totp(c, id))?.unwrap_or_default();
     let (Some(active), Some(salt)) = (state.active_secret, state.backup_salt) else {
         return Err(WRONG);
     };
@@ -354,7 +354,7 @@ fn confirm(
 /// `POST /api/v1/me/mfa/totp/disable`.
 pub fn disable(
     app: &App,
-    db: &mut Db,
+    db: &Db,
     who: &Principal,
     body: &Map<String, Value>,
     now: i64,
@@ -362,7 +362,8 @@ pub fn disable(
     let id = who.account.id;
     // Without a password and without TOTP there is nothing to confirm with — and nothing
     // to protect: disabling is a no-op.
-    let nothing_to_do = who.account.password_hash.is_none() && !store::totp_enabled(db.read(), id)?;
+    let nothing_to_do =
+        who.account.password_hash.is_none() && !db.read(|c| store::totp_enabled(c, id))?;
     if !nothing_to_do {
         confirm(app, db, who, body, now)?;
     }
@@ -378,7 +379,7 @@ pub fn disable(
 /// `POST /api/v1/me/mfa/backup-codes/regenerate`.
 pub fn regenerate(
     app: &App,
-    db: &mut Db,
+    db: &Db,
     who: &Principal,
     body: &Map<String, Value>,
     now: i64,
@@ -386,7 +387,7 @@ pub fn regenerate(
     confirm(app, db, who, body, now)?;
     const NOT_ENABLED: Error = Error::BadRequest("TOTP is not enabled for this account.");
     let id = who.account.id;
-    if !store::totp_enabled(db.read(), id)? {
+    if !db.read(|c| store::totp_enabled(c, id))? {
         return Err(NOT_ENABLED);
     }
     let BackupCodes {
@@ -506,7 +507,7 @@ fn issue_tokens(
 /// `POST /api/auth`.
 pub fn login(
     app: &App,
-    db: &mut Db,
+    db: &Db,
     body: &Map<String, Value>,
     ip: Option<IpAddr>,
     now: i64,
@@ -516,7 +517,7 @@ pub fn login(
     let password = req_str(body, "password", MISSING)?;
     app.login_limiter.check(ip, now)?;
     let account = if email.len() <= 320 {
-        store::account_by_email(db.read(), email)?
+        db.read(|c| store::account_by_email(c, email))?
     } else {
         None
     };
@@ -537,7 +538,7 @@ pub fn login(
         db.write(|c| Ok(store::set_password(c, account.id, &upgraded)?))?;
     }
     let id = account.id;
-    if !store::totp_enabled(db.read(), id)? {
+    if !db.read(|c| store::totp_enabled(c, id))? {
         return db.write(|c| issue_tokens(app, c, &account, None, now));
     }
     let challenge: [u8; 32] = crypto::random()?;
@@ -576,8 +577,22 @@ enum Kind {
     Backup,
 }
 
+/// The account a live challenge belongs to, and its TOTP state.
+fn challenge_and_state(
+    c: &rusqlite::Connection,
+    challenge_hash: &[u8; 32],
+    now: i64,
+) -> Result<(i64, store::Totp), Error> {
+    let challenge = match store::challenge(c, challenge_hash)? {
+        Some(ch) if ch.expires_at > now => ch,
+        _ => return Err(Error::Rejected(INVALID_CHALLENGE)),
+    };
+    let state = store::totp(c, challenge.account_id)?.unwrap_or_default();
+    Ok((challenge.account_id, state))
+}
+
 /// `POST /api/auth/mfa/verify`.
-pub fn verify(app: &App, db: &mut Db, body: &Map<String, Value>, now: i64) -> Result<Value, Error> {
+pub fn verify(app: &App, db: &Db, body: &Map<String, Value>, now: i64) -> Result<Value, Error> {
     const MISSING: &str = "Fields \"mfaToken\" and \"code\" are required strings.";
     let token = req_str(body, "mfaToken", MISSING)?;
     let code = req_str(body, "code", MISSING)?;
@@ -598,20 +613,6 @@ pub fn verify(app: &App, db: &mut Db, body: &Map<String, Value>, now: i64) -> Re
     let challenge_hash = app
         .keys
         .token_hash(&hex32(token).ok_or(Error::Rejected(INVALID_CHALLENGE))?);
-    let challenge = match store::challenge(db.read(), &challenge_hash)? {
-        Some(ch) if ch.expires_at > now => ch,
-        _ => return Err(Error::Rejected(INVALID_CHALLENGE)),
-    };
-    let id = challenge.account_id;
-    let state = store::totp(db.read(), id)?.unwrap_or_default();
-    if state.locked_until > now {
-        return Err(locked(state.locked_until - now));
-    }
-    let (Some(active), Some(salt)) = (state.active_secret, state.backup_salt) else {
-        // TOTP was turned off after the challenge was issued: the challenge is void.
-        db.write(|c| Ok(store::take_challenge(c, &challenge_hash)?))?;
-        return Err(Error::Rejected(INVALID_CHALLENGE));
-    };
     let kind = kind.or_else(|| {
         if totp::normalize_code(code).is_some() {
             Some(Kind::Totp)
@@ -621,51 +622,65 @@ pub fn verify(app: &App, db: &mut Db, body: &Map<String, Value>, now: i64) -> Re
             None
         }
     });
-    // The expensive work (PBKDF2 for a backup code) happens before the write lock.
-    enum Check {
-        Step(u64),
-        Backup([u8; 32]),
-        Wrong,
-    }
-    let check = match kind {
-        Some(Kind::Totp) => match totp::normalize_code(code) {
-            Some(code) => {
-                let secret = app.keys.open(&active, id)?;
-                totp::verify(secret.expose(), &code, now as u64).map_or(Check::Wrong, Check::Step)
+    // A backup code costs a PBKDF2, which must not run under the database lock: for one,
+    // the challenge and the account's salt are read first and the hash computed outside.
+    // A TOTP code is checked inside the transaction (a few microseconds), so that path
+    // is one transaction with no separate reads.
+    let backup_hash = match kind {
+        Some(Kind::Backup) => {
+            let (_, state) = db.read(|c| challenge_and_state(c, &challenge_hash, now))?;
+            if state.locked_until > now {
+                return Err(locked(state.locked_until - now));
             }
-            None => Check::Wrong,
-        },
-        Some(Kind::Backup) => match normalize_backup_code(code) {
-            Some(code) => Check::Backup(app.keys.backup_code_hash(&salt, &code)),
-            None => Check::Wrong,
-        },
-        None => Check::Wrong,
+            match (state.backup_salt, normalize_backup_code(code)) {
+                (Some(salt), Some(code)) => Some(app.keys.backup_code_hash(&salt, &code)),
+                _ => None,
+            }
+        }
+        _ => None,
     };
 
     enum Outcome {
         Tokens(Value),
+        /// TOTP was turned off after the challenge was issued: the challenge is void.
+        Void,
+        Locked(i64),
         Wrong {
             challenge_failures: i64,
             locked_until: i64,
         },
     }
     let outcome = db.write(|c| {
-        let accepted = match &check {
-            Check::Step(step) => {
-                let fresh = store::accept_step(c, id, *step as i64)?;
-                if !fresh {
-                    audit(c, Some(id), now, "totp_replay_refused")?;
+        let (id, state) = challenge_and_state(c, &challenge_hash, now)?;
+        if state.locked_until > now {
+            return Ok(Outcome::Locked(state.locked_until - now));
+        }
+        let Some(active) = state.active_secret.filter(|_| state.backup_salt.is_some()) else {
+            store::take_challenge(c, &challenge_hash)?;
+            return Ok(Outcome::Void);
+        };
+        let accepted = match (&kind, totp::normalize_code(code), &backup_hash) {
+            (Some(Kind::Totp), Some(code), _) => {
+                let secret = app.keys.open(&active, id)?;
+                match totp::verify(secret.expose(), &code, now as u64) {
+                    Some(step) => {
+                        let fresh = store::accept_step(c, id, step as i64)?;
+                        if !fresh {
+                            audit(c, Some(id), now, "totp_replay_refused")?;
+                        }
+                        fresh
+                    }
+                    None => false,
                 }
-                fresh
             }
-            Check::Backup(hash) => {
+            (Some(Kind::Backup), _, Some(hash)) => {
                 let spent = store::spend_backup_code(c, id, hash)?;
                 if spent {
                     audit(c, Some(id), now, "backup_code_used")?;
                 }
                 spent
             }
-            Check::Wrong => false,
+            _ => false,
         };
         if accepted {
             // Exactly one request wins a challenge; a loser's step or backup code is
@@ -694,6 +709,8 @@ pub fn verify(app: &App, db: &mut Db, body: &Map<String, Value>, now: i64) -> Re
     })?;
     match outcome {
         Outcome::Tokens(body) => Ok(body),
+        Outcome::Void => Err(Error::Rejected(INVALID_CHALLENGE)),
+        Outcome::Locked(secs) => Err(locked(secs)),
         Outcome::Wrong {
             challenge_failures, ..
         } if challenge_failures >= CHALLENGE_MAX_FAILURES => Err(Error::TooManyRequests {
@@ -713,12 +730,7 @@ pub fn verify(app: &App, db: &mut Db, body: &Map<String, Value>, now: i64) -> Re
 
 /// `POST /api/auth/refresh`: rotation with reuse detection (OAuth 2.0 Security BCP
 /// §4.14.2). A token that was already exchanged revokes its whole family.
-pub fn refresh(
-    app: &App,
-    db: &mut Db,
-    body: &Map<String, Value>,
-    now: i64,
-) -> Result<Value, Error> {
+pub fn refresh(app: &App, db: &Db, body: &Map<String, Value>, now: i64) -> Result<Value, Error> {
     const INVALID: Error = Error::Unauthenticated("Invalid or expired refresh token.");
     let token = req_str(
         body,

@@ -198,7 +198,7 @@ impl Harness {
         // iterations every such login costs ~0.2 s and the fuzzer crawls. Same code path,
         // one iteration.
         app.dummy_password_hash = crypto::hash_password("not a password", 1).expect("hash");
-        let mut db = dbs.open().expect("db");
+        let db = dbs.open().expect("db");
         let now = unix_now();
         let weak_hash = crypto::hash_password(P_PASSWORD, 1).expect("hash");
         let strong_hash =
@@ -396,7 +396,7 @@ impl Harness {
         // `built.body` once it returns; `built` outlives the call.
         let body: &'static str = unsafe { &*(built.body.as_str() as *const str) };
         let rq = rq.with_body(body);
-        mfad::http::dispatch(&self.app, &mut self.db, rq.into())
+        mfad::http::dispatch(&self.app, &self.db, rq.into())
     }
 
     fn build(
