@@ -56,7 +56,7 @@ OPTIONS:
                       refresh, pair, inproc, pipeline [all]
     --mfad PATH       measure this mfad binary instead of the one cargo built
     --serve-arg ARG   one more flag for `mfad serve` (repeat it for more), e.g.
-                      --serve-arg --log-level=info
+                      --serve-arg --log-level=warn
     --help            this text
 ";
 
@@ -1063,7 +1063,8 @@ fn spawn_mfad(dir: &Path, workers: usize) -> Res<(Proc, Duration)> {
     let mut cmd = mfad_command(dir);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--workers"])
         .arg(workers.to_string())
-        .args(["--log-level", "warn", "--login-rate", "0"])
+        // The default log level (info: one access line per request, as deployed).
+        .args(["--login-rate", "0"])
         .args(SERVE_ARGS.lock().unwrap_or_else(|e| e.into_inner()).iter());
     Proc::spawn(cmd, "mfad listening on http://")
 }
@@ -2277,7 +2278,11 @@ fn run(opts: &Opts) -> Res<()> {
          (bare tiny_http the same); {} runs × {} s per figure, warm-up {} s; connections {:?}",
         opts.workers, opts.runs, opts.secs, opts.warmup, opts.conns
     );
-    println!("binary: {}", bin.display());
+    println!(
+        "binary: {} (serve flags: --login-rate 0; logging at the default level, info, \
+         one access line per request read by this generator as journald would)",
+        bin.display()
+    );
     let extra = SERVE_ARGS.lock().map(|a| a.join(" ")).unwrap_or_default();
     if !extra.is_empty() {
         println!("extra mfad serve flags: {extra}");

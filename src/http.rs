@@ -280,6 +280,7 @@ fn worker(
         let result = answer(&app, &db, &mut rq, &path);
         let status = respond(rq, &common, &result);
         log::info!(
+            target: crate::log::ACCESS,
             "{method} {path} {status} {:.1}ms",
             started.elapsed().as_secs_f64() * 1000.0
         );

@@ -83,6 +83,7 @@ fn serve(config: &Config) -> ExitCode {
     log::info!("signal {signal} received: finishing requests in flight");
     running.shutdown();
     log::info!("stopped");
+    log::logger().flush();
     ExitCode::SUCCESS
 }
 
