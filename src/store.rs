@@ -36,7 +36,10 @@ impl From<rusqlite::Error> for Error {
             )
         );
         if unavailable {
-            log::error!("storage unavailable: {e}");
+            log::error!(
+                "storage unavailable: {e} (is the data directory's file system full, \
+                 read-only or failing?)"
+            );
             Error::Unavailable
         } else {
             log::error!("database error: {e}");

@@ -1,4 +1,4 @@
-//! Faults and leaks: a damaged database, a full disk, SIGKILL in the middle of
+//! Faults and leaks: a damaged database, a full disk, a disk turning read-only, SIGKILL in the middle of
 //! concurrent writes, and a whole flow at debug log level that must leave no secret in
 //! the log.
 
@@ -139,6 +139,104 @@ fn a_full_disk_gives_503_then_recovers_by_itself() {
 }
 
 /// Opens the data directory's database directly (the server is dead).
+/// An ext4 image on a loop device mounted with `errors=remount-ro` (needs root and loop
+/// devices, as CI has); `None` where that is not possible. Writing to the kernel's
+/// `trigger_fs_error` makes the file system read-only under the running server, as a
+/// real disk error would — a plain `mount -o remount,ro` is refused while SQLite holds
+/// files open for writing.
+struct Ext4Loop {
+    mnt: std::path::PathBuf,
+    trigger: std::path::PathBuf,
+}
+
+impl Ext4Loop {
+    fn mount(dir: &std::path::Path) -> Option<Ext4Loop> {
+        let img = dir.join("fs.img");
+        let mnt = dir.join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(32 << 20)
+            .unwrap();
+        let run = |cmd: &mut Command| cmd.output().is_ok_and(|o| o.status.success());
+        if !run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img)) {
+            return None;
+        }
+        if !run(Command::new("mount")
+            .args(["-o", "loop,errors=remount-ro"])
+            .arg(&img)
+            .arg(&mnt))
+        {
+            return None;
+        }
+        // From here on, dropping `this` unmounts.
+        let mut this = Ext4Loop {
+            trigger: std::path::PathBuf::new(),
+            mnt,
+        };
+        let source = Command::new("findmnt")
+            .args(["-n", "-o", "SOURCE"])
+            .arg(&this.mnt)
+            .output()
+            .ok()?;
+        let dev = String::from_utf8_lossy(&source.stdout).trim().to_string();
+        let name = dev.rsplit('/').next()?.to_string();
+        this.trigger = std::path::Path::new("/sys/fs/ext4")
+            .join(name)
+            .join("trigger_fs_error");
+        this.trigger.exists().then_some(this)
+    }
+
+    fn make_read_only(&self) {
+        std::fs::write(&self.trigger, "mfad test: simulated disk error").unwrap();
+        let probe = self.mnt.join("probe");
+        assert!(
+            std::fs::write(&probe, b"x").is_err(),
+            "the file system is still writable"
+        );
+    }
+}
+
+impl Drop for Ext4Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+    }
+}
+
+#[test]
+fn a_read_only_disk_gives_503_and_reads_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(fs) = Ext4Loop::mount(tmp.path()) else {
+        eprintln!(
+            "SKIPPED: cannot mount an ext4 loop device here (not root?); CI runs this as root"
+        );
+        return;
+    };
+    let s = Server::start_in(&fs.mnt.join("data"), &[]);
+    let token = s.token("user@example.com");
+    let setup = |s: &Server| s.post("/api/v1/me/mfa/totp/setup", Some(&token), &json!({}));
+    assert_eq!(setup(&s).status, 200);
+
+    fs.make_read_only();
+    // Every write is refused cleanly, with the storage error and a clear log line.
+    for _ in 0..5 {
+        let r = setup(&s);
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(
+            r.json(),
+            json!({"error": "Storage is unavailable; try again shortly."})
+        );
+    }
+    assert!(s.log_has("storage unavailable"), "no clear log line");
+    // Reads go on: tokens are checked and the status is answered.
+    let r = s.get("/api/v1/me/mfa/status", Some(&token));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["totpEnabled"], json!(false));
+    assert!(!s.log_has("panic"), "a panic was logged");
+    // And the server still stops cleanly.
+    assert!(s.terminate().success());
+}
+
 fn open_db(dir: &std::path::Path) -> Connection {
     Connection::open(dir.join("mfad.db")).unwrap()
 }
