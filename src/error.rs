@@ -29,6 +29,8 @@ pub enum Error {
     },
     /// 503: storage cannot be used right now (full disk, read-only, locked).
     Unavailable,
+    /// 503: too many password checks are already queued; sent with `Retry-After`.
+    Busy,
     /// 500: a bug or an unexpected failure; the cause has been logged.
     Internal,
 }
@@ -45,7 +47,7 @@ impl Error {
             Error::Unprocessable(_) => 422,
             Error::TooManyRequests { .. } => 429,
             Error::Internal => 500,
-            Error::Unavailable => 503,
+            Error::Unavailable | Error::Busy => 503,
         }
     }
 
@@ -61,6 +63,7 @@ impl Error {
             Error::MethodNotAllowed(_) => "Method not allowed on this endpoint.",
             Error::PayloadTooLarge => "Request body is too large (the limit is 16 KiB).",
             Error::Unavailable => "Storage is unavailable; try again shortly.",
+            Error::Busy => "The server is busy; try again shortly.",
             Error::Internal => "Internal error.",
         }
     }

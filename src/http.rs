@@ -192,6 +192,7 @@ fn respond(rq: Request, common: &CommonHeaders, result: &Result<Value, Error>) -
         Err(Error::TooManyRequests { retry_after, .. }) => {
             Some(("Retry-After", retry_after.to_string()))
         }
+        Err(Error::Busy) => Some(("Retry-After", "1".to_string())),
         _ => None,
     };
     if let Some((name, value)) = extra {
@@ -246,28 +247,66 @@ pub fn dispatch(app: &App, db: &Db, mut rq: Request) -> (u16, Value) {
     (status, body)
 }
 
-fn worker(
+/// Endpoints whose work is a PBKDF2 of 600,000 rounds (about 0.2 s of a core): login and
+/// the password confirmations of disable and regenerate.
+fn is_slow(endpoint: Endpoint) -> bool {
+    matches!(
+        endpoint,
+        Endpoint::Login | Endpoint::Disable | Endpoint::Regenerate
+    )
+}
+
+/// A request handed from a worker to the slow lane.
+struct SlowJob {
+    rq: Request,
+    path: String,
+    started: Instant,
+}
+
+/// Handles one request and writes the access line.
+fn serve_one(
+    app: &App,
+    db: &Db,
+    common: &CommonHeaders,
+    mut rq: Request,
+    path: &str,
+    started: Instant,
+) {
+    let method = rq.method().to_string();
+    let result = answer(app, db, &mut rq, path);
+    let status = respond(rq, common, &result);
+    log::info!(
+        target: crate::log::ACCESS,
+        "{method} {path} {status} {:.1}ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+}
+
+/// The context every request thread shares.
+struct Shared {
     server: Arc<tiny_http::Server>,
     app: Arc<App>,
     db: Arc<Db>,
-    common: Arc<CommonHeaders>,
-    stopping: Arc<AtomicBool>,
-) {
+    common: CommonHeaders,
+    stopping: AtomicBool,
+}
+
+fn worker(shared: Arc<Shared>, slow: mpsc::SyncSender<SlowJob>) {
     let mut draining_since: Option<Instant> = None;
     loop {
         // Polling with a timeout rather than `unblock()`: at shutdown every request
         // already queued is still answered, and a worker leaves once the queue has been
         // empty for a moment — or after SHUTDOWN_DRAIN, so a busy client cannot hold a
         // shutdown open.
-        if stopping.load(Ordering::SeqCst) {
+        if shared.stopping.load(Ordering::SeqCst) {
             let since = *draining_since.get_or_insert_with(Instant::now);
             if since.elapsed() > SHUTDOWN_DRAIN {
                 break;
             }
         }
-        let mut rq = match server.recv_timeout(Duration::from_millis(250)) {
+        let rq = match shared.server.recv_timeout(Duration::from_millis(250)) {
             Ok(Some(rq)) => rq,
-            Ok(None) if stopping.load(Ordering::SeqCst) => break,
+            Ok(None) if shared.stopping.load(Ordering::SeqCst) => break,
             Ok(None) => continue,
             Err(e) => {
                 log::warn!("receiving a request failed: {e}");
@@ -276,25 +315,83 @@ fn worker(
         };
         let started = Instant::now();
         let path = clean_path(rq.url());
-        let method = rq.method().to_string();
-        let result = answer(&app, &db, &mut rq, &path);
-        let status = respond(rq, &common, &result);
-        log::info!(
-            target: crate::log::ACCESS,
-            "{method} {path} {status} {:.1}ms",
-            started.elapsed().as_secs_f64() * 1000.0
+        let rq = if route(rq.method(), &path).is_ok_and(is_slow) {
+            match slow.try_send(SlowJob { rq, path, started }) {
+                Ok(()) => continue,
+                Err(mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) => {
+                    let status = respond(job.rq, &shared.common, &Err(Error::Busy));
+                    log::info!(
+                        target: crate::log::ACCESS,
+                        "POST {} {status} (password checks queue full)",
+                        job.path
+                    );
+                    continue;
+                }
+            }
+        } else {
+            rq
+        };
+        serve_one(&shared.app, &shared.db, &shared.common, rq, &path, started);
+    }
+}
+
+/// The slow lane: password checks run here, on as many threads as there are cores and
+/// at a lower CPU priority, so that a burst of logins never leaves the workers busy —
+/// every other request still finds a worker and a core at once. Ends when every worker
+/// has gone and the queue is empty.
+fn slow_lane_loop(shared: Arc<Shared>, jobs: Arc<std::sync::Mutex<mpsc::Receiver<SlowJob>>>) {
+    // SAFETY: setpriority on this thread (Linux: the nice value is per thread).
+    unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::gettid() as libc::id_t,
+            SLOW_LANE_NICE,
+        );
+    }
+    let mut draining_since: Option<Instant> = None;
+    loop {
+        let job = match jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .recv()
+        {
+            Ok(job) => job,
+            Err(mpsc::RecvError) => break,
+        };
+        if shared.stopping.load(Ordering::SeqCst) {
+            // The workers drained for up to SHUTDOWN_DRAIN already: do not add seconds
+            // of password hashing to the stop.
+            let since = *draining_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(1) {
+                respond(job.rq, &shared.common, &Err(Error::Busy));
+                continue;
+            }
+        }
+        serve_one(
+            &shared.app,
+            &shared.db,
+            &shared.common,
+            job.rq,
+            &job.path,
+            job.started,
         );
     }
 }
+
+/// The slow lane's nice value: lower priority than the workers.
+const SLOW_LANE_NICE: libc::c_int = 5;
+/// Password checks that may wait per slow-lane thread (about 6 s of work each); beyond
+/// them a login gets 503 with `Retry-After` rather than a long wait.
+const SLOW_QUEUE_PER_THREAD: usize = 32;
 
 /// The longest a shutdown keeps answering queued requests.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// A running server.
 pub struct Running {
-    server: Arc<tiny_http::Server>,
-    stopping: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
+    slow_lane: Vec<JoinHandle<()>>,
     janitor: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     addr: SocketAddr,
 }
@@ -308,16 +405,20 @@ impl Running {
     /// Answers what is queued and in flight (for at most [`SHUTDOWN_DRAIN`]), stops the
     /// workers, closes the listening socket and returns.
     pub fn shutdown(self) {
-        self.stopping.store(true, Ordering::SeqCst);
+        self.shared.stopping.store(true, Ordering::SeqCst);
         for w in self.workers {
             let _ = w.join();
+        }
+        // The workers' senders are gone: the slow lane finishes its queue and ends.
+        for t in self.slow_lane {
+            let _ = t.join();
         }
         if let Some((stop, handle)) = self.janitor {
             drop(stop);
             let _ = handle.join();
         }
         // The last reference: tiny_http stops accepting and closes the listener.
-        drop(self.server);
+        drop(self.shared);
     }
 }
 
@@ -387,35 +488,49 @@ pub fn start(
         tiny_http::Server::from_listener(listener, None)
             .map_err(|e| format!("cannot start the HTTP server: {e}"))?,
     );
-    let common = Arc::new(CommonHeaders::new()?);
-    let stopping = Arc::new(AtomicBool::new(false));
     db.set_autocheckpoint(BACKSTOP_CHECKPOINT_PAGES)
         .map_err(|e| format!("cannot configure the database: {e}"))?;
-    let count = workers;
-    let mut workers = Vec::with_capacity(count);
-    for i in 0..count {
-        let (server, app, db, common, stop) = (
-            server.clone(),
-            app.clone(),
-            db.clone(),
-            common.clone(),
-            stopping.clone(),
-        );
-        let handle = std::thread::Builder::new()
-            .name(format!("mfad-worker-{i}"))
-            .spawn(move || worker(server, app, db, common, stop))
-            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
-        workers.push(handle);
+    let shared = Arc::new(Shared {
+        server,
+        app,
+        db: db.clone(),
+        common: CommonHeaders::new()?,
+        stopping: AtomicBool::new(false),
+    });
+    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (slow, slow_jobs) = mpsc::sync_channel(SLOW_QUEUE_PER_THREAD * lanes);
+    let slow_jobs = Arc::new(std::sync::Mutex::new(slow_jobs));
+    let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(f)
+            .map_err(|e| format!("cannot start a thread: {e}"))
+    };
+    let mut slow_lane = Vec::with_capacity(lanes);
+    for i in 0..lanes {
+        let (shared, jobs) = (shared.clone(), slow_jobs.clone());
+        slow_lane.push(spawn(
+            format!("mfad-slow-{i}"),
+            Box::new(move || slow_lane_loop(shared, jobs)),
+        )?);
+    }
+    let mut handles = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let (shared, slow) = (shared.clone(), slow.clone());
+        handles.push(spawn(
+            format!("mfad-worker-{i}"),
+            Box::new(move || worker(shared, slow)),
+        )?);
     }
     let (stop, stopped) = mpsc::channel::<()>();
-    let janitor = std::thread::Builder::new()
-        .name("mfad-janitor".into())
-        .spawn(move || janitor(&db, &checkpoints, stopped))
-        .map_err(|e| format!("cannot start the janitor thread: {e}"))?;
+    let janitor = spawn(
+        "mfad-janitor".into(),
+        Box::new(move || janitor(&db, &checkpoints, stopped)),
+    )?;
     Ok(Running {
-        server,
-        stopping,
-        workers,
+        shared,
+        workers: handles,
+        slow_lane,
         janitor: Some((stop, janitor)),
         addr,
     })

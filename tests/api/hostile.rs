@@ -402,3 +402,75 @@ fn token_attacks_are_all_refused() {
         cases.len()
     );
 }
+
+/// Password checks (a 600,000-round PBKDF2 each) run in a lane of their own: a flood of
+/// logins neither holds the workers — a status request is answered while the logins
+/// are still being worked through — nor queues without bound (beyond the lane's queue a
+/// login gets `503` with `Retry-After`).
+#[test]
+fn a_login_flood_neither_holds_the_workers_nor_queues_without_bound() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let s = Server::start(&["--login-rate", "0"]);
+    let token = s.token("user@example.com");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The lane queues 32 checks per core; past that (plus what the lane and the
+    // workers hold) logins are refused. Flood past it where that stays a modest number
+    // of threads.
+    let over_capacity = cores <= 8;
+    let logins = if over_capacity { 32 * cores + 40 } else { 100 };
+    let answered_401 = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..logins)
+        .map(|_| {
+            let (addr, answered_401) = (s.addr, answered_401.clone());
+            std::thread::spawn(move || {
+                let body = json!({"email": "nobody@example.com", "password": "wrong"});
+                let r = request(
+                    addr,
+                    "POST",
+                    "/api/auth",
+                    &[("Content-Type", "application/json")],
+                    Some(&body.to_string()),
+                );
+                if r.status == 401 {
+                    answered_401.fetch_add(1, Ordering::SeqCst);
+                }
+                r
+            })
+        })
+        .collect();
+    // Let the flood arrive (not a timing assertion: it only has to be under way).
+    std::thread::sleep(Duration::from_millis(300));
+    let r = s.get("/api/v1/me/mfa/status", Some(&token));
+    let logins_done = answered_401.load(Ordering::SeqCst);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        logins_done < logins / 4,
+        "status waited for {logins_done} of {logins} logins"
+    );
+    let mut busy = 0;
+    for t in threads {
+        let r = t.join().unwrap();
+        match r.status {
+            401 => {}
+            503 => {
+                busy += 1;
+                assert_eq!(r.header("Retry-After"), Some("1"));
+                assert_eq!(
+                    r.json(),
+                    json!({"error": "The server is busy; try again shortly."})
+                );
+            }
+            other => panic!("login answered {other}: {}", r.text()),
+        }
+    }
+    if over_capacity {
+        assert!(busy > 0, "{logins} concurrent logins, none refused");
+    }
+    println!(
+        "{logins} concurrent logins: {busy} refused as busy, status answered after {logins_done}"
+    );
+    // Every worker is still there.
+    assert_eq!(s.get("/healthz", None).status, 200);
+}
