@@ -474,3 +474,63 @@ fn a_login_flood_neither_holds_the_workers_nor_queues_without_bound() {
     // Every worker is still there.
     assert_eq!(s.get("/healthz", None).status, 200);
 }
+
+/// A kept-alive connection whose request waits in the queue for longer than the socket
+/// timeout (10 s) is not closed under the client: the idle timeout counts from the
+/// answer. Here the one worker is held by writes that each wait 5 s for a database lock
+/// this test holds, and the connection's status request queues behind three of them.
+#[test]
+fn a_request_queued_past_the_socket_timeout_keeps_its_connection() {
+    let s = Server::start(&["--workers", "1"]);
+    let token = s.token("user@example.com");
+    let auth = format!("Bearer {token}");
+    let status_request = format!(
+        "GET /api/v1/me/mfa/status HTTP/1.1\r\nHost: mfad\r\nAuthorization: {auth}\r\n\r\n"
+    );
+    let conn = TcpStream::connect(s.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut writer = conn;
+    writer.write_all(status_request.as_bytes()).unwrap();
+    assert_eq!(read_response(&mut reader).unwrap().status, 200);
+
+    // Hold SQLite's write lock from outside: each setup then waits out mfad's 5 s busy
+    // timeout on the only worker, and answers 503.
+    let db = rusqlite::Connection::open(s.dir.join("mfad.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let blockers: Vec<_> = (0..3)
+        .map(|_| {
+            let (addr, auth) = (s.addr, auth.clone());
+            std::thread::spawn(move || {
+                request(
+                    addr,
+                    "POST",
+                    "/api/v1/me/mfa/totp/setup",
+                    &[("Authorization", &auth)],
+                    Some("{}"),
+                )
+                .status
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    writer.write_all(status_request.as_bytes()).unwrap();
+    let r = read_response(&mut reader).unwrap();
+    let waited = asked.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        waited > Duration::from_secs(10),
+        "the set-up did not hold the request past the socket timeout ({waited:?})"
+    );
+    assert_ne!(r.header("Connection"), Some("close"));
+    db.execute_batch("ROLLBACK").unwrap();
+    for b in blockers {
+        assert_eq!(b.join().unwrap(), 503);
+    }
+    // The same connection still serves.
+    writer.write_all(status_request.as_bytes()).unwrap();
+    let r = read_response(&mut reader).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}

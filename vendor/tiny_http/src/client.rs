@@ -138,6 +138,23 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // mfad patch: wait for the next request's first byte. A socket timeout while the
+        // previous request is still unanswered (queued behind others) does not end the
+        // connection: that answer would go out without `Connection: close` on a
+        // connection closed under the client. The idle timeout counts once it is sent.
+        loop {
+            match self.next_header_source.fill_buf() {
+                Ok(_) => break, // data, or EOF for read_next_line to report
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+                        && self.sink.last_pending() =>
+                {
+                    continue
+                }
+                Err(e) => return Err(ReadError::ReadIoError(e)),
+            }
+        }
         let deadline = Instant::now() + REQUEST_DEADLINE;
         let (method, path, version, headers) = {
             // reading the request line

@@ -2,7 +2,7 @@ use std::io::Result as IoResult;
 use std::io::{BufRead, Read, Write};
 
 use std::sync::mpsc::channel;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 
 use std::mem;
@@ -69,6 +69,20 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
         SequentialWriterBuilder {
             writer: Arc::new(Mutex::new(writer)),
             next_trigger: None,
+        }
+    }
+
+    /// mfad patch: whether the last writer handed out has not finished (its response
+    /// is not sent yet).
+    pub fn last_pending(&mut self) -> bool {
+        match self.next_trigger.as_ref().map(Receiver::try_recv) {
+            Some(Err(TryRecvError::Empty)) => true,
+            _ => {
+                // It finished (the signal is taken here, so the next writer must not
+                // wait for it), or there was none.
+                self.next_trigger = None;
+                false
+            }
         }
     }
 }
