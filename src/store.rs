@@ -19,6 +19,8 @@ use crate::error::Error;
 
 const SCHEMA: &str = include_str!("../schema.sql");
 pub const SCHEMA_VERSION: i64 = 1;
+/// SQLite's page cache per connection, in KiB.
+const PAGE_CACHE_KIB: u32 = 256;
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
@@ -145,6 +147,12 @@ impl Db {
         .map_err(|e| open_error(path, e))?;
         // Every query this module makes, and then some: none is compiled twice.
         conn.set_prepared_statement_cache_capacity(64);
+        // SQLite's own page cache, per connection. The OS caches the file anyway (a miss
+        // is a pread of a cached page); SQLite's default of 2 MB only made the server's
+        // memory creep up for minutes as the database grew (the soak saw +29% RSS), and
+        // the load generator showed no throughput difference at 256 KiB.
+        conn.execute_batch(&format!("PRAGMA cache_size = -{PAGE_CACHE_KIB}"))
+            .map_err(|e| open_error(path, e))?;
         let db = Db {
             state: Mutex::new(State { conn, batch: None }),
             writers_waiting: AtomicUsize::new(0),
