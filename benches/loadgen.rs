@@ -51,7 +51,7 @@ OPTIONS:
     --runs N          runs per figure
     --secs S          seconds per run
     --conns A,B,..    connection counts [1,8,64]
-    --workers N       mfad and bare tiny_http worker threads [mfad's default, 4 x cores]
+    --workers N       mfad and bare tiny_http worker threads [mfad's default, 2 x cores, 4..64]
     --only A,B,..     sections: start, ceiling, healthz, status, setup, verify, login,
                       refresh, pair, inproc, pipeline [all]
     --mfad PATH       measure this mfad binary instead of the one cargo built
@@ -81,10 +81,9 @@ struct Opts {
     bare_server: bool,
 }
 
-/// mfad's own default: 4 per core, 4 to 64.
+/// mfad's own default (two per core, 4 to 64).
 fn default_workers() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (cores * 4).clamp(4, 64)
+    mfad::config::default_workers()
 }
 
 impl Opts {

@@ -536,9 +536,13 @@ pub fn start(
     })
 }
 
-/// How often the janitor copies the WAL back into the database file, if anything was
-/// written since it last did.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// How often the janitor copies the WAL back into the database file while there are
+/// writes: small, frequent checkpoints kept verify's p99.9 at 24 ms where 200 ms gave
+/// 40 ms and 5 s (the backstop then firing inside requests) 83 ms (load generator, 64
+/// connections). It also bounds what a power cut can take at synchronous=NORMAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// How often it looks while nothing is written.
+const IDLE_LOOK_EVERY: Duration = Duration::from_millis(500);
 /// The shared connection's own automatic checkpoint mark (SQLite's default is 1,000).
 pub const BACKSTOP_CHECKPOINT_PAGES: u32 = 20_000;
 /// How often it deletes expired challenges and refresh tokens.
@@ -552,10 +556,13 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 fn janitor(db: &Db, checkpoints: &Db, stopped: mpsc::Receiver<()>) {
     let mut last_purge = Instant::now();
     let mut checkpointed_at = db.commits();
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+    let mut wait = IDLE_LOOK_EVERY;
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
         let commits = db.commits();
+        wait = IDLE_LOOK_EVERY;
         if commits != checkpointed_at {
             checkpointed_at = commits;
+            wait = CHECKPOINT_EVERY;
             if let Err(e) = checkpoints.checkpoint() {
                 log::warn!("WAL checkpoint failed: {e}");
             }
