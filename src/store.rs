@@ -59,6 +59,9 @@ impl From<rusqlite::Error> for Error {
 /// has succeeded; if it fails, every writer of the batch gets the error and nothing of
 /// theirs was acknowledged. A reader never sees a batch that is not committed: it
 /// commits the open batch (whose writers have all finished) before it reads.
+///
+/// The mutex is not reentrant: a closure given to [`Db::read`] or [`Db::write`] must not
+/// use the `Db` again (it gets the connection for that).
 pub struct Db {
     state: Mutex<State>,
     /// Writers waiting for `state`: while there are any, a finished writer leaves the
