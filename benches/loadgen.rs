@@ -1387,6 +1387,19 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
+    /// One round of the ceiling: the bare tiny_http server answering a fixed GET.
+    fn ceiling(&mut self, bare: &Proc) -> Res<()> {
+        let req = http_request("GET", "/", None, None);
+        self.figure(
+            "ceiling",
+            bare.addr,
+            bare.pid(),
+            true,
+            &mut |n| Ok(fixed_jobs(&req, n)),
+            &mut |_| {},
+        )
+    }
+
     /// Runs one figure: a warm-up (discarded) then `opts.runs` runs, for each connection
     /// count. `make` builds one job per connection for a run.
     fn figure(
@@ -1604,7 +1617,6 @@ fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
     let mut none = |_: &RunResult| {};
     // The ceiling is measured before and after mfad, its runs pooled, so that a passing
     // disturbance weighs less on the ratios.
-    let bare_req = http_request("GET", "/", None, None);
     let bare = if opts.want("ceiling") {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut cmd = Command::new(exe);
@@ -1615,14 +1627,7 @@ fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
             bare.addr,
             bare.pid()
         );
-        b.figure(
-            "ceiling",
-            bare.addr,
-            bare.pid(),
-            true,
-            &mut |n| Ok(fixed_jobs(&bare_req, n)),
-            &mut none,
-        )?;
+        b.ceiling(&bare)?;
         Some(bare)
     } else {
         None
@@ -1874,14 +1879,7 @@ fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
     }
     if let Some(bare) = bare {
         eprintln!("ceiling again ...");
-        b.figure(
-            "ceiling",
-            bare.addr,
-            bare.pid(),
-            true,
-            &mut |n| Ok(fixed_jobs(&bare_req, n)),
-            &mut none,
-        )?;
+        b.ceiling(&bare)?;
         out.bare_hwm_kb = proc_status_kb(bare.pid(), "VmHWM");
         bare.stop();
     }
