@@ -13,11 +13,6 @@ const MIN_PASSWORD_CHARS: usize = 8;
 /// Bounds the PBKDF2 input; far beyond any real passphrase.
 const MAX_PASSWORD_BYTES: usize = 1024;
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 fn check_email(email: &str) -> Result<String, String> {
     let e = store::normalize_email(email);
@@ -35,7 +30,7 @@ fn check_email(email: &str) -> Result<String, String> {
 /// Runs an admin command and returns what to print on stdout.
 pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
     let db = instance.dbs.open()?;
-    let now = unix_now();
+    let now = crate::unix_now();
     let fail = |_| "the database refused the change (see the log above)".to_string();
     let find = |db: &store::Db, email: &str| -> Result<store::Account, String> {
         db.read(|c| store::account_by_email(c, email))

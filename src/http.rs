@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tiny_http::{Header, Method, Request, Response};
@@ -54,11 +54,6 @@ fn route(method: &Method, path: &str) -> Result<Endpoint, Error> {
     Ok(endpoint)
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 fn header<'r>(rq: &'r Request, name: &'static str) -> Option<&'r str> {
     rq.headers()
@@ -112,7 +107,7 @@ fn handle(app: &App, db: &Db, rq: &mut Request, path: &str) -> Result<Value, Err
         Method::Post => read_body(rq)?,
         _ => Map::new(),
     };
-    let now = unix_now();
+    let now = crate::unix_now();
     let ip = rq.remote_addr().map(|a| a.ip());
     let me = |db: &Db| service::authenticate(app, db, header(rq, "Authorization"), now);
     match endpoint {
@@ -569,7 +564,7 @@ fn janitor(db: &Db, checkpoints: &Db, stopped: mpsc::Receiver<()>) {
         }
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = Instant::now();
-            match db.write(|c| Ok(store::purge_expired(c, unix_now())?)) {
+            match db.write(|c| Ok(store::purge_expired(c, crate::unix_now())?)) {
                 Ok(0) => {}
                 Ok(n) => log::debug!("purged {n} expired challenges and refresh tokens"),
                 Err(_) => {} // already logged by the store

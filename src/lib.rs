@@ -27,6 +27,14 @@ use config::Config;
 use crypto::{Keys, KEY_LEN};
 use store::Db;
 
+/// Seconds since the Unix epoch by the system clock (0 if the clock is before 1970).
+/// The one place mfad reads the wall clock; everything below takes `now` as an argument.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// The data directory, opened: the derived keys and a way to open the database.
 pub struct Instance {
     pub keys: Keys,
