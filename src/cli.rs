@@ -1,10 +1,12 @@
-//! The admin commands (`mfad token`, `mfad user …`). Each works on the same data
+//! The admin commands (`mfad token`, `mfad user …`): reading their input and formatting
+//! their output. What they do is `service::admin`'s; each works on the same data
 //! directory as a running server and returns its output as text for `main` to print.
 
 use std::io::{BufRead, IsTerminal};
 
 use crate::config::{Command, Config};
 use crate::crypto;
+use crate::service::admin;
 use crate::store;
 use crate::Instance;
 
@@ -12,7 +14,6 @@ use crate::Instance;
 const MIN_PASSWORD_CHARS: usize = 8;
 /// Bounds the PBKDF2 input; far beyond any real passphrase.
 const MAX_PASSWORD_BYTES: usize = 1024;
-
 
 fn check_email(email: &str) -> Result<String, String> {
     let e = store::normalize_email(email);
@@ -29,27 +30,20 @@ fn check_email(email: &str) -> Result<String, String> {
 
 /// Runs an admin command and returns what to print on stdout.
 pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
-    let db = instance.dbs.open()?;
+    let Instance { keys, db } = instance;
     let now = crate::unix_now();
     let fail = |_| "the database refused the change (see the log above)".to_string();
-    let find = |db: &store::Db, email: &str| -> Result<store::Account, String> {
-        db.read(|c| store::account_by_email(c, email))
-            .map_err(|e| format!("cannot read the database: {e}"))?
+    let read = |_| "cannot read the database (see the log above)".to_string();
+    let find = |email: &str| -> Result<store::Account, String> {
+        admin::find(&db, email)
+            .map_err(read)?
             .ok_or_else(|| format!("no account with email {email}"))
     };
     match &config.command {
         Command::Token { email, ttl } => {
             let email = check_email(email)?;
-            let account = db
-                .write(|c| {
-                    if let Some(id) = store::create_account(c, &email, None, now)? {
-                        store::audit(c, Some(id), now, "account_created", Some("by mfad token"))?;
-                    }
-                    store::account_by_email(c, &email)?.ok_or(crate::error::Error::Internal)
-                })
-                .map_err(fail)?;
-            let tokens =
-                crate::auth::Tokens::new(instance.keys.jwt_secret(), &config.jwt_issuer, None)?;
+            let account = admin::token_account(&db, &email, now).map_err(fail)?;
+            let tokens = crate::auth::Tokens::new(keys.jwt_secret(), &config.jwt_issuer, None)?;
             let token = tokens
                 .issue(account.id, Some(&email), now, *ttl as i64)
                 .map_err(|e| format!("cannot sign the token: {e}"))?;
@@ -59,45 +53,20 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
             let email = check_email(email)?;
             let hash = crypto::hash_password(&read_password(config)?, crypto::PASSWORD_ITERATIONS)
                 .map_err(|e| e.to_string())?;
-            let id = db
-                .write(|c| {
-                    let id = store::create_account(c, &email, Some(&hash), now)?;
-                    if let Some(id) = id {
-                        store::audit(
-                            c,
-                            Some(id),
-                            now,
-                            "account_created",
-                            Some("by mfad user add"),
-                        )?;
-                    }
-                    Ok(id)
-                })
+            let id = admin::add_user(&db, &email, &hash, now)
                 .map_err(fail)?
                 .ok_or_else(|| format!("an account with email {email} already exists"))?;
             Ok(format!("added account {id} ({email})\n"))
         }
         Command::UserPasswd { email } => {
-            let account = find(&db, email)?;
+            let account = find(email)?;
             let hash = crypto::hash_password(&read_password(config)?, crypto::PASSWORD_ITERATIONS)
                 .map_err(|e| e.to_string())?;
-            db.write(|c| {
-                store::set_password(c, account.id, &hash)?;
-                Ok(store::audit(
-                    c,
-                    Some(account.id),
-                    now,
-                    "password_changed",
-                    Some("by admin"),
-                )?)
-            })
-            .map_err(fail)?;
+            admin::set_password(&db, account.id, &hash, now).map_err(fail)?;
             Ok(format!("password of {email} changed\n"))
         }
         Command::UserList => {
-            let rows = db
-                .read(store::list_accounts)
-                .map_err(|e| format!("cannot read the database: {e}"))?;
+            let rows = admin::list(&db).map_err(read)?;
             let mut out = format!(
                 "{:>6}  {:<40}  {:<8}  {:<4}  {}\n",
                 "ID", "EMAIL", "PASSWORD", "TOTP", "CREATED"
@@ -115,39 +84,28 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
             Ok(out)
         }
         Command::UserShow { email } => {
-            let account = find(&db, email)?;
-            let read = |e: rusqlite::Error| format!("cannot read the database: {e}");
-            let (enabled, remaining, state) = db
-                .read(|c| {
-                    Ok((
-                        store::totp_enabled(c, account.id)?,
-                        store::backup_codes_remaining(c, account.id)?,
-                        store::totp(c, account.id)?.unwrap_or_default(),
-                    ))
-                })
-                .map_err(read)?;
+            let account = find(email)?;
+            let report = admin::show(&db, account.id).map_err(read)?;
             let mut out = format!(
-                "account {} ({})\n  password:     {}\n  totp:         {}\n  backup codes: {remaining} left\n",
+                "account {} ({})\n  password:     {}\n  totp:         {}\n  backup codes: {} left\n",
                 account.id,
                 account.email.as_deref().unwrap_or("-"),
                 if account.password_hash.is_some() { "set" } else { "none" },
-                match (enabled, state.pending_secret.is_some()) {
+                match (report.totp_enabled, report.totp.pending_secret.is_some()) {
                     (true, _) => "enabled",
                     (false, true) => "setup pending",
                     (false, false) => "off",
                 },
+                report.backup_codes_remaining,
             );
-            if state.locked_until > now {
+            if report.totp.locked_until > now {
                 out.push_str(&format!(
                     "  verify locked for {} s more\n",
-                    state.locked_until - now
+                    report.totp.locked_until - now
                 ));
             }
             out.push_str("  last events (newest first):\n");
-            for e in db
-                .read(|c| store::recent_audit(c, account.id, 20))
-                .map_err(read)?
-            {
+            for e in report.events {
                 out.push_str(&format!("    {}  {}", e.at, e.event));
                 if let Some(d) = e.detail {
                     out.push_str(&format!(" ({d})"));
@@ -157,15 +115,8 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
             Ok(out)
         }
         Command::UserResetMfa { email } => {
-            let account = find(&db, email)?;
-            let had = db
-                .write(|c| {
-                    let had = store::clear_totp(c, account.id)?;
-                    store::audit(c, Some(account.id), now, "mfa_reset_by_admin", None)?;
-                    Ok(had)
-                })
-                .map_err(fail)?;
-            ::log::info!("audit: mfa_reset_by_admin account={}", account.id);
+            let account = find(email)?;
+            let had = admin::reset_mfa(&db, account.id, now).map_err(fail)?;
             Ok(if had {
                 format!("TOTP turned off for {email}; they can set it up again\n")
             } else {
@@ -173,18 +124,8 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
             })
         }
         Command::UserDelete { email } => {
-            let account = find(&db, email)?;
-            db.write(|c| {
-                store::delete_account(c, account.id)?;
-                Ok(store::audit(
-                    c,
-                    Some(account.id),
-                    now,
-                    "account_deleted",
-                    None,
-                )?)
-            })
-            .map_err(fail)?;
+            let account = find(email)?;
+            admin::delete(&db, account.id, now).map_err(fail)?;
             Ok(format!("deleted account {} ({email})\n", account.id))
         }
         Command::Serve | Command::Help | Command::Version => Err("not an admin command".into()),

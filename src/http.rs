@@ -16,7 +16,7 @@ use tiny_http::{Header, Method, Request, Response};
 
 use crate::error::Error;
 use crate::service::{self, App};
-use crate::store::{self, Db};
+use crate::store::Db;
 
 /// Request bodies larger than this are refused with 413 (API.md).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -53,7 +53,6 @@ fn route(method: &Method, path: &str) -> Result<Endpoint, Error> {
     }
     Ok(endpoint)
 }
-
 
 fn header<'r>(rq: &'r Request, name: &'static str) -> Option<&'r str> {
     rq.headers()
@@ -336,11 +335,19 @@ fn worker(shared: Arc<Shared>, slow: mpsc::SyncSender<SlowJob>) {
 /// has gone and the queue is empty.
 fn slow_lane_loop(shared: Arc<Shared>, jobs: Arc<std::sync::Mutex<mpsc::Receiver<SlowJob>>>) {
     // SAFETY: setpriority on this thread (Linux: the nice value is per thread).
-    unsafe {
+    let rc = unsafe {
         libc::setpriority(
             libc::PRIO_PROCESS,
             libc::gettid() as libc::id_t,
             SLOW_LANE_NICE,
+        )
+    };
+    if rc != 0 {
+        // A seccomp filter (systemd's @resources group) or a container may forbid it;
+        // password checks then compete with every other request at the same priority.
+        log::warn!(
+            "setpriority failed ({}): password checks run at the workers' priority",
+            std::io::Error::last_os_error()
         );
     }
     let mut draining_since: Option<Instant> = None;
@@ -387,7 +394,6 @@ pub struct Running {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     slow_lane: Vec<JoinHandle<()>>,
-    janitor: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     addr: SocketAddr,
 }
 
@@ -407,10 +413,6 @@ impl Running {
         // The workers' senders are gone: the slow lane finishes its queue and ends.
         for t in self.slow_lane {
             let _ = t.join();
-        }
-        if let Some((stop, handle)) = self.janitor {
-            drop(stop);
-            let _ = handle.join();
         }
         // The last reference: tiny_http stops accepting and closes the listener.
         drop(self.shared);
@@ -463,15 +465,12 @@ fn set_socket_options(listener: &TcpListener) -> std::io::Result<()> {
     setsockopt(listener, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &timeout)
 }
 
-/// Binds `listen` and starts `workers` workers sharing `db`, plus a janitor that
-/// checkpoints the WAL on its own connection `checkpoints` and purges expired challenges
-/// and refresh tokens once a minute.
+/// Binds `listen` and starts `workers` workers sharing `db`, and the slow lane.
 pub fn start(
     listen: SocketAddr,
     app: Arc<App>,
     workers: usize,
     db: Arc<Db>,
-    checkpoints: Db,
 ) -> Result<Running, String> {
     let listener =
         TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -483,12 +482,10 @@ pub fn start(
         tiny_http::Server::from_listener(listener, None)
             .map_err(|e| format!("cannot start the HTTP server: {e}"))?,
     );
-    db.set_autocheckpoint(BACKSTOP_CHECKPOINT_PAGES)
-        .map_err(|e| format!("cannot configure the database: {e}"))?;
     let shared = Arc::new(Shared {
         server,
         app,
-        db: db.clone(),
+        db,
         common: CommonHeaders::new()?,
         stopping: AtomicBool::new(false),
     });
@@ -517,60 +514,12 @@ pub fn start(
             Box::new(move || worker(shared, slow)),
         )?);
     }
-    let (stop, stopped) = mpsc::channel::<()>();
-    let janitor = spawn(
-        "mfad-janitor".into(),
-        Box::new(move || janitor(&db, &checkpoints, stopped)),
-    )?;
     Ok(Running {
         shared,
         workers: handles,
         slow_lane,
-        janitor: Some((stop, janitor)),
         addr,
     })
-}
-
-/// How often the janitor copies the WAL back into the database file while there are
-/// writes: small, frequent checkpoints kept verify's p99.9 at 24 ms where 200 ms gave
-/// 40 ms and 5 s (the backstop then firing inside requests) 83 ms (load generator, 64
-/// connections). It also bounds what a power cut can take at synchronous=NORMAL.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
-/// How often it looks while nothing is written.
-const IDLE_LOOK_EVERY: Duration = Duration::from_millis(500);
-/// The shared connection's own automatic checkpoint mark (SQLite's default is 1,000).
-pub const BACKSTOP_CHECKPOINT_PAGES: u32 = 20_000;
-/// How often it deletes expired challenges and refresh tokens.
-const PURGE_EVERY: Duration = Duration::from_secs(60);
-
-/// Checkpoints run here, on a connection of their own, rather than inside whichever
-/// request's commit crossed SQLite's 1,000-page mark: a PASSIVE checkpoint takes no lock
-/// that writers wait for, so its copying and its fsync leave the request path. (The
-/// shared connection keeps an automatic checkpoint at a much higher mark, a backstop
-/// should this thread fall behind.)
-fn janitor(db: &Db, checkpoints: &Db, stopped: mpsc::Receiver<()>) {
-    let mut last_purge = Instant::now();
-    let mut checkpointed_at = db.commits();
-    let mut wait = IDLE_LOOK_EVERY;
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
-        let commits = db.commits();
-        wait = IDLE_LOOK_EVERY;
-        if commits != checkpointed_at {
-            checkpointed_at = commits;
-            wait = CHECKPOINT_EVERY;
-            if let Err(e) = checkpoints.checkpoint() {
-                log::warn!("WAL checkpoint failed: {e}");
-            }
-        }
-        if last_purge.elapsed() >= PURGE_EVERY {
-            last_purge = Instant::now();
-            match db.write(|c| Ok(store::purge_expired(c, crate::unix_now())?)) {
-                Ok(0) => {}
-                Ok(n) => log::debug!("purged {n} expired challenges and refresh tokens"),
-                Err(_) => {} // already logged by the store
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -35,22 +35,10 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// The data directory, opened: the derived keys and a way to open the database.
+/// The data directory, opened: the derived keys and the database.
 pub struct Instance {
     pub keys: Keys,
-    pub dbs: DbOpener,
-}
-
-/// Opens connections to the instance's database.
-pub struct DbOpener {
-    path: PathBuf,
-    durability: config::Durability,
-}
-
-impl DbOpener {
-    pub fn open(&self) -> Result<Db, String> {
-        Db::open(&self.path, self.durability).map_err(|e| e.to_string())
-    }
+    pub db: Db,
 }
 
 /// Which key file to use, and how strictly to check its mode.
@@ -142,40 +130,33 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
     let keys = Keys::derive(&master).map_err(|e| e.to_string());
     crypto::wipe(&mut master);
     let keys = keys?;
-    let instance = Instance {
-        keys,
-        dbs: DbOpener {
-            path: db_path,
-            durability: config.durability,
-        },
-    };
-    let db = instance.dbs.open()?;
+    let db = Db::open(&db_path, config.durability).map_err(|e| e.to_string())?;
     // Once per start, before anything is written: a damaged file is reported, not served
     // (and not made worse).
     db.quick_check().map_err(|e| {
         format!(
             "database {} failed its integrity check ({e}); restore it from a backup",
-            instance.dbs.path.display()
+            db_path.display()
         )
     })?;
-    let check = instance.keys.key_check();
+    let check = keys.key_check();
     let stored = db
-        .read(|c| store::meta(c, "key_check"))
-        .map_err(|e| format!("cannot read database: {e}"))?;
+        .read(|tx| tx.meta("key_check"))
+        .map_err(|_| "cannot read the database (see the log above)".to_string())?;
     match stored {
         Some(v) if crypto::ct_eq(&v, &check) => {}
         Some(_) => {
             return Err(format!(
                 "key file {} is not the key of database {}: was it replaced? Restore the right one",
                 path.display(),
-                instance.dbs.path.display()
+                db_path.display()
             ))
         }
         None => db
-            .write(|c| Ok(store::set_meta(c, "key_check", &check)?))
+            .write(|tx| tx.set_meta("key_check", &check))
             .map_err(|_| "cannot write to the database".to_string())?,
     }
-    Ok(instance)
+    Ok(Instance { keys, db })
 }
 
 /// Builds the shared request state from the configuration and the instance's keys.
@@ -202,15 +183,31 @@ pub fn app(config: &Config, keys: Keys) -> Result<service::App, String> {
         .map_err(|_| "cannot initialise (the random number generator failed)".to_string())
 }
 
+/// A running server: the HTTP workers and the storage janitor.
+pub struct Running {
+    http: http::Running,
+    janitor: store::Janitor,
+}
+
+impl Running {
+    /// The address actually bound (the port is known even for `:0`).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.http.addr()
+    }
+
+    /// Finishes the requests in flight, then stops the janitor.
+    pub fn shutdown(self) {
+        self.http.shutdown();
+        self.janitor.stop();
+    }
+}
+
 /// Starts the server: returns once it is listening.
-pub fn serve(config: &Config) -> Result<http::Running, String> {
-    let Instance { keys, dbs } = open_instance(config)?;
+pub fn serve(config: &Config) -> Result<Running, String> {
+    let Instance { keys, db } = open_instance(config)?;
     let app = app(config, keys)?;
-    http::start(
-        config.listen,
-        Arc::new(app),
-        config.workers,
-        Arc::new(dbs.open()?),
-        dbs.open()?,
-    )
+    let db = Arc::new(db);
+    let janitor = store::Janitor::start(db.clone())?;
+    let http = http::start(config.listen, Arc::new(app), config.workers, db)?;
+    Ok(Running { http, janitor })
 }

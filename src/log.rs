@@ -37,7 +37,11 @@ impl StderrLog {
 
 impl log::Log for StderrLog {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= self.level && metadata.target().starts_with("mfad")
+        // Our own records at the configured level; a dependency's only when they are
+        // warnings or errors (the HTTP layer's `accept()` failing under a connection
+        // flood must reach the journal, its debug chatter need not).
+        metadata.level() <= self.level
+            && (metadata.target().starts_with("mfad") || metadata.level() <= Level::Warn)
     }
 
     fn log(&self, record: &Record<'_>) {

@@ -28,6 +28,17 @@ fn main() -> ExitCode {
     // The database holds hashes and sealed secrets: nothing mfad creates is for others.
     // SAFETY: umask only changes this process's file-creation mask.
     unsafe { libc::umask(0o077) };
+    // Block SIGTERM and SIGINT before any thread starts (the logger's is the first), so
+    // every thread inherits the mask and only `serve`'s `sigwait` receives them. A
+    // thread started earlier would take a SIGTERM meant for the shutdown and die of it.
+    let signals = match (config.command == Command::Serve).then(block_shutdown_signals) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            eprintln!("mfad: cannot set up signal handling: {e}");
+            return ExitCode::FAILURE;
+        }
+        None => None,
+    };
     mfad::log::init(config.log_level);
     std::panic::set_hook(Box::new(|info| {
         // The location only: a payload could, in principle, quote request data.
@@ -36,8 +47,8 @@ fn main() -> ExitCode {
             .map(|l| format!("{}:{}", l.file(), l.line()));
         log::error!("panic at {}", at.as_deref().unwrap_or("unknown location"));
     }));
-    if config.command == Command::Serve {
-        return serve(&config);
+    if let Some(signals) = signals {
+        return serve(&config, &signals);
     }
     let result =
         mfad::open_instance(&config).and_then(|instance| mfad::cli::run(&config, instance));
@@ -53,16 +64,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: &Config) -> ExitCode {
-    // Block SIGTERM and SIGINT before any thread starts, so every thread inherits the
-    // mask and only the `sigwait` below receives them: no handler runs on a worker.
-    let signals = match block_shutdown_signals() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mfad: cannot set up signal handling: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+fn serve(config: &Config, signals: &libc::sigset_t) -> ExitCode {
     raise_fd_limit();
     let running = match mfad::serve(config) {
         Ok(r) => r,
@@ -79,7 +81,7 @@ fn serve(config: &Config) -> ExitCode {
         config.workers,
         config.data_dir.display()
     );
-    let signal = wait_for(&signals);
+    let signal = wait_for(signals);
     log::info!("signal {signal} received: finishing requests in flight");
     running.shutdown();
     log::info!("stopped");
@@ -92,12 +94,29 @@ fn serve(config: &Config) -> ExitCode {
 /// limit to the hard one, as most servers do.
 fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit on a plain struct owned here.
-    unsafe {
+    let (rc, lim) = unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            log::warn!(
+                "getrlimit failed ({}): the open-file limit is left as it is",
+                std::io::Error::last_os_error()
+            );
+            return;
         }
+        if lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
+        let soft = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        (libc::setrlimit(libc::RLIMIT_NOFILE, &lim), soft)
+    };
+    if rc != 0 {
+        log::warn!(
+            "setrlimit failed ({}): at most {lim} open files, about {} connections; \
+             raise the limit (LimitNOFILE= under systemd)",
+            std::io::Error::last_os_error(),
+            lim / 2
+        );
     }
 }
 

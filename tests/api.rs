@@ -7,6 +7,8 @@ mod common;
 mod fuzz_regressions;
 #[path = "api/hostile.rs"]
 mod hostile;
+#[path = "api/operations.rs"]
+mod operations;
 #[path = "api/resilience.rs"]
 mod resilience;
 

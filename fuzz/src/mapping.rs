@@ -191,24 +191,23 @@ impl Harness {
             ["--data-dir", &data, "--login-rate", "0"].map(Into::into),
         )
         .expect("config");
-        let mfad::Instance { keys, dbs } = mfad::open_instance(&config).expect("instance");
+        let mfad::Instance { keys, db } = mfad::open_instance(&config).expect("instance");
         let jwt_secret = keys.jwt_secret().to_vec();
         let mut app = mfad::app(&config, keys).expect("app");
         // Logins for an unknown email check the password against this hash; with 600,000
         // iterations every such login costs ~0.2 s and the fuzzer crawls. Same code path,
         // one iteration.
         app.dummy_password_hash = crypto::hash_password("not a password", 1).expect("hash");
-        let db = dbs.open().expect("db");
         let now = unix_now();
         let weak_hash = crypto::hash_password(P_PASSWORD, 1).expect("hash");
         let strong_hash =
             crypto::hash_password(P_PASSWORD, crypto::PASSWORD_ITERATIONS).expect("hash");
         let (p_id, n_id) = db
             .write(|c| {
-                store::create_account(c, P_EMAIL, Some(&weak_hash), now)?;
-                store::create_account(c, N_EMAIL, None, now)?;
+                c.create_account(P_EMAIL, Some(&weak_hash), now)?;
+                c.create_account(N_EMAIL, None, now)?;
                 let id = |e: &str| {
-                    store::account_by_email(c, e)
+                    c.account_by_email(e)
                         .map(|a| a.map(|a| a.id))
                         .map(Option::unwrap_or_default)
                 };
@@ -280,63 +279,55 @@ impl Harness {
         let keys = &self.app.keys;
         self.db
             .write(|c| {
-                store::clear_totp(c, p)?;
-                store::clear_totp(c, n)?;
-                store::purge_expired(c, i64::MAX)?;
-                c.execute_batch("DELETE FROM audit")?;
-                store::set_password(c, p, hash)?;
+                c.clear_totp(p)?;
+                c.clear_totp(n)?;
+                c.purge_expired(i64::MAX)?;
+                c.set_password(p, hash)?;
                 // 0: no TOTP, 1: setup pending, 2: enabled, 3: enabled and locked.
                 let enable = |id, sealed: &[u8], hashes: &[[u8; 32]]| {
-                    store::set_pending_secret(c, id, sealed)?;
+                    c.set_pending_secret(id, sealed)?;
                     // The previous step counts as used: its code is a replay.
-                    store::activate_secret(c, id, sealed, step - 1, BACKUP_SALT, now)?;
-                    store::replace_backup_codes(c, id, BACKUP_SALT, hashes)
+                    c.activate_secret(id, sealed, step - 1, BACKUP_SALT, now)?;
+                    c.replace_backup_codes(id, BACKUP_SALT, hashes)
                 };
                 match scenario & 3 {
                     0 => {}
                     1 => {
-                        store::set_pending_secret(c, p, p_sealed)?;
+                        c.set_pending_secret(p, p_sealed)?;
                     }
                     s => {
                         enable(p, p_sealed, p_hashes)?;
                         if s == 3 {
-                            store::count_verify_failure(c, p, 1, now + 900)?;
+                            c.count_verify_failure(p, 1, now + 900)?;
                         }
                     }
                 }
                 match (scenario >> 2) & 3 {
                     0 => {}
                     1 => {
-                        store::set_pending_secret(c, n, n_sealed)?;
+                        c.set_pending_secret(n, n_sealed)?;
                     }
                     2 => enable(n, n_sealed, n_hashes)?,
                     _ => enable(n, n_sealed, &[])?,
                 }
                 if scenario & 0x20 != 0 {
                     let h = keys.token_hash(&CHALLENGE_P);
-                    store::insert_challenge(c, &h, p, now + 300)?;
+                    c.insert_challenge(&h, p, now + 300)?;
                     if scenario & 0x80 != 0 {
                         for _ in 0..4 {
-                            store::count_challenge_failure(c, &h)?;
+                            c.count_challenge_failure(&h)?;
                         }
                     }
-                    store::insert_challenge(c, &keys.token_hash(&CHALLENGE_N), n, now + 300)?;
-                    store::insert_challenge(c, &keys.token_hash(&CHALLENGE_EXPIRED), p, now - 1)?;
+                    c.insert_challenge(&keys.token_hash(&CHALLENGE_N), n, now + 300)?;
+                    c.insert_challenge(&keys.token_hash(&CHALLENGE_EXPIRED), p, now - 1)?;
                 }
                 if scenario & 0x40 != 0 {
                     let f = &REFRESH_FAMILY;
-                    store::insert_refresh_token(
-                        c,
-                        &keys.token_hash(&REFRESH_LIVE),
-                        p,
-                        f,
-                        now + 3600,
-                    )?;
+                    c.insert_refresh_token(&keys.token_hash(&REFRESH_LIVE), p, f, now + 3600)?;
                     let rotated = keys.token_hash(&REFRESH_ROTATED);
-                    store::insert_refresh_token(c, &rotated, p, f, now + 3600)?;
-                    store::rotate_refresh_token(c, &rotated)?;
-                    store::insert_refresh_token(
-                        c,
+                    c.insert_refresh_token(&rotated, p, f, now + 3600)?;
+                    c.rotate_refresh_token(&rotated)?;
+                    c.insert_refresh_token(
                         &keys.token_hash(&REFRESH_EXPIRED),
                         p,
                         &[0x78; 16],

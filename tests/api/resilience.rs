@@ -33,7 +33,8 @@ fn a_damaged_database_stops_the_start_and_is_left_alone() {
                 200
             );
         }
-        assert!(s.terminate().success());
+        let status = s.terminate();
+        assert!(status.success(), "mfad exited with {status:?}");
     }
     let db = dir.join("mfad.db");
     let good = std::fs::read(&db).unwrap();
@@ -234,7 +235,8 @@ fn a_read_only_disk_gives_503_and_reads_go_on() {
     assert_eq!(r.json()["totpEnabled"], json!(false));
     assert!(!s.log_has("panic"), "a panic was logged");
     // And the server still stops cleanly.
-    assert!(s.terminate().success());
+    let status = s.terminate();
+    assert!(status.success(), "mfad exited with {status:?}");
 }
 
 fn open_db(dir: &std::path::Path) -> Connection {
@@ -456,7 +458,8 @@ fn sigkill_during_concurrent_writes_loses_nothing_acknowledged() {
             enabled.len(),
             spent.len()
         );
-        assert!(s.terminate().success());
+        let status = s.terminate();
+        assert!(status.success(), "mfad exited with {status:?}");
     }
 }
 

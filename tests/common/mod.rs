@@ -36,7 +36,23 @@ impl Server {
 
     /// A server on `dir` (which the caller keeps).
     pub fn start_in(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
+        Server::start_in_with(dir, extra, |_| {})
+    }
+
+    /// A server on a fresh data directory, its command first changed by `customize`
+    /// (a `pre_exec` hook, say).
+    pub fn start_with(extra: &[&str], customize: impl FnOnce(&mut Command)) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let mut s = Server::start_in_with(&dir, extra, customize);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    fn start_in_with(dir: &Path, extra: &[&str], customize: impl FnOnce(&mut Command)) -> Server {
+        let mut cmd = Command::new(BIN);
+        customize(&mut cmd);
+        let mut child = cmd
             .args([
                 "serve",
                 "--listen",

@@ -1,5 +1,6 @@
-//! The SQLite database: opening it (WAL, foreign keys, busy timeout, `schema.sql`
-//! versioned by `PRAGMA user_version`) and one small function per query. The server's
+//! The SQLite engine: opening the file (WAL, foreign keys, busy timeout, `schema.sql`
+//! versioned by `PRAGMA user_version`) and running transactions with group commit;
+//! the queries themselves are in `queries.rs`. The server's
 //! workers share one [`Db`]: one connection behind a mutex. Its page cache then stays
 //! valid from one request to the next (with a connection per worker, every commit made
 //! SQLite drop the other connections' caches and read the pages again), writers queue on
@@ -7,17 +8,19 @@
 //! a few microseconds: nothing slow (PBKDF2, rendering) runs inside one. Writes go
 //! through [`Db::write`], one transaction each.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
+use super::queries::SqliteTx;
+use super::Tx;
 use crate::config::Durability;
 use crate::error::Error;
 
-const SCHEMA: &str = include_str!("../schema.sql");
+const SCHEMA: &str = include_str!("../../schema.sql");
 pub const SCHEMA_VERSION: i64 = 1;
 /// SQLite's page cache per connection, in KiB.
 const PAGE_CACHE_KIB: u32 = 256;
@@ -69,6 +72,9 @@ pub struct Db {
     writers_waiting: AtomicUsize,
     /// Transactions committed through [`Db::write`], for the janitor to see activity.
     commits: AtomicU64,
+    /// Where the file is, and how it was opened: the janitor opens its own connection.
+    path: PathBuf,
+    durability: Durability,
 }
 
 /// The most writers whose changes share one COMMIT: a bound on how long the first of
@@ -160,6 +166,8 @@ impl Db {
             state: Mutex::new(State { conn, batch: None }),
             writers_waiting: AtomicUsize::new(0),
             commits: AtomicU64::new(0),
+            path: path.to_path_buf(),
+            durability,
         };
         db.migrate().map_err(|e| open_error(path, e))?;
         Ok(db)
@@ -219,13 +227,28 @@ impl Db {
     }
 
     /// Runs `f` on the connection, outside a transaction (each statement is its own).
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
-        f(&self.conn().conn)
+    pub fn read<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T, Error>) -> Result<T, Error> {
+        let state = self.conn();
+        f(&SqliteTx { conn: &state.conn })
+    }
+
+    /// The file this database lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens another connection to the same file (for the janitor's checkpoints).
+    pub(super) fn reopen(&self) -> Result<Db, OpenError> {
+        Db::open(&self.path, self.durability)
     }
 
     /// Runs `f` in a transaction and returns once that is committed; an error from `f`
     /// rolls back everything `f` did (and nothing else). See [`Db`] on group commit.
-    pub fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
+    pub fn write<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T, Error>) -> Result<T, Error> {
+        self.write_conn(|conn| f(&SqliteTx { conn }))
+    }
+
+    fn write_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
         self.writers_waiting.fetch_add(1, Ordering::SeqCst);
         let mut state = self.lock();
         self.writers_waiting.fetch_sub(1, Ordering::SeqCst);
@@ -261,20 +284,22 @@ impl Db {
     }
 
     /// Sets SQLite's automatic checkpoint mark, in WAL pages (0: never).
-    pub fn set_autocheckpoint(&self, pages: u32) -> rusqlite::Result<()> {
-        self.conn()
+    pub(super) fn set_autocheckpoint(&self, pages: u32) -> Result<(), Error> {
+        Ok(self
+            .conn()
             .conn
-            .pragma_update(None, "wal_autocheckpoint", pages)
+            .pragma_update(None, "wal_autocheckpoint", pages)?)
     }
 
     /// A PASSIVE WAL checkpoint: copies what it can without waiting for anyone.
-    pub fn checkpoint(&self) -> rusqlite::Result<()> {
+    pub(super) fn checkpoint(&self) -> rusqlite::Result<()> {
         self.conn()
             .conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
     }
 
-    /// `SELECT 1`, for the health check.
+    /// The health check: one indexed read of the accounts table, so a database whose
+    /// file cannot be read (not merely an open connection) fails it.
     pub fn ping(&self) -> Result<(), Error> {
         self.conn()
             .conn
@@ -374,505 +399,17 @@ impl Db {
     }
 }
 
-/// An account row.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Account {
-    pub id: i64,
-    pub email: Option<String>,
-    pub password_hash: Option<String>,
-    pub external_subject: Option<String>,
-}
-
-impl std::fmt::Debug for Account {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Account")
-            .field("id", &self.id)
-            .field("email", &self.email)
-            .field(
-                "password_hash",
-                &self.password_hash.as_ref().map(|_| "[redacted]"),
-            )
-            .field("external_subject", &self.external_subject)
-            .finish()
-    }
-}
-
-const ACCOUNT_COLUMNS: &str = "id, email, password_hash, external_subject";
-
-fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
-    Ok(Account {
-        id: r.get(0)?,
-        email: r.get(1)?,
-        password_hash: r.get(2)?,
-        external_subject: r.get(3)?,
-    })
-}
-
-/// Emails are compared case-insensitively: they are stored and looked up lower-cased.
-pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
-}
-
-pub fn account_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<Account>> {
-    c.prepare_cached(&format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
-    ))?
-    .query_row([id], account_row)
-    .optional()
-}
-
-pub fn account_by_email(c: &Connection, email: &str) -> rusqlite::Result<Option<Account>> {
-    c.prepare_cached(&format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1"
-    ))?
-    .query_row([normalize_email(email)], account_row)
-    .optional()
-}
-
-pub fn account_by_subject(c: &Connection, subject: &str) -> rusqlite::Result<Option<Account>> {
-    c.prepare_cached(&format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE external_subject = ?1"
-    ))?
-    .query_row([subject], account_row)
-    .optional()
-}
-
-/// Creates a local account; `None` when the email is taken.
-pub fn create_account(
-    c: &Connection,
-    email: &str,
-    password_hash: Option<&str>,
-    now: i64,
-) -> rusqlite::Result<Option<i64>> {
-    let n = c
-        .prepare_cached(
-            "INSERT INTO accounts (email, password_hash, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![normalize_email(email), password_hash, now])?;
-    Ok((n == 1).then(|| c.last_insert_rowid()))
-}
-
-/// Finds or creates the account of an external token's subject.
-pub fn ensure_external_account(
-    c: &Connection,
-    subject: &str,
-    now: i64,
-) -> rusqlite::Result<Account> {
-    c.prepare_cached(
-        "INSERT INTO accounts (external_subject, created_at) VALUES (?1, ?2)
-         ON CONFLICT DO NOTHING",
-    )?
-    .execute(params![subject, now])?;
-    account_by_subject(c, subject)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
-}
-
-pub fn set_password(c: &Connection, id: i64, hash: &str) -> rusqlite::Result<bool> {
-    let n = c
-        .prepare_cached("UPDATE accounts SET password_hash = ?1 WHERE id = ?2")?
-        .execute(params![hash, id])?;
-    Ok(n == 1)
-}
-
-pub fn delete_account(c: &Connection, id: i64) -> rusqlite::Result<bool> {
-    Ok(c.prepare_cached("DELETE FROM accounts WHERE id = ?1")?
-        .execute([id])?
-        == 1)
-}
-
-/// One line of `mfad user list`.
-#[derive(Debug, Clone)]
-pub struct AccountSummary {
-    pub id: i64,
-    pub name: String,
-    pub has_password: bool,
-    pub totp_enabled: bool,
-    pub created_at: i64,
-}
-
-pub fn list_accounts(c: &Connection) -> rusqlite::Result<Vec<AccountSummary>> {
-    c.prepare_cached(
-        "SELECT a.id, coalesce(a.email, 'external:' || a.external_subject),
-                a.password_hash IS NOT NULL, t.active_secret IS NOT NULL, a.created_at
-         FROM accounts a LEFT JOIN totp t ON t.account_id = a.id ORDER BY a.id",
-    )?
-    .query_map([], |r| {
-        Ok(AccountSummary {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            has_password: r.get(2)?,
-            totp_enabled: r.get::<_, Option<bool>>(3)?.unwrap_or(false),
-            created_at: r.get(4)?,
-        })
-    })?
-    .collect()
-}
-
-/// The TOTP state of an account. The secrets are sealed; `Debug` shows only whether
-/// they are there.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Totp {
-    pub pending_secret: Option<Vec<u8>>,
-    pub active_secret: Option<Vec<u8>>,
-    pub last_step: i64,
-    pub backup_salt: Option<Vec<u8>>,
-    pub failed_verifies: i64,
-    pub locked_until: i64,
-}
-
-impl std::fmt::Debug for Totp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = |v: &Option<Vec<u8>>| v.as_ref().map(|_| "[sealed]");
-        f.debug_struct("Totp")
-            .field("pending_secret", &shown(&self.pending_secret))
-            .field("active_secret", &shown(&self.active_secret))
-            .field("last_step", &self.last_step)
-            .field("failed_verifies", &self.failed_verifies)
-            .field("locked_until", &self.locked_until)
-            .finish_non_exhaustive()
-    }
-}
-
-pub fn totp(c: &Connection, account_id: i64) -> rusqlite::Result<Option<Totp>> {
-    c.prepare_cached(
-        "SELECT pending_secret, active_secret, last_step, backup_salt, failed_verifies,
-                locked_until
-         FROM totp WHERE account_id = ?1",
-    )?
-    .query_row([account_id], |r| {
-        Ok(Totp {
-            pending_secret: r.get(0)?,
-            active_secret: r.get(1)?,
-            last_step: r.get(2)?,
-            backup_salt: r.get(3)?,
-            failed_verifies: r.get(4)?,
-            locked_until: r.get(5)?,
-        })
-    })
-    .optional()
-}
-
-/// Whether TOTP is on, and the backup codes left: one query for the status endpoint.
-pub fn mfa_status(c: &Connection, account_id: i64) -> rusqlite::Result<(bool, i64)> {
-    c.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM totp WHERE account_id = ?1 AND active_secret IS NOT NULL),
-                (SELECT count(*) FROM backup_codes WHERE account_id = ?1)",
-    )?
-    .query_row([account_id], |r| Ok((r.get(0)?, r.get(1)?)))
-}
-
-pub fn totp_enabled(c: &Connection, account_id: i64) -> rusqlite::Result<bool> {
-    Ok(
-        c.prepare_cached("SELECT 1 FROM totp WHERE account_id = ?1 AND active_secret IS NOT NULL")?
-            .query_row([account_id], |_| Ok(()))
-            .optional()?
-            .is_some(),
-    )
-}
-
-/// Stores a new pending secret, replacing an earlier pending one. Refused (`false`) when
-/// TOTP is already enabled, in the same statement, so no race can slip between check
-/// and write.
-pub fn set_pending_secret(
-    c: &Connection,
-    account_id: i64,
-    sealed: &[u8],
-) -> rusqlite::Result<bool> {
-    let n = c
-        .prepare_cached(
-            "INSERT INTO totp (account_id, pending_secret) VALUES (?1, ?2)
-             ON CONFLICT (account_id) DO UPDATE SET pending_secret = excluded.pending_secret
-             WHERE totp.active_secret IS NULL",
-        )?
-        .execute(params![account_id, sealed])?;
-    Ok(n == 1)
-}
-
-/// Makes `pending` (exactly the sealed bytes that were checked) the active secret and
-/// records the step its code matched. `false` if the state moved meanwhile.
-pub fn activate_secret(
-    c: &Connection,
-    account_id: i64,
-    pending: &[u8],
-    step: i64,
-    backup_salt: &[u8],
-    now: i64,
-) -> rusqlite::Result<bool> {
-    let n = c
-        .prepare_cached(
-            "UPDATE totp SET active_secret = pending_secret, pending_secret = NULL,
-                    last_step = ?3, backup_salt = ?4, enabled_at = ?5,
-                    failed_verifies = 0, locked_until = 0
-             WHERE account_id = ?1 AND active_secret IS NULL AND pending_secret = ?2",
-        )?
-        .execute(params![account_id, pending, step, backup_salt, now])?;
-    Ok(n == 1)
-}
-
-/// Records that a code of `step` was accepted. `false` — the code is a replay — when a
-/// step at or after it was already accepted (RFC 6238 §5.2). Atomic: of two requests
-/// racing with one code, exactly one changes the row.
-pub fn accept_step(c: &Connection, account_id: i64, step: i64) -> rusqlite::Result<bool> {
-    let n = c
-        .prepare_cached(
-            "UPDATE totp SET last_step = ?2
-             WHERE account_id = ?1 AND active_secret IS NOT NULL AND last_step < ?2",
-        )?
-        .execute(params![account_id, step])?;
-    Ok(n == 1)
-}
-
-/// Deletes every TOTP secret and backup code of an account.
-pub fn clear_totp(c: &Connection, account_id: i64) -> rusqlite::Result<bool> {
-    let had = totp_enabled(c, account_id)?;
-    c.prepare_cached("DELETE FROM totp WHERE account_id = ?1")?
-        .execute([account_id])?;
-    c.prepare_cached("DELETE FROM backup_codes WHERE account_id = ?1")?
-        .execute([account_id])?;
-    Ok(had)
-}
-
-/// Replaces all backup codes (and their salt) of an enabled account.
-pub fn replace_backup_codes(
-    c: &Connection,
-    account_id: i64,
-    salt: &[u8],
-    hashes: &[[u8; 32]],
-) -> rusqlite::Result<()> {
-    c.prepare_cached("UPDATE totp SET backup_salt = ?2 WHERE account_id = ?1")?
-        .execute(params![account_id, salt])?;
-    c.prepare_cached("DELETE FROM backup_codes WHERE account_id = ?1")?
-        .execute([account_id])?;
-    let mut insert =
-        c.prepare_cached("INSERT INTO backup_codes (account_id, code_hash) VALUES (?1, ?2)")?;
-    for h in hashes {
-        insert.execute(params![account_id, &h[..]])?;
-    }
-    Ok(())
-}
-
-/// Spends a backup code: `true` if it existed. The DELETE is the check, so of N
-/// concurrent submissions of one code exactly one gets `true`.
-pub fn spend_backup_code(
-    c: &Connection,
-    account_id: i64,
-    hash: &[u8; 32],
-) -> rusqlite::Result<bool> {
-    let n = c
-        .prepare_cached("DELETE FROM backup_codes WHERE account_id = ?1 AND code_hash = ?2")?
-        .execute(params![account_id, &hash[..]])?;
-    Ok(n == 1)
-}
-
-pub fn backup_codes_remaining(c: &Connection, account_id: i64) -> rusqlite::Result<i64> {
-    c.prepare_cached("SELECT count(*) FROM backup_codes WHERE account_id = ?1")?
-        .query_row([account_id], |r| r.get(0))
-}
-
-/// Counts a wrong code at verify; locks the account when the count reaches `limit`.
-/// Returns the new count and the lock's end (0 when not locked).
-pub fn count_verify_failure(
-    c: &Connection,
-    account_id: i64,
-    limit: i64,
-    lock_until: i64,
-) -> rusqlite::Result<(i64, i64)> {
-    c.prepare_cached(
-        "UPDATE totp SET
-             locked_until = CASE WHEN failed_verifies + 1 >= ?2 THEN ?3 ELSE locked_until END,
-             failed_verifies = CASE WHEN failed_verifies + 1 >= ?2 THEN 0
-                                    ELSE failed_verifies + 1 END
-         WHERE account_id = ?1
-         RETURNING failed_verifies, locked_until",
-    )?
-    .query_row(params![account_id, limit, lock_until], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })
-    .optional()
-    .map(|o| o.unwrap_or((0, 0)))
-}
-
-pub fn reset_verify_failures(c: &Connection, account_id: i64) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "UPDATE totp SET failed_verifies = 0 WHERE account_id = ?1 AND failed_verifies != 0",
-    )?
-    .execute([account_id])?;
-    Ok(())
-}
-
-/// An MFA challenge row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Challenge {
-    pub account_id: i64,
-    pub expires_at: i64,
-    pub failures: i64,
-}
-
-pub fn insert_challenge(
-    c: &Connection,
-    hash: &[u8; 32],
-    account_id: i64,
-    expires_at: i64,
-) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "INSERT INTO mfa_challenges (token_hash, account_id, expires_at) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![&hash[..], account_id, expires_at])?;
-    Ok(())
-}
-
-pub fn challenge(c: &Connection, hash: &[u8; 32]) -> rusqlite::Result<Option<Challenge>> {
-    c.prepare_cached(
-        "SELECT account_id, expires_at, failures FROM mfa_challenges WHERE token_hash = ?1",
-    )?
-    .query_row([&hash[..]], |r| {
-        Ok(Challenge {
-            account_id: r.get(0)?,
-            expires_at: r.get(1)?,
-            failures: r.get(2)?,
-        })
-    })
-    .optional()
-}
-
-/// Deletes a challenge; `true` if it was still there (so exactly one caller wins it).
-pub fn take_challenge(c: &Connection, hash: &[u8; 32]) -> rusqlite::Result<bool> {
-    let n = c
-        .prepare_cached("DELETE FROM mfa_challenges WHERE token_hash = ?1")?
-        .execute([&hash[..]])?;
-    Ok(n == 1)
-}
-
-/// Counts a wrong code against a challenge; returns the new count (0 if it is gone).
-pub fn count_challenge_failure(c: &Connection, hash: &[u8; 32]) -> rusqlite::Result<i64> {
-    c.prepare_cached(
-        "UPDATE mfa_challenges SET failures = failures + 1 WHERE token_hash = ?1
-         RETURNING failures",
-    )?
-    .query_row([&hash[..]], |r| r.get(0))
-    .optional()
-    .map(|o| o.unwrap_or(0))
-}
-
-/// A refresh token row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefreshToken {
-    pub account_id: i64,
-    pub family: Vec<u8>,
-    pub expires_at: i64,
-    pub rotated: bool,
-}
-
-pub fn insert_refresh_token(
-    c: &Connection,
-    hash: &[u8; 32],
-    account_id: i64,
-    family: &[u8],
-    expires_at: i64,
-) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "INSERT INTO refresh_tokens (token_hash, account_id, family, expires_at)
-         VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![&hash[..], account_id, family, expires_at])?;
-    Ok(())
-}
-
-pub fn refresh_token(c: &Connection, hash: &[u8; 32]) -> rusqlite::Result<Option<RefreshToken>> {
-    c.prepare_cached(
-        "SELECT account_id, family, expires_at, rotated FROM refresh_tokens WHERE token_hash = ?1",
-    )?
-    .query_row([&hash[..]], |r| {
-        Ok(RefreshToken {
-            account_id: r.get(0)?,
-            family: r.get(1)?,
-            expires_at: r.get(2)?,
-            rotated: r.get(3)?,
-        })
-    })
-    .optional()
-}
-
-/// Marks a token as exchanged; `false` if it already was (a concurrent refresh won).
-pub fn rotate_refresh_token(c: &Connection, hash: &[u8; 32]) -> rusqlite::Result<bool> {
-    let n = c
-        .prepare_cached(
-            "UPDATE refresh_tokens SET rotated = 1 WHERE token_hash = ?1 AND rotated = 0",
-        )?
-        .execute([&hash[..]])?;
-    Ok(n == 1)
-}
-
-/// Revokes every token descended from one login.
-pub fn revoke_family(c: &Connection, family: &[u8]) -> rusqlite::Result<usize> {
-    c.prepare_cached("DELETE FROM refresh_tokens WHERE family = ?1")?
-        .execute([family])
-}
-
-/// Deletes what has expired; run now and then, not on the request path.
-pub fn purge_expired(c: &Connection, now: i64) -> rusqlite::Result<usize> {
-    let a = c
-        .prepare_cached("DELETE FROM mfa_challenges WHERE expires_at <= ?1")?
-        .execute([now])?;
-    let b = c
-        .prepare_cached("DELETE FROM refresh_tokens WHERE expires_at <= ?1")?
-        .execute([now])?;
-    Ok(a + b)
-}
-
-pub fn meta(c: &Connection, name: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-    c.prepare_cached("SELECT value FROM meta WHERE name = ?1")?
-        .query_row([name], |r| r.get(0))
-        .optional()
-}
-
-pub fn set_meta(c: &Connection, name: &str, value: &[u8]) -> rusqlite::Result<()> {
-    c.prepare_cached("INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)")?
-        .execute(params![name, value])?;
-    Ok(())
-}
-
-pub fn audit(
-    c: &Connection,
-    account_id: Option<i64>,
-    now: i64,
-    event: &str,
-    detail: Option<&str>,
-) -> rusqlite::Result<()> {
-    c.prepare_cached("INSERT INTO audit (account_id, at, event, detail) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![account_id, now, event, detail])?;
-    Ok(())
-}
-
-/// One audit event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEvent {
-    pub at: i64,
-    pub event: String,
-    pub detail: Option<String>,
-}
-
-pub fn recent_audit(
-    c: &Connection,
-    account_id: i64,
-    limit: i64,
-) -> rusqlite::Result<Vec<AuditEvent>> {
-    c.prepare_cached(
-        "SELECT at, event, detail FROM audit WHERE account_id = ?1 ORDER BY id DESC LIMIT ?2",
-    )?
-    .query_map(params![account_id, limit], |r| {
-        Ok(AuditEvent {
-            at: r.get(0)?,
-            event: r.get(1)?,
-            detail: r.get(2)?,
-        })
-    })?
-    .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Account, Totp};
+
+    impl Db {
+        /// The bare connection, for tests that look under the API.
+        fn raw<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+            f(&self.conn().conn)
+        }
+    }
 
     fn db() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
@@ -884,7 +421,7 @@ mod tests {
     fn schema_is_applied_once_and_versioned() {
         let (dir, db) = db();
         let v: i64 = db
-            .read(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .raw(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         drop(db);
@@ -895,7 +432,7 @@ mod tests {
     #[test]
     fn newer_schema_is_refused() {
         let (dir, db) = db();
-        db.read(|c| c.execute_batch("PRAGMA user_version = 99"))
+        db.raw(|c| c.execute_batch("PRAGMA user_version = 99"))
             .unwrap();
         drop(db);
         let e = Db::open(&dir.path().join("t.db"), Durability::Normal)
@@ -908,18 +445,18 @@ mod tests {
     fn emails_are_case_insensitive_and_unique() {
         let (_d, db) = db();
         let id = db
-            .write(|c| Ok(create_account(c, "User@Example.COM", None, 1)?))
+            .write(|tx| tx.create_account("User@Example.COM", None, 1))
             .unwrap()
             .unwrap();
         assert_eq!(
-            db.read(|c| account_by_email(c, "user@example.com"))
+            db.read(|tx| tx.account_by_email("user@example.com"))
                 .unwrap()
                 .unwrap()
                 .id,
             id
         );
         assert_eq!(
-            db.write(|c| Ok(create_account(c, "USER@example.com", None, 1)?))
+            db.write(|tx| tx.create_account("USER@example.com", None, 1))
                 .unwrap(),
             None
         );
@@ -929,59 +466,53 @@ mod tests {
     fn pending_secret_cannot_replace_an_active_one() {
         let (_d, db) = db();
         let id = db
-            .write(|c| Ok(create_account(c, "a@b.c", None, 1)?))
+            .write(|tx| tx.create_account("a@b.c", None, 1))
             .unwrap()
             .unwrap();
-        assert!(db
-            .write(|c| Ok(set_pending_secret(c, id, b"one")?))
-            .unwrap());
-        assert!(db
-            .write(|c| Ok(set_pending_secret(c, id, b"two")?))
-            .unwrap());
+        assert!(db.write(|tx| tx.set_pending_secret(id, b"one")).unwrap());
+        assert!(db.write(|tx| tx.set_pending_secret(id, b"two")).unwrap());
         assert!(!db
-            .write(|c| Ok(activate_secret(c, id, b"one", 5, b"salt", 1)?))
+            .write(|tx| tx.activate_secret(id, b"one", 5, b"salt", 1))
             .unwrap());
         assert!(db
-            .write(|c| Ok(activate_secret(c, id, b"two", 5, b"salt", 1)?))
+            .write(|tx| tx.activate_secret(id, b"two", 5, b"salt", 1))
             .unwrap());
-        assert!(!db
-            .write(|c| Ok(set_pending_secret(c, id, b"three")?))
-            .unwrap());
-        let t = db.read(|c| totp(c, id)).unwrap().unwrap();
+        assert!(!db.write(|tx| tx.set_pending_secret(id, b"three")).unwrap());
+        let t = db.read(|tx| tx.totp(id)).unwrap().unwrap();
         assert_eq!(t.active_secret.as_deref(), Some(&b"two"[..]));
         assert_eq!(t.pending_secret, None);
         assert_eq!(t.last_step, 5);
     }
 
     #[test]
-    fn accept_step_only_moves_forward() {
+    fn raise_last_step_only_moves_forward() {
         let (_d, db) = db();
         let id = db
-            .write(|c| Ok(create_account(c, "a@b.c", None, 1)?))
+            .write(|tx| tx.create_account("a@b.c", None, 1))
             .unwrap()
             .unwrap();
-        db.write(|c| Ok(set_pending_secret(c, id, b"s")?)).unwrap();
-        db.write(|c| Ok(activate_secret(c, id, b"s", 10, b"salt", 1)?))
+        db.write(|tx| tx.set_pending_secret(id, b"s")).unwrap();
+        db.write(|tx| tx.activate_secret(id, b"s", 10, b"salt", 1))
             .unwrap();
-        assert!(!db.write(|c| Ok(accept_step(c, id, 10)?)).unwrap());
-        assert!(!db.write(|c| Ok(accept_step(c, id, 9)?)).unwrap());
-        assert!(db.write(|c| Ok(accept_step(c, id, 11)?)).unwrap());
-        assert!(!db.write(|c| Ok(accept_step(c, id, 11)?)).unwrap());
+        assert!(!db.write(|tx| tx.raise_last_step(id, 10)).unwrap());
+        assert!(!db.write(|tx| tx.raise_last_step(id, 9)).unwrap());
+        assert!(db.write(|tx| tx.raise_last_step(id, 11)).unwrap());
+        assert!(!db.write(|tx| tx.raise_last_step(id, 11)).unwrap());
     }
 
     #[test]
     fn a_failed_write_rolls_back() {
         let (_d, db) = db();
-        let r: Result<(), Error> = db.write(|c| {
-            create_account(c, "a@b.c", None, 1)?;
+        let r: Result<(), Error> = db.write(|tx| {
+            tx.create_account("a@b.c", None, 1)?;
             Err(Error::Conflict("no"))
         });
         assert_eq!(r, Err(Error::Conflict("no")));
-        assert_eq!(db.read(|c| account_by_email(c, "a@b.c")).unwrap(), None);
+        assert_eq!(db.read(|tx| tx.account_by_email("a@b.c")).unwrap(), None);
     }
 
     fn meta_names(db: &Db) -> Vec<String> {
-        db.read(|c| {
+        db.raw(|c| {
             c.prepare("SELECT name FROM meta ORDER BY name")?
                 .query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<String>>>()
@@ -1001,8 +532,8 @@ mod tests {
                     for i in 0..150 {
                         let name = format!("t{t}-{i:03}");
                         let fail = i % 3 == 0;
-                        let r = db.write(|c| {
-                            set_meta(c, &name, b"x")?;
+                        let r = db.write(|tx| {
+                            tx.set_meta(&name, b"x")?;
                             if fail {
                                 Err(Error::Conflict("no"))
                             } else {
@@ -1038,14 +569,14 @@ mod tests {
         let panicker = {
             let db = db.clone();
             std::thread::spawn(move || {
-                db.write(|c| -> Result<(), Error> {
-                    set_meta(c, "panicker", b"x")?;
+                db.write(|tx| -> Result<(), Error> {
+                    tx.set_meta("panicker", b"x")?;
                     panic!("a bug in a handler");
                 })
             })
         };
         assert!(panicker.join().is_err());
-        db.write(|c| Ok(set_meta(c, "after", b"x")?)).unwrap();
+        db.write(|tx| tx.set_meta("after", b"x")).unwrap();
         assert_eq!(meta_names(&db), ["after"]);
     }
 
@@ -1056,7 +587,7 @@ mod tests {
         let (_d, db) = db();
         let db = Arc::new(db);
         // A deferred foreign key is checked only at COMMIT: a way to make one fail.
-        db.write(|c| {
+        db.write_conn(|c| {
             c.execute_batch(
                 "CREATE TABLE later (account INTEGER REFERENCES accounts(id) \
                  DEFERRABLE INITIALLY DEFERRED)",
@@ -1069,10 +600,10 @@ mod tests {
             let db = db.clone();
             std::thread::spawn(move || {
                 queued_rx.recv().unwrap();
-                db.write(|c| Ok(set_meta(c, "second", b"x")?))
+                db.write(|tx| tx.set_meta("second", b"x"))
             })
         };
-        let first = db.write(|c| {
+        let first = db.write_conn(|c| {
             c.execute("INSERT INTO later VALUES (12345)", [])?;
             queued_tx.send(()).unwrap();
             // Leave only once the second writer is queued behind this one.
@@ -1090,11 +621,11 @@ mod tests {
         assert_eq!(second.join().unwrap(), Err(Error::Internal));
         assert!(meta_names(&db).is_empty());
         let rows: i64 = db
-            .read(|c| c.query_row("SELECT count(*) FROM later", [], |r| r.get(0)))
+            .raw(|c| c.query_row("SELECT count(*) FROM later", [], |r| r.get(0)))
             .unwrap();
         assert_eq!(rows, 0);
         // And the connection is usable afterwards.
-        db.write(|c| Ok(set_meta(c, "after", b"x")?)).unwrap();
+        db.write(|tx| tx.set_meta("after", b"x")).unwrap();
         assert_eq!(meta_names(&db), ["after"]);
     }
 
@@ -1127,20 +658,18 @@ mod tests {
     fn account_lock_after_limit() {
         let (_d, db) = db();
         let id = db
-            .write(|c| Ok(create_account(c, "a@b.c", None, 1)?))
+            .write(|tx| tx.create_account("a@b.c", None, 1))
             .unwrap()
             .unwrap();
-        db.write(|c| Ok(set_pending_secret(c, id, b"s")?)).unwrap();
+        db.write(|tx| tx.set_pending_secret(id, b"s")).unwrap();
         for i in 1..3 {
             assert_eq!(
-                db.write(|c| Ok(count_verify_failure(c, id, 3, 900)?))
-                    .unwrap(),
+                db.write(|tx| tx.count_verify_failure(id, 3, 900)).unwrap(),
                 (i, 0)
             );
         }
         assert_eq!(
-            db.write(|c| Ok(count_verify_failure(c, id, 3, 900)?))
-                .unwrap(),
+            db.write(|tx| tx.count_verify_failure(id, 3, 900)).unwrap(),
             (0, 900)
         );
     }

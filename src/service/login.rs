@@ -1,0 +1,322 @@
+//! Login with a password, the MFA challenge and its verification, and refresh-token
+//! rotation; plus the per-address login throttle.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+
+use data_encoding::HEXLOWER_PERMISSIVE;
+use serde_json::{json, Map, Value};
+
+use crate::crypto::{self, PasswordCheck};
+use crate::error::Error;
+use crate::store::{Account, Db, Tx};
+
+use super::second_factor::{self, Answer, Asker, Kind, Verdict};
+use super::{audit, hex32, locked, opt_str, req_str, App, CHALLENGE_TTL};
+
+/// Lifetime of the tokens mfad issues at login and refresh.
+pub const ACCESS_TTL: i64 = 3600;
+/// Lifetime of a refresh token.
+pub const REFRESH_TTL: i64 = 30 * 86_400;
+
+const INVALID_CREDENTIALS: &str = "Invalid credentials.";
+const INVALID_CHALLENGE: &str = "Invalid or expired MFA challenge.";
+const INVALID_CODE: &str = "Invalid code.";
+
+/// Failed logins per client address in a sliding minute. An attempt takes its place in
+/// the window *before* its password is checked ([`LoginLimiter::reserve`]) and gives it
+/// back only when it succeeds: checking first and counting after let every password
+/// check already running slip past the limit.
+pub struct LoginLimiter {
+    limit: u32,
+    attempts: Mutex<HashMap<IpAddr, VecDeque<i64>>>,
+}
+
+/// Bound on the addresses remembered; past it, stale entries are dropped first.
+const LIMITER_MAX_ADDRESSES: usize = 100_000;
+
+/// A place in an address's window, held while its password is checked.
+#[derive(Debug)]
+#[must_use]
+pub struct Attempt {
+    ip: Option<IpAddr>,
+    at: i64,
+}
+
+impl LoginLimiter {
+    pub fn new(limit: u32) -> Self {
+        LoginLimiter {
+            limit,
+            attempts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a place for one attempt from `ip`, or `429` when `limit` attempts in the
+    /// last 60 s have failed or are still being checked.
+    pub fn reserve(&self, ip: Option<IpAddr>, now: i64) -> Result<Attempt, Error> {
+        let (Some(addr), true) = (ip, self.limit > 0) else {
+            return Ok(Attempt { ip: None, at: now });
+        };
+        let mut map = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= LIMITER_MAX_ADDRESSES && !map.contains_key(&addr) {
+            map.retain(|_, t| t.back().is_some_and(|last| *last > now - 60));
+            if map.len() >= LIMITER_MAX_ADDRESSES {
+                log::warn!(
+                    "login throttle: more than {LIMITER_MAX_ADDRESSES} addresses failing at once"
+                );
+                return Err(Error::Busy);
+            }
+        }
+        let times = map.entry(addr).or_default();
+        while times.front().is_some_and(|t| *t <= now - 60) {
+            times.pop_front();
+        }
+        if times.len() >= self.limit as usize {
+            let oldest = times.front().copied().unwrap_or(now);
+            return Err(Error::TooManyRequests {
+                message: "Too many failed login attempts. Try again later.",
+                retry_after: (oldest + 60 - now).max(1) as u64,
+            });
+        }
+        times.push_back(now);
+        Ok(Attempt { ip, at: now })
+    }
+
+    /// The attempt succeeded: it does not count.
+    pub fn release(&self, attempt: Attempt) {
+        let Some(addr) = attempt.ip else { return };
+        let mut map = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(times) = map.get_mut(&addr) {
+            if let Some(i) = times.iter().rposition(|t| *t == attempt.at) {
+                times.remove(i);
+            }
+            if times.is_empty() {
+                map.remove(&addr);
+            }
+        }
+    }
+}
+
+/// A login's tokens: a JWT and a refresh token, starting a new family unless `family`.
+fn issue_tokens(
+    app: &App,
+    tx: &dyn Tx,
+    account: &Account,
+    family: Option<&[u8]>,
+    now: i64,
+) -> Result<Value, Error> {
+    let token = app
+        .tokens
+        .issue(account.id, account.email.as_deref(), now, ACCESS_TTL)
+        .map_err(|e| {
+            log::error!("signing a token failed: {e}");
+            Error::Internal
+        })?;
+    let refresh: [u8; 32] = crypto::random()?;
+    let new_family: [u8; 16];
+    let family = match family {
+        Some(f) => f,
+        None => {
+            new_family = crypto::random()?;
+            &new_family
+        }
+    };
+    tx.insert_refresh_token(
+        &app.keys.token_hash(&refresh),
+        account.id,
+        family,
+        now + REFRESH_TTL,
+    )?;
+    Ok(json!({ "token": token, "refresh_token": HEXLOWER_PERMISSIVE.encode(&refresh) }))
+}
+
+/// `POST /api/auth`.
+pub fn login(
+    app: &App,
+    db: &Db,
+    body: &Map<String, Value>,
+    ip: Option<IpAddr>,
+    now: i64,
+) -> Result<Value, Error> {
+    const MISSING: &str = "Fields \"email\" and \"password\" are required strings.";
+    let email = req_str(body, "email", MISSING)?;
+    let password = req_str(body, "password", MISSING)?;
+    let attempt = app.login_limiter.reserve(ip, now)?;
+    let account = if email.len() <= 320 {
+        db.read(|tx| tx.account_by_email(email))?
+    } else {
+        None
+    };
+    let stored = account.as_ref().and_then(|a| a.password_hash.as_deref());
+    let has_password = stored.is_some();
+    // Unknown email, account without password, wrong password: one answer, one cost.
+    let check = crypto::verify_password(stored.unwrap_or(&app.dummy_password_hash), password);
+    let account = match (account, has_password, check) {
+        (Some(a), true, PasswordCheck::Right | PasswordCheck::RightButWeak) => a,
+        (account, ..) => {
+            db.write(|tx| audit(tx, account.map(|a| a.id), now, "login_failed"))?;
+            return Err(Error::Unauthenticated(INVALID_CREDENTIALS));
+        }
+    };
+    app.login_limiter.release(attempt);
+    if check == PasswordCheck::RightButWeak {
+        let upgraded = crypto::hash_password(password, crypto::PASSWORD_ITERATIONS)?;
+        db.write(|tx| tx.set_password(account.id, &upgraded))?;
+    }
+    let id = account.id;
+    if !db.read(|tx| tx.totp_enabled(id))? {
+        return db.write(|tx| issue_tokens(app, tx, &account, None, now));
+    }
+    let challenge: [u8; 32] = crypto::random()?;
+    let hash = app.keys.token_hash(&challenge);
+    let remaining = db.write(|tx| {
+        tx.insert_challenge(&hash, id, now + CHALLENGE_TTL)?;
+        tx.backup_codes_remaining(id)
+    })?;
+    let methods: &[&str] = if remaining > 0 {
+        &["totp", "backup_code"]
+    } else {
+        &["totp"]
+    };
+    Ok(json!({
+        "mfa_required": true,
+        "mfa_token": HEXLOWER_PERMISSIVE.encode(&challenge),
+        "mfa_methods": methods,
+    }))
+}
+
+/// `POST /api/auth/mfa/verify`.
+pub fn verify(app: &App, db: &Db, body: &Map<String, Value>, now: i64) -> Result<Value, Error> {
+    const MISSING: &str = "Fields \"mfaToken\" and \"code\" are required strings.";
+    const BAD_TYPE: &str = "Field \"type\" must be \"totp\" or \"backup\".";
+    let token = req_str(body, "mfaToken", MISSING)?;
+    let code = req_str(body, "code", MISSING)?;
+    let kind = match opt_str(body, "type", BAD_TYPE)? {
+        Some("totp") => Some(Kind::Totp),
+        Some("backup") => Some(Kind::Backup),
+        None => None,
+        Some(_) => return Err(Error::BadRequest(BAD_TYPE)),
+    };
+    let challenge = app
+        .keys
+        .token_hash(&hex32(token).ok_or(Error::Rejected(INVALID_CHALLENGE))?);
+    let answer = Answer::parse(code, kind);
+    let verdict = second_factor::check(
+        app,
+        db,
+        Asker::Challenge(&challenge),
+        &answer,
+        now,
+        |tx, id| {
+            let account = tx
+                .account_by_id(id)?
+                .ok_or(Error::Rejected(INVALID_CHALLENGE))?;
+            issue_tokens(app, tx, &account, None, now)
+        },
+    )?;
+    match verdict {
+        Verdict::Accepted(tokens) => Ok(tokens),
+        Verdict::NoChallenge | Verdict::NoSecondFactor => Err(Error::Rejected(INVALID_CHALLENGE)),
+        Verdict::Wrong {
+            challenge_dead: true,
+            ..
+        } => Err(Error::TooManyRequests {
+            message: "Too many failed attempts. Please log in again.",
+            retry_after: 1,
+        }),
+        Verdict::Locked(secs)
+        | Verdict::Wrong {
+            locked_for: Some(secs),
+            ..
+        } => Err(locked(secs)),
+        Verdict::Wrong { .. } => Err(Error::Rejected(INVALID_CODE)),
+    }
+}
+
+/// `POST /api/auth/refresh`: rotation with reuse detection (OAuth 2.0 Security BCP
+/// §4.14.2). A token that was already exchanged revokes its whole family.
+pub fn refresh(app: &App, db: &Db, body: &Map<String, Value>, now: i64) -> Result<Value, Error> {
+    const INVALID: Error = Error::Unauthenticated("Invalid or expired refresh token.");
+    let token = req_str(
+        body,
+        "refresh_token",
+        "Field \"refresh_token\" is required and must be a string.",
+    )?;
+    let hash = app.keys.token_hash(&hex32(token).ok_or(INVALID)?);
+    enum Outcome {
+        Tokens(Value),
+        Reused,
+        Invalid,
+    }
+    let outcome = db.write(|tx| {
+        let Some(row) = tx.refresh_token(&hash)? else {
+            return Ok(Outcome::Invalid);
+        };
+        if row.rotated {
+            let n = tx.revoke_family(&row.family)?;
+            audit(tx, Some(row.account_id), now, "refresh_reuse_detected")?;
+            log::warn!(
+                "refresh token reuse: revoked {n} tokens of account {}",
+                row.account_id
+            );
+            return Ok(Outcome::Reused);
+        }
+        if row.expires_at <= now || !tx.rotate_refresh_token(&hash)? {
+            return Ok(Outcome::Invalid);
+        }
+        let Some(account) = tx.account_by_id(row.account_id)? else {
+            return Ok(Outcome::Invalid);
+        };
+        Ok(Outcome::Tokens(issue_tokens(
+            app,
+            tx,
+            &account,
+            Some(&row.family),
+            now,
+        )?))
+    })?;
+    match outcome {
+        Outcome::Tokens(body) => Ok(body),
+        Outcome::Reused | Outcome::Invalid => Err(INVALID),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_limiter_slides_and_forgets() {
+        let l = LoginLimiter::new(3);
+        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        for t in 0..3 {
+            let _failed = l.reserve(ip, 100 + t).unwrap();
+        }
+        match l.reserve(ip, 103) {
+            Err(Error::TooManyRequests { retry_after, .. }) => assert_eq!(retry_after, 57),
+            other => panic!("{other:?}"),
+        }
+        assert!(l.reserve(Some(IpAddr::from([10, 0, 0, 2])), 103).is_ok());
+        assert!(l.reserve(ip, 161).is_ok(), "the first failure has slid out");
+        assert!(LoginLimiter::new(0).reserve(ip, 103).is_ok());
+    }
+
+    #[test]
+    fn attempts_in_flight_count_and_successes_give_their_place_back() {
+        let l = LoginLimiter::new(2);
+        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        // Two checks running at once: a third is refused before its password is looked at.
+        let a = l.reserve(ip, 100).unwrap();
+        let b = l.reserve(ip, 100).unwrap();
+        assert!(matches!(
+            l.reserve(ip, 100),
+            Err(Error::TooManyRequests { .. })
+        ));
+        // One of them was right: its place is free again; the wrong one still counts.
+        l.release(a);
+        let _c = l.reserve(ip, 101).unwrap();
+        assert!(l.reserve(ip, 101).is_err());
+        drop(b);
+    }
+}

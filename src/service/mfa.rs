@@ -1,0 +1,181 @@
+//! The account's own TOTP settings: setup (the seed endpoint), enable, status, disable,
+//! and regenerating backup codes, with the confirmation the last two ask for.
+
+use data_encoding::{BASE32_NOPAD, BASE64};
+use serde_json::{json, Map, Value};
+
+use crate::crypto::{self, PasswordCheck};
+use crate::error::Error;
+use crate::store::Db;
+use crate::totp;
+
+use super::second_factor::{self, new_backup_codes, Answer, Asker, BackupCodes, Verdict};
+use super::{audit, locked, opt_str, req_str, App, Principal};
+
+const INVALID_CODE: &str = "Invalid code.";
+const ALREADY_ENABLED: Error = Error::Conflict("TOTP is already enabled for this account.");
+
+/// `POST /api/v1/me/mfa/totp/setup`.
+pub fn setup(app: &App, db: &Db, who: &Principal) -> Result<Value, Error> {
+    // 160 bits: RFC 4226 §4 recommends it, and it is the HMAC-SHA1 block-friendly size
+    // every app expects; it gives exactly 32 base32 characters with no padding.
+    let mut secret: [u8; 20] = crypto::random()?;
+    let sealed = app.keys.seal(&secret, who.account.id)?;
+    let encoded = BASE32_NOPAD.encode(&secret);
+    crypto::wipe(&mut secret);
+    if !db.write(|tx| tx.set_pending_secret(who.account.id, &sealed))? {
+        return Err(ALREADY_ENABLED);
+    }
+    let uri = totp::otpauth_uri(&app.issuer, &who.label, &encoded);
+    let png = crate::qr::otpauth_png(&uri).map_err(|e| {
+        log::error!("QR rendering failed for a {}-byte URI: {e}", uri.len());
+        Error::BadRequest("The account name is too long to fit in a QR code.")
+    })?;
+    let mut qr = String::with_capacity(22 + png.len() * 4 / 3 + 4);
+    qr.push_str("data:image/png;base64,");
+    qr.push_str(&BASE64.encode(&png));
+    Ok(json!({ "secret": encoded, "otpauthUri": uri, "qrCode": qr }))
+}
+
+/// `POST /api/v1/me/mfa/totp/enable`.
+pub fn enable(
+    app: &App,
+    db: &Db,
+    who: &Principal,
+    body: &Map<String, Value>,
+    now: i64,
+) -> Result<Value, Error> {
+    let code = req_str(
+        body,
+        "code",
+        "Field \"code\" is required and must be a string.",
+    )?;
+    let id = who.account.id;
+    let state = db.read(|tx| tx.totp(id))?.unwrap_or_default();
+    if state.active_secret.is_some() {
+        return Err(ALREADY_ENABLED);
+    }
+    let pending = state.pending_secret.ok_or(Error::Unprocessable(
+        "No TOTP setup in progress; call setup first.",
+    ))?;
+    let code = totp::normalize_code(code).ok_or(Error::Unprocessable(INVALID_CODE))?;
+    let secret = app.keys.open(&pending, id)?;
+    let step = totp::verify(secret.expose(), &code, now as u64)
+        .ok_or(Error::Unprocessable(INVALID_CODE))?;
+    let BackupCodes {
+        codes,
+        salt,
+        hashes,
+    } = new_backup_codes(&app.keys)?;
+    db.write(|tx| {
+        // The secret that becomes active is exactly the one the code was checked against.
+        if !tx.activate_secret(id, &pending, step as i64, &salt, now)? {
+            return Err(match tx.totp_enabled(id)? {
+                true => ALREADY_ENABLED,
+                false => {
+                    Error::Unprocessable("The TOTP setup changed meanwhile; scan the new code.")
+                }
+            });
+        }
+        tx.replace_backup_codes(id, &salt, &hashes)?;
+        audit(tx, Some(id), now, "mfa_enabled")
+    })?;
+    Ok(json!({ "enabled": true, "backupCodes": codes }))
+}
+
+/// `GET /api/v1/me/mfa/status`.
+pub fn status(db: &Db, who: &Principal) -> Result<Value, Error> {
+    let (enabled, remaining) = db.read(|tx| tx.mfa_status(who.account.id))?;
+    Ok(json!({
+        "totpEnabled": enabled,
+        "backupCodesRemaining": remaining,
+        "passkeysCount": 0,
+    }))
+}
+
+/// How a sensitive change is confirmed: the password of a local account, or, for an
+/// account without one, a current TOTP code or a backup code (which is spent), checked
+/// by the one second-factor rule.
+fn confirm(
+    app: &App,
+    db: &Db,
+    who: &Principal,
+    body: &Map<String, Value>,
+    now: i64,
+) -> Result<(), Error> {
+    const WRONG: Error = Error::Unprocessable("Wrong or missing confirmation.");
+    if let Some(stored) = &who.account.password_hash {
+        let password =
+            opt_str(body, "password", "Field \"password\" must be a string.")?.ok_or(WRONG)?;
+        return match crypto::verify_password(stored, password) {
+            PasswordCheck::Wrong => Err(WRONG),
+            PasswordCheck::Right | PasswordCheck::RightButWeak => Ok(()),
+        };
+    }
+    let code = opt_str(body, "code", "Field \"code\" must be a string.")?.ok_or(WRONG)?;
+    let answer = Answer::parse(code, None);
+    let asker = Asker::Account(who.account.id);
+    match second_factor::check(app, db, asker, &answer, now, |_, _| Ok(()))? {
+        Verdict::Accepted(()) => Ok(()),
+        Verdict::Locked(secs)
+        | Verdict::Wrong {
+            locked_for: Some(secs),
+            ..
+        } => Err(locked(secs)),
+        Verdict::Wrong { .. } | Verdict::NoSecondFactor | Verdict::NoChallenge => Err(WRONG),
+    }
+}
+
+/// `POST /api/v1/me/mfa/totp/disable`.
+pub fn disable(
+    app: &App,
+    db: &Db,
+    who: &Principal,
+    body: &Map<String, Value>,
+    now: i64,
+) -> Result<Value, Error> {
+    let id = who.account.id;
+    // Without a password and without TOTP there is nothing to confirm with — and nothing
+    // to protect: disabling is a no-op.
+    let nothing_to_do =
+        who.account.password_hash.is_none() && !db.read(|tx| tx.totp_enabled(id))?;
+    if !nothing_to_do {
+        confirm(app, db, who, body, now)?;
+    }
+    db.write(|tx| {
+        if tx.clear_totp(id)? {
+            audit(tx, Some(id), now, "mfa_disabled")?;
+        }
+        Ok(())
+    })?;
+    Ok(json!({ "disabled": true }))
+}
+
+/// `POST /api/v1/me/mfa/backup-codes/regenerate`.
+pub fn regenerate(
+    app: &App,
+    db: &Db,
+    who: &Principal,
+    body: &Map<String, Value>,
+    now: i64,
+) -> Result<Value, Error> {
+    confirm(app, db, who, body, now)?;
+    const NOT_ENABLED: Error = Error::BadRequest("TOTP is not enabled for this account.");
+    let id = who.account.id;
+    if !db.read(|tx| tx.totp_enabled(id))? {
+        return Err(NOT_ENABLED);
+    }
+    let BackupCodes {
+        codes,
+        salt,
+        hashes,
+    } = new_backup_codes(&app.keys)?;
+    db.write(|tx| {
+        if !tx.totp_enabled(id)? {
+            return Err(NOT_ENABLED);
+        }
+        tx.replace_backup_codes(id, &salt, &hashes)?;
+        audit(tx, Some(id), now, "backup_codes_regenerated")
+    })?;
+    Ok(json!({ "backupCodes": codes }))
+}

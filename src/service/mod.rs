@@ -1,0 +1,155 @@
+//! The use cases. Each takes the parsed request, the [`Db`] and `now`, and returns a JSON
+//! body or an [`Error`]; none of them knows HTTP or the storage engine. This file holds
+//! what they share (the [`App`], the bearer check, request fields, the audit helper);
+//! `mfa.rs` the TOTP settings, `login.rs` login, verify and refresh, `second_factor.rs`
+//! the one rule every second-factor answer goes through, `admin.rs` the admin commands.
+
+pub mod admin;
+mod login;
+mod mfa;
+pub mod second_factor;
+
+use data_encoding::HEXLOWER_PERMISSIVE;
+use serde_json::{json, Map, Value};
+
+use crate::auth::{Subject, TokenError, Tokens};
+use crate::crypto::{self, Keys};
+use crate::error::Error;
+use crate::store::{Account, Db, Tx};
+
+pub use login::{login, refresh, verify, LoginLimiter, ACCESS_TTL, REFRESH_TTL};
+pub use mfa::{disable, enable, regenerate, setup, status};
+pub use second_factor::{ACCOUNT_LOCK_SECS, ACCOUNT_MAX_FAILURES, CHALLENGE_MAX_FAILURES};
+
+/// Lifetime of an MFA challenge.
+pub const CHALLENGE_TTL: i64 = 300;
+
+/// What every request shares: keys, token issuer, settings, the login throttle.
+pub struct App {
+    pub keys: Keys,
+    pub tokens: Tokens,
+    pub issuer: String,
+    pub login_limiter: LoginLimiter,
+    /// A hash string of today's cost with a random salt and a random "hash": login for an
+    /// unknown email checks against it, so it costs exactly what a wrong password costs
+    /// (and no password matches it).
+    pub dummy_password_hash: String,
+}
+
+impl App {
+    pub fn new(keys: Keys, tokens: Tokens, issuer: String, login_rate: u32) -> Result<App, Error> {
+        let dummy = crypto::unmatchable_password_hash()?;
+        Ok(App {
+            keys,
+            tokens,
+            issuer,
+            login_limiter: LoginLimiter::new(login_rate),
+            dummy_password_hash: dummy,
+        })
+    }
+}
+
+/// The caller of a `/api/v1/me/...` route.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub account: Account,
+    /// The account label for the otpauth URI.
+    pub label: String,
+}
+
+/// Writes an audit event and its log line (the id only: no email, no secret).
+fn audit(tx: &dyn Tx, account_id: Option<i64>, now: i64, event: &str) -> Result<(), Error> {
+    tx.audit(account_id, now, event, None)?;
+    match account_id {
+        Some(id) => log::info!("audit: {event} account={id}"),
+        None => log::info!("audit: {event}"),
+    }
+    Ok(())
+}
+
+/// A string field: `Ok(None)` when absent or null, `400` when of another type.
+fn opt_str<'a>(
+    body: &'a Map<String, Value>,
+    name: &'static str,
+    err: &'static str,
+) -> Result<Option<&'a str>, Error> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Error::BadRequest(err)),
+    }
+}
+
+fn req_str<'a>(
+    body: &'a Map<String, Value>,
+    name: &'static str,
+    err: &'static str,
+) -> Result<&'a str, Error> {
+    opt_str(body, name, err)?.ok_or(Error::BadRequest(err))
+}
+
+/// Decodes a 64-hex-character token into its 32 bytes.
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    let bytes = HEXLOWER_PERMISSIVE.decode(s.trim().as_bytes()).ok()?;
+    bytes.try_into().ok()
+}
+
+/// `429` for a locked account.
+fn locked(retry_after: i64) -> Error {
+    Error::TooManyRequests {
+        message: "Too many failed attempts. Try again later.",
+        retry_after: retry_after.max(1) as u64,
+    }
+}
+
+const TOKEN_NOT_FOUND: &str = "JWT Token not found";
+const TOKEN_INVALID: &str = "Invalid JWT Token";
+const TOKEN_EXPIRED: &str = "Expired JWT Token";
+
+/// Resolves `Authorization: Bearer …` to an account. Messages are Lexik's, which
+/// Storno's clients already know.
+pub fn authenticate(
+    app: &App,
+    db: &Db,
+    authorization: Option<&str>,
+    now: i64,
+) -> Result<Principal, Error> {
+    let header = authorization.ok_or(Error::Unauthenticated(TOKEN_NOT_FOUND))?;
+    let (scheme, token) = header
+        .trim()
+        .split_once(' ')
+        .ok_or(Error::Unauthenticated(TOKEN_NOT_FOUND))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Error::Unauthenticated(TOKEN_NOT_FOUND));
+    }
+    let verified = app.tokens.verify(token.trim()).map_err(|e| match e {
+        TokenError::Expired => Error::Unauthenticated(TOKEN_EXPIRED),
+        TokenError::Invalid => Error::Unauthenticated(TOKEN_INVALID),
+    })?;
+    let account = match &verified.subject {
+        Subject::Account(id) => db.read(|tx| tx.account_by_id(*id))?,
+        Subject::External(sub) => match db.read(|tx| tx.account_by_subject(sub))? {
+            Some(a) => Some(a),
+            None => Some(db.write(|tx| {
+                let a = tx.ensure_external_account(sub, now)?;
+                audit(tx, Some(a.id), now, "external_account_created")?;
+                Ok(a)
+            })?),
+        },
+    };
+    // A deleted account's token is as good as a forged one.
+    let account = account.ok_or(Error::Unauthenticated(TOKEN_INVALID))?;
+    let label = verified
+        .email
+        .or(verified.username)
+        .or_else(|| account.email.clone())
+        .or_else(|| account.external_subject.clone())
+        .unwrap_or_else(|| account.id.to_string());
+    Ok(Principal { account, label })
+}
+
+/// `GET /healthz`.
+pub fn health(db: &Db) -> Result<Value, Error> {
+    db.ping()?;
+    Ok(json!({ "status": "ok" }))
+}

@@ -1,0 +1,362 @@
+//! The one rule every second-factor answer goes through — the code at login verify, the
+//! code that confirms disable or regenerate for an account without a password, and the
+//! callers still to come (step-up, passkeys). In one transaction: the lock, the replay
+//! step, the single-use spend, the failure counts (per challenge and per account), the
+//! lock after [`ACCOUNT_MAX_FAILURES`], and the audit events. An answer is parsed once,
+//! at the edge ([`Answer::parse`]); the callers only say what the verdict means to them.
+
+use crate::crypto;
+use crate::error::Error;
+use crate::store::{Db, Tx};
+use crate::totp;
+
+use super::{audit, App};
+
+/// Wrong answers that kill one challenge.
+pub const CHALLENGE_MAX_FAILURES: i64 = 5;
+/// Wrong answers in a row, across challenges and confirmations, that lock an account.
+pub const ACCOUNT_MAX_FAILURES: i64 = 10;
+/// How long that lock lasts.
+pub const ACCOUNT_LOCK_SECS: i64 = 900;
+/// No 0/1/i/l/o: nothing that reads as another character.
+pub(crate) const BACKUP_ALPHABET: &[u8; 31] = b"abcdefghjkmnpqrstuvwxyz23456789";
+
+/// What the client says its answer is (verify's `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Totp,
+    Backup,
+}
+
+/// A second-factor answer, normalised.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Six ASCII digits.
+    Totp([u8; 6]),
+    /// Eight characters of the backup alphabet, lower case, without the dash.
+    Backup([u8; 8]),
+    /// Neither shape (or not the shape its `type` names): always wrong, and counted as
+    /// wrong like any other guess.
+    Unreadable,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Answer::Totp(_) => "Totp([redacted])",
+            Answer::Backup(_) => "Backup([redacted])",
+            Answer::Unreadable => "Unreadable",
+        })
+    }
+}
+
+impl Answer {
+    /// Reads what a person typed. Without `kind`, six digits are a TOTP code and eight
+    /// characters of the backup alphabet (dash optional) a backup code.
+    pub fn parse(input: &str, kind: Option<Kind>) -> Answer {
+        let as_totp = || totp::normalize_code(input).map(Answer::Totp);
+        let as_backup = || normalize_backup_code(input).map(Answer::Backup);
+        let parsed = match kind {
+            Some(Kind::Totp) => as_totp(),
+            Some(Kind::Backup) => as_backup(),
+            None => as_totp().or_else(as_backup),
+        };
+        parsed.unwrap_or(Answer::Unreadable)
+    }
+
+    /// The name of the method in audit events.
+    fn method(&self) -> &'static str {
+        match self {
+            Answer::Totp(_) => "totp",
+            Answer::Backup(_) => "backup_code",
+            Answer::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// A backup code as typed: case-insensitive, dashes and spaces anywhere are ignored.
+pub(crate) fn normalize_backup_code(input: &str) -> Option<[u8; 8]> {
+    let mut out = [0u8; 8];
+    let mut n = 0;
+    for c in input.chars().filter(|c| !c.is_whitespace() && *c != '-') {
+        let b = u8::try_from(c.to_ascii_lowercase()).ok()?;
+        if n == out.len() || !BACKUP_ALPHABET.contains(&b) {
+            return None;
+        }
+        out[n] = b;
+        n += 1;
+    }
+    (n == out.len()).then_some(out)
+}
+
+/// Whose answer it is.
+#[derive(Debug, Clone, Copy)]
+pub enum Asker<'a> {
+    /// The holder of a login's MFA challenge (its keyed hash): the account is the
+    /// challenge's; the right answer consumes the challenge, the 5th wrong one kills it.
+    Challenge(&'a [u8; 32]),
+    /// An account already signed in, confirming a change.
+    Account(i64),
+}
+
+/// What the rule decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict<T> {
+    /// Right: the failure count is reset, and this is what `on_accept` returned.
+    Accepted(T),
+    /// The challenge is unknown, expired or used (never said for [`Asker::Account`]).
+    NoChallenge,
+    /// The account has no second factor (TOTP was turned off after the challenge was
+    /// issued; the challenge is void and gone).
+    NoSecondFactor,
+    /// The account is locked for this many more seconds; the answer was not looked at.
+    Locked(i64),
+    /// Wrong. `challenge_dead`: that was the challenge's last try. `locked_for`: this
+    /// answer locked the account for so many seconds.
+    Wrong {
+        challenge_dead: bool,
+        locked_for: Option<i64>,
+    },
+}
+
+/// Rolls a transaction back when the challenge was taken by a racing request between
+/// the check and the spend (only possible on an engine without a single writer).
+const CHALLENGE_LOST: Error = Error::Conflict("challenge lost to a concurrent request");
+
+/// Checks `answer` for `asker` at `now`. When it is right, `on_accept` runs in the same
+/// transaction (to issue tokens, say); an error from it undoes the spend.
+pub fn check<T>(
+    app: &App,
+    db: &Db,
+    asker: Asker<'_>,
+    answer: &Answer,
+    now: i64,
+    on_accept: impl FnOnce(&dyn Tx, i64) -> Result<T, Error>,
+) -> Result<Verdict<T>, Error> {
+    // A backup code costs a PBKDF2, which must not run inside the transaction (every
+    // writer waits for it): the account's salt is read first and the hash made outside.
+    // A salt replaced meanwhile (regenerate) only makes the spend find nothing.
+    let backup_hash = match answer {
+        Answer::Backup(code) => {
+            let state = db.read(|tx| match account_of(tx, asker, now)? {
+                Some(id) => Ok(Some(tx.totp(id)?.unwrap_or_default())),
+                None => Ok(None),
+            })?;
+            let Some(state) = state else {
+                return Ok(Verdict::NoChallenge);
+            };
+            if state.locked_until > now {
+                return Ok(Verdict::Locked(state.locked_until - now));
+            }
+            state
+                .backup_salt
+                .map(|salt| app.keys.backup_code_hash(&salt, backup_str(code)))
+        }
+        _ => None,
+    };
+    let verdict = db.write(|tx| {
+        let Some(id) = account_of(tx, asker, now)? else {
+            return Ok(Verdict::NoChallenge);
+        };
+        let state = tx.totp(id)?.unwrap_or_default();
+        if state.locked_until > now {
+            return Ok(Verdict::Locked(state.locked_until - now));
+        }
+        let Some(active) = state.active_secret.filter(|_| state.backup_salt.is_some()) else {
+            if let Asker::Challenge(hash) = asker {
+                tx.take_challenge(hash)?;
+            }
+            return Ok(Verdict::NoSecondFactor);
+        };
+        let right = match (answer, &backup_hash) {
+            (Answer::Totp(code), _) => {
+                let secret = app.keys.open(&active, id)?;
+                match totp::verify(secret.expose(), code, now as u64) {
+                    Some(step) => {
+                        let fresh = tx.raise_last_step(id, step as i64)?;
+                        if !fresh {
+                            audit(tx, Some(id), now, "totp_replay_refused")?;
+                        }
+                        fresh
+                    }
+                    None => false,
+                }
+            }
+            (Answer::Backup(_), Some(hash)) => {
+                let spent = tx.spend_backup_code(id, hash)?;
+                if spent {
+                    audit(tx, Some(id), now, "backup_code_used")?;
+                }
+                spent
+            }
+            _ => false,
+        };
+        if right {
+            if let Asker::Challenge(hash) = asker {
+                if !tx.take_challenge(hash)? {
+                    return Err(CHALLENGE_LOST);
+                }
+            }
+            tx.reset_verify_failures(id)?;
+            return Ok(Verdict::Accepted(on_accept(tx, id)?));
+        }
+        tx.audit(Some(id), now, "second_factor_wrong", Some(answer.method()))?;
+        let mut challenge_dead = false;
+        if let Asker::Challenge(hash) = asker {
+            if tx.count_challenge_failure(hash)? >= CHALLENGE_MAX_FAILURES {
+                tx.take_challenge(hash)?;
+                audit(tx, Some(id), now, "challenge_locked")?;
+                challenge_dead = true;
+            }
+        }
+        let (_, locked_until) =
+            tx.count_verify_failure(id, ACCOUNT_MAX_FAILURES, now + ACCOUNT_LOCK_SECS)?;
+        let locked_for = (locked_until > now).then_some(locked_until - now);
+        if locked_for.is_some() {
+            audit(tx, Some(id), now, "account_locked")?;
+        }
+        Ok(Verdict::Wrong {
+            challenge_dead,
+            locked_for,
+        })
+    });
+    match verdict {
+        Err(e) if e == CHALLENGE_LOST => Ok(Verdict::NoChallenge),
+        other => other,
+    }
+}
+
+/// The account whose answer it is, if the asker still stands.
+fn account_of(tx: &dyn Tx, asker: Asker<'_>, now: i64) -> Result<Option<i64>, Error> {
+    Ok(match asker {
+        Asker::Account(id) => Some(id),
+        Asker::Challenge(hash) => tx
+            .challenge(hash)?
+            .filter(|c| c.expires_at > now)
+            .map(|c| c.account_id),
+    })
+}
+
+/// The normalised code as the text its hash was made of.
+fn backup_str(code: &[u8; 8]) -> &str {
+    // Only bytes of BACKUP_ALPHABET (ASCII) get into an `Answer::Backup`.
+    std::str::from_utf8(code).unwrap_or_default()
+}
+
+/// A fresh set of backup codes: what the user is shown, and what is stored.
+pub(crate) struct BackupCodes {
+    pub codes: Vec<String>,
+    pub salt: [u8; 16],
+    pub hashes: Vec<[u8; 32]>,
+}
+
+/// Backup codes per enable or regenerate.
+pub const BACKUP_CODE_COUNT: usize = 10;
+
+/// Draws [`BACKUP_CODE_COUNT`] codes and hashes them under a fresh salt. Slow by design
+/// (one PBKDF2 per code): call it before any transaction, on the slow lane.
+pub(crate) fn new_backup_codes(keys: &crypto::Keys) -> Result<BackupCodes, Error> {
+    let salt: [u8; 16] = crypto::random()?;
+    let mut codes = Vec::with_capacity(BACKUP_CODE_COUNT);
+    let mut hashes = Vec::with_capacity(BACKUP_CODE_COUNT);
+    while codes.len() < BACKUP_CODE_COUNT {
+        let mut raw = [0u8; 8];
+        let mut filled = 0;
+        while filled < raw.len() {
+            let bytes: [u8; 16] = crypto::random()?;
+            // Rejection sampling: 248 = 8 × 31, so what is kept is uniform over the alphabet.
+            for b in bytes.into_iter().filter(|b| *b < 248) {
+                if filled < raw.len() {
+                    raw[filled] = BACKUP_ALPHABET[usize::from(b % 31)];
+                    filled += 1;
+                }
+            }
+        }
+        let plain = backup_str(&raw);
+        let hash = keys.backup_code_hash(&salt, plain);
+        if hashes.contains(&hash) {
+            continue;
+        }
+        hashes.push(hash);
+        codes.push(format!("{}-{}", &plain[..4], &plain[4..]));
+    }
+    Ok(BackupCodes {
+        codes,
+        salt,
+        hashes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keys;
+
+    #[test]
+    fn backup_codes_have_the_documented_shape_and_are_distinct() {
+        let keys = Keys::derive(&[3u8; 32]).unwrap();
+        let BackupCodes {
+            codes,
+            salt,
+            hashes,
+        } = new_backup_codes(&keys).unwrap();
+        assert_eq!(codes.len(), 10);
+        assert_eq!(hashes.len(), 10);
+        for code in &codes {
+            assert_eq!(code.len(), 9);
+            assert_eq!(&code[4..5], "-");
+            let plain = normalize_backup_code(code).unwrap();
+            assert!(plain.iter().all(|b| BACKUP_ALPHABET.contains(b)));
+            assert!(hashes.contains(&keys.backup_code_hash(&salt, backup_str(&plain))));
+        }
+        let mut sorted = codes.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 10);
+    }
+
+    #[test]
+    fn backup_code_input_is_forgiving_but_exact() {
+        for typed in ["ABCD-EFGH", " abcd efgh ", "abcdefgh", "ab-cd-ef-gh"] {
+            assert_eq!(normalize_backup_code(typed), Some(*b"abcdefgh"), "{typed}");
+        }
+        for bad in [
+            "abcd-efg",
+            "abcd-efghj",
+            "abcd-efg0",
+            "abcd-efgl",
+            "abcd_efgh",
+            "abcd-efgé",
+            "",
+        ] {
+            assert_eq!(normalize_backup_code(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn answers_are_parsed_once_by_shape_or_by_their_type() {
+        assert_eq!(Answer::parse("123 456", None), Answer::Totp(*b"123456"));
+        assert_eq!(
+            Answer::parse("abcd-efgh", None),
+            Answer::Backup(*b"abcdefgh")
+        );
+        assert_eq!(Answer::parse("12345", None), Answer::Unreadable);
+        // A type that does not fit the shape makes the answer unreadable, not the other kind.
+        assert_eq!(
+            Answer::parse("123456", Some(Kind::Backup)),
+            Answer::Unreadable
+        );
+        assert_eq!(
+            Answer::parse("abcd-efgh", Some(Kind::Totp)),
+            Answer::Unreadable
+        );
+        assert_eq!(
+            Answer::parse("ABCDEFGH", Some(Kind::Backup)),
+            Answer::Backup(*b"abcdefgh")
+        );
+        assert_eq!(
+            format!("{:?}", Answer::parse("123456", None)),
+            "Totp([redacted])"
+        );
+    }
+}

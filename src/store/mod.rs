@@ -1,0 +1,212 @@
+//! The storage boundary. `service` sees only what this file names: the row types, the
+//! [`Tx`] trait (one method per thing the use cases need, each one statement or one
+//! small fixed set of them), and [`Db`], which runs a closure in a read or in a write
+//! transaction and hands it a `&dyn Tx`. No engine type crosses this line, so a second
+//! engine (PostgreSQL) is a second implementation of `Tx` and of `Db`'s few methods,
+//! not a rewrite of `service`.
+//!
+//! The engine today is SQLite: `sqlite.rs` opens the file, applies `schema.sql` and runs
+//! the group commit; `queries.rs` holds the SQL; `janitor.rs` checkpoints the WAL and
+//! purges expired rows off the request path.
+
+mod janitor;
+mod queries;
+mod sqlite;
+
+pub use janitor::Janitor;
+pub use sqlite::{Db, OpenError, MAX_BATCH, SCHEMA_VERSION};
+
+use crate::error::Error;
+
+/// An account row.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+    pub external_subject: Option<String>,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "[redacted]"),
+            )
+            .field("external_subject", &self.external_subject)
+            .finish()
+    }
+}
+
+/// Emails are compared case-insensitively: they are stored and looked up lower-cased.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// One line of `mfad user list`.
+#[derive(Debug, Clone)]
+pub struct AccountSummary {
+    pub id: i64,
+    pub name: String,
+    pub has_password: bool,
+    pub totp_enabled: bool,
+    pub created_at: i64,
+}
+
+/// The TOTP state of an account. The secrets are sealed; `Debug` shows only whether
+/// they are there.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Totp {
+    pub pending_secret: Option<Vec<u8>>,
+    pub active_secret: Option<Vec<u8>>,
+    pub last_step: i64,
+    pub backup_salt: Option<Vec<u8>>,
+    pub failed_verifies: i64,
+    pub locked_until: i64,
+}
+
+impl std::fmt::Debug for Totp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |v: &Option<Vec<u8>>| v.as_ref().map(|_| "[sealed]");
+        f.debug_struct("Totp")
+            .field("pending_secret", &shown(&self.pending_secret))
+            .field("active_secret", &shown(&self.active_secret))
+            .field("last_step", &self.last_step)
+            .field("failed_verifies", &self.failed_verifies)
+            .field("locked_until", &self.locked_until)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An MFA challenge row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Challenge {
+    pub account_id: i64,
+    pub expires_at: i64,
+}
+
+/// A refresh token row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub account_id: i64,
+    pub family: Vec<u8>,
+    pub expires_at: i64,
+    pub rotated: bool,
+}
+
+/// One audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub at: i64,
+    pub event: String,
+    pub detail: Option<String>,
+}
+
+/// What a transaction can do. Every method that changes state is written so that two
+/// transactions racing on the same row cannot both succeed (the `bool`s say who won).
+pub trait Tx {
+    // Accounts
+    fn account_by_id(&self, id: i64) -> Result<Option<Account>, Error>;
+    fn account_by_email(&self, email: &str) -> Result<Option<Account>, Error>;
+    fn account_by_subject(&self, subject: &str) -> Result<Option<Account>, Error>;
+    /// Creates a local account; `None` when the email is taken.
+    fn create_account(
+        &self,
+        email: &str,
+        password_hash: Option<&str>,
+        now: i64,
+    ) -> Result<Option<i64>, Error>;
+    /// Finds or creates the account of an external token's subject.
+    fn ensure_external_account(&self, subject: &str, now: i64) -> Result<Account, Error>;
+    fn set_password(&self, id: i64, hash: &str) -> Result<bool, Error>;
+    fn delete_account(&self, id: i64) -> Result<bool, Error>;
+    fn list_accounts(&self) -> Result<Vec<AccountSummary>, Error>;
+
+    // TOTP and backup codes
+    fn totp(&self, account_id: i64) -> Result<Option<Totp>, Error>;
+    /// Whether TOTP is on, and the backup codes left, in one query.
+    fn mfa_status(&self, account_id: i64) -> Result<(bool, i64), Error>;
+    fn totp_enabled(&self, account_id: i64) -> Result<bool, Error>;
+    /// Stores a new pending secret, replacing an earlier pending one. Refused (`false`)
+    /// when TOTP is already enabled, in the same statement.
+    fn set_pending_secret(&self, account_id: i64, sealed: &[u8]) -> Result<bool, Error>;
+    /// Makes `pending` (exactly the sealed bytes that were checked) the active secret and
+    /// records the step its code matched. `false` if the state moved meanwhile.
+    fn activate_secret(
+        &self,
+        account_id: i64,
+        pending: &[u8],
+        step: i64,
+        backup_salt: &[u8],
+        now: i64,
+    ) -> Result<bool, Error>;
+    /// Records that a code of `step` was accepted. `false` — the code is a replay — when
+    /// a step at or after it was already accepted (RFC 6238 §5.2).
+    fn raise_last_step(&self, account_id: i64, step: i64) -> Result<bool, Error>;
+    /// Deletes every TOTP secret and backup code of an account; `true` if TOTP was on.
+    fn clear_totp(&self, account_id: i64) -> Result<bool, Error>;
+    /// Replaces all backup codes (and their salt) of an enabled account.
+    fn replace_backup_codes(
+        &self,
+        account_id: i64,
+        salt: &[u8],
+        hashes: &[[u8; 32]],
+    ) -> Result<(), Error>;
+    /// Spends a backup code: `true` if it existed (the delete is the check).
+    fn spend_backup_code(&self, account_id: i64, hash: &[u8; 32]) -> Result<bool, Error>;
+    fn backup_codes_remaining(&self, account_id: i64) -> Result<i64, Error>;
+    /// Counts a wrong second factor; locks the account when the count reaches `limit`.
+    /// Returns the new count and the lock's end (0 when not locked).
+    fn count_verify_failure(
+        &self,
+        account_id: i64,
+        limit: i64,
+        lock_until: i64,
+    ) -> Result<(i64, i64), Error>;
+    fn reset_verify_failures(&self, account_id: i64) -> Result<(), Error>;
+
+    // MFA challenges
+    fn insert_challenge(
+        &self,
+        hash: &[u8; 32],
+        account_id: i64,
+        expires_at: i64,
+    ) -> Result<(), Error>;
+    fn challenge(&self, hash: &[u8; 32]) -> Result<Option<Challenge>, Error>;
+    /// Deletes a challenge; `true` if it was still there (so exactly one caller wins it).
+    fn take_challenge(&self, hash: &[u8; 32]) -> Result<bool, Error>;
+    /// Counts a wrong code against a challenge; the new count (0 if it is gone).
+    fn count_challenge_failure(&self, hash: &[u8; 32]) -> Result<i64, Error>;
+
+    // Refresh tokens
+    fn insert_refresh_token(
+        &self,
+        hash: &[u8; 32],
+        account_id: i64,
+        family: &[u8],
+        expires_at: i64,
+    ) -> Result<(), Error>;
+    fn refresh_token(&self, hash: &[u8; 32]) -> Result<Option<RefreshToken>, Error>;
+    /// Marks a token as exchanged; `false` if it already was (a concurrent refresh won).
+    fn rotate_refresh_token(&self, hash: &[u8; 32]) -> Result<bool, Error>;
+    /// Revokes every token descended from one login.
+    fn revoke_family(&self, family: &[u8]) -> Result<usize, Error>;
+    /// Deletes expired challenges and refresh tokens; the janitor's, not a request's.
+    fn purge_expired(&self, now: i64) -> Result<usize, Error>;
+
+    // Instance facts and the audit trail
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error>;
+    fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), Error>;
+    fn audit(
+        &self,
+        account_id: Option<i64>,
+        now: i64,
+        event: &str,
+        detail: Option<&str>,
+    ) -> Result<(), Error>;
+    /// The newest `limit` events of an account, newest first.
+    fn recent_audit(&self, account_id: i64, limit: i64) -> Result<Vec<AuditEvent>, Error>;
+}

@@ -1,0 +1,428 @@
+//! The SQL behind [`Tx`]: one method per query, each through SQLite's statement cache.
+//! Races are settled by the statements themselves (`… WHERE last_step < ?`, a `DELETE`
+//! that reports whether it deleted), never by a read followed by a write.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{
+    normalize_email, Account, AccountSummary, AuditEvent, Challenge, RefreshToken, Totp, Tx,
+};
+use crate::error::Error;
+
+/// A transaction (or, for reads, the connection between transactions) of the SQLite
+/// engine, as `service` sees it through [`Tx`].
+pub(super) struct SqliteTx<'c> {
+    pub(super) conn: &'c Connection,
+}
+
+const ACCOUNT_COLUMNS: &str = "id, email, password_hash, external_subject";
+
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        password_hash: r.get(2)?,
+        external_subject: r.get(3)?,
+    })
+}
+
+impl Tx for SqliteTx<'_> {
+    fn account_by_id(&self, id: i64) -> Result<Option<Account>, Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
+        ))?
+        .query_row([id], account_row)
+        .optional()?)
+    }
+
+    fn account_by_email(&self, email: &str) -> Result<Option<Account>, Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1"
+        ))?
+        .query_row([normalize_email(email)], account_row)
+        .optional()?)
+    }
+
+    fn account_by_subject(&self, subject: &str) -> Result<Option<Account>, Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE external_subject = ?1"
+        ))?
+        .query_row([subject], account_row)
+        .optional()?)
+    }
+
+    fn create_account(
+        &self,
+        email: &str,
+        password_hash: Option<&str>,
+        now: i64,
+    ) -> Result<Option<i64>, Error> {
+        let c = self.conn;
+        let n = c
+            .prepare_cached(
+                "INSERT INTO accounts (email, password_hash, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![normalize_email(email), password_hash, now])?;
+        Ok((n == 1).then(|| c.last_insert_rowid()))
+    }
+
+    fn ensure_external_account(&self, subject: &str, now: i64) -> Result<Account, Error> {
+        let c = self.conn;
+        c.prepare_cached(
+            "INSERT INTO accounts (external_subject, created_at) VALUES (?1, ?2)
+         ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![subject, now])?;
+        Ok(self
+            .account_by_subject(subject)?
+            .ok_or(rusqlite::Error::QueryReturnedNoRows)?)
+    }
+
+    fn set_password(&self, id: i64, hash: &str) -> Result<bool, Error> {
+        let c = self.conn;
+        let n = c
+            .prepare_cached("UPDATE accounts SET password_hash = ?1 WHERE id = ?2")?
+            .execute(params![hash, id])?;
+        Ok(n == 1)
+    }
+
+    fn delete_account(&self, id: i64) -> Result<bool, Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached("DELETE FROM accounts WHERE id = ?1")?
+            .execute([id])?
+            == 1)
+    }
+
+    fn list_accounts(&self) -> Result<Vec<AccountSummary>, Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached(
+            "SELECT a.id, coalesce(a.email, 'external:' || a.external_subject),
+                a.password_hash IS NOT NULL, t.active_secret IS NOT NULL, a.created_at
+         FROM accounts a LEFT JOIN totp t ON t.account_id = a.id ORDER BY a.id",
+        )?
+        .query_map([], |r| {
+            Ok(AccountSummary {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                has_password: r.get(2)?,
+                totp_enabled: r.get::<_, Option<bool>>(3)?.unwrap_or(false),
+                created_at: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn totp(&self, account_id: i64) -> Result<Option<Totp>, Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached(
+            "SELECT pending_secret, active_secret, last_step, backup_salt, failed_verifies,
+                locked_until
+         FROM totp WHERE account_id = ?1",
+        )?
+        .query_row([account_id], |r| {
+            Ok(Totp {
+                pending_secret: r.get(0)?,
+                active_secret: r.get(1)?,
+                last_step: r.get(2)?,
+                backup_salt: r.get(3)?,
+                failed_verifies: r.get(4)?,
+                locked_until: r.get(5)?,
+            })
+        })
+        .optional()?)
+    }
+
+    fn mfa_status(&self, account_id: i64) -> Result<(bool, i64), Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM totp WHERE account_id = ?1 AND active_secret IS NOT NULL),
+                (SELECT count(*) FROM backup_codes WHERE account_id = ?1)",
+    )?
+    .query_row([account_id], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    }
+
+    fn totp_enabled(&self, account_id: i64) -> Result<bool, Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached(
+            "SELECT 1 FROM totp WHERE account_id = ?1 AND active_secret IS NOT NULL",
+        )?
+        .query_row([account_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+    }
+
+    fn set_pending_secret(&self, account_id: i64, sealed: &[u8]) -> Result<bool, Error> {
+        let c = self.conn;
+        let n = c
+            .prepare_cached(
+                "INSERT INTO totp (account_id, pending_secret) VALUES (?1, ?2)
+             ON CONFLICT (account_id) DO UPDATE SET pending_secret = excluded.pending_secret
+             WHERE totp.active_secret IS NULL",
+            )?
+            .execute(params![account_id, sealed])?;
+        Ok(n == 1)
+    }
+
+    fn activate_secret(
+        &self,
+        account_id: i64,
+        pending: &[u8],
+        step: i64,
+        backup_salt: &[u8],
+        now: i64,
+    ) -> Result<bool, Error> {
+        let c = self.conn;
+        let n = c
+            .prepare_cached(
+                "UPDATE totp SET active_secret = pending_secret, pending_secret = NULL,
+                    last_step = ?3, backup_salt = ?4, enabled_at = ?5,
+                    failed_verifies = 0, locked_until = 0
+             WHERE account_id = ?1 AND active_secret IS NULL AND pending_secret = ?2",
+            )?
+            .execute(params![account_id, pending, step, backup_salt, now])?;
+        Ok(n == 1)
+    }
+
+    fn raise_last_step(&self, account_id: i64, step: i64) -> Result<bool, Error> {
+        let c = self.conn;
+        let n = c
+            .prepare_cached(
+                "UPDATE totp SET last_step = ?2
+             WHERE account_id = ?1 AND active_secret IS NOT NULL AND last_step < ?2",
+            )?
+            .execute(params![account_id, step])?;
+        Ok(n == 1)
+    }
+
+    fn clear_totp(&self, account_id: i64) -> Result<bool, Error> {
+        let c = self.conn;
+        let had = self.totp_enabled(account_id)?;
+        c.prepare_cached("DELETE FROM totp WHERE account_id = ?1")?
+            .execute([account_id])?;
+        c.prepare_cached("DELETE FROM backup_codes WHERE account_id = ?1")?
+            .execute([account_id])?;
+        Ok(had)
+    }
+
+    fn replace_backup_codes(
+        &self,
+        account_id: i64,
+        salt: &[u8],
+        hashes: &[[u8; 32]],
+    ) -> Result<(), Error> {
+        let c = self.conn;
+        c.prepare_cached("UPDATE totp SET backup_salt = ?2 WHERE account_id = ?1")?
+            .execute(params![account_id, salt])?;
+        c.prepare_cached("DELETE FROM backup_codes WHERE account_id = ?1")?
+            .execute([account_id])?;
+        let mut insert =
+            c.prepare_cached("INSERT INTO backup_codes (account_id, code_hash) VALUES (?1, ?2)")?;
+        for h in hashes {
+            insert.execute(params![account_id, &h[..]])?;
+        }
+        Ok(())
+    }
+
+    fn spend_backup_code(&self, account_id: i64, hash: &[u8; 32]) -> Result<bool, Error> {
+        let c = self.conn;
+        let n = c
+            .prepare_cached("DELETE FROM backup_codes WHERE account_id = ?1 AND code_hash = ?2")?
+            .execute(params![account_id, &hash[..]])?;
+        Ok(n == 1)
+    }
+
+    fn backup_codes_remaining(&self, account_id: i64) -> Result<i64, Error> {
+        let c = self.conn;
+        Ok(
+            c.prepare_cached("SELECT count(*) FROM backup_codes WHERE account_id = ?1")?
+                .query_row([account_id], |r| r.get(0))?,
+        )
+    }
+
+    fn count_verify_failure(
+        &self,
+        account_id: i64,
+        limit: i64,
+        lock_until: i64,
+    ) -> Result<(i64, i64), Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached(
+            "UPDATE totp SET
+             locked_until = CASE WHEN failed_verifies + 1 >= ?2 THEN ?3 ELSE locked_until END,
+             failed_verifies = CASE WHEN failed_verifies + 1 >= ?2 THEN 0
+                                    ELSE failed_verifies + 1 END
+         WHERE account_id = ?1
+         RETURNING failed_verifies, locked_until",
+        )?
+        .query_row(params![account_id, limit, lock_until], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .map(|o| o.unwrap_or((0, 0)))?)
+    }
+
+    fn reset_verify_failures(&self, account_id: i64) -> Result<(), Error> {
+        let c = self.conn;
+        c.prepare_cached(
+            "UPDATE totp SET failed_verifies = 0 WHERE account_id = ?1 AND failed_verifies != 0",
+        )?
+        .execute([account_id])?;
+        Ok(())
+    }
+
+    fn insert_challenge(
+        &self,
+        hash: &[u8; 32],
+        account_id: i64,
+        expires_at: i64,
+    ) -> Result<(), Error> {
+        let c = self.conn;
+        c.prepare_cached(
+            "INSERT INTO mfa_challenges (token_hash, account_id, expires_at) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![&hash[..], account_id, expires_at])?;
+        Ok(())
+    }
+
+    fn challenge(&self, hash: &[u8; 32]) -> Result<Option<Challenge>, Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached(
+            "SELECT account_id, expires_at FROM mfa_challenges WHERE token_hash = ?1",
+        )?
+        .query_row([&hash[..]], |r| {
+            Ok(Challenge {
+                account_id: r.get(0)?,
+                expires_at: r.get(1)?,
+            })
+        })
+        .optional()?)
+    }
+
+    fn take_challenge(&self, hash: &[u8; 32]) -> Result<bool, Error> {
+        let c = self.conn;
+        let n = c
+            .prepare_cached("DELETE FROM mfa_challenges WHERE token_hash = ?1")?
+            .execute([&hash[..]])?;
+        Ok(n == 1)
+    }
+
+    fn count_challenge_failure(&self, hash: &[u8; 32]) -> Result<i64, Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached(
+            "UPDATE mfa_challenges SET failures = failures + 1 WHERE token_hash = ?1
+         RETURNING failures",
+        )?
+        .query_row([&hash[..]], |r| r.get(0))
+        .optional()
+        .map(|o| o.unwrap_or(0))?)
+    }
+
+    fn insert_refresh_token(
+        &self,
+        hash: &[u8; 32],
+        account_id: i64,
+        family: &[u8],
+        expires_at: i64,
+    ) -> Result<(), Error> {
+        let c = self.conn;
+        c.prepare_cached(
+            "INSERT INTO refresh_tokens (token_hash, account_id, family, expires_at)
+         VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![&hash[..], account_id, family, expires_at])?;
+        Ok(())
+    }
+
+    fn refresh_token(&self, hash: &[u8; 32]) -> Result<Option<RefreshToken>, Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached(
+        "SELECT account_id, family, expires_at, rotated FROM refresh_tokens WHERE token_hash = ?1",
+    )?
+    .query_row([&hash[..]], |r| {
+        Ok(RefreshToken {
+            account_id: r.get(0)?,
+            family: r.get(1)?,
+            expires_at: r.get(2)?,
+            rotated: r.get(3)?,
+        })
+    })
+    .optional()?)
+    }
+
+    fn rotate_refresh_token(&self, hash: &[u8; 32]) -> Result<bool, Error> {
+        let c = self.conn;
+        let n = c
+            .prepare_cached(
+                "UPDATE refresh_tokens SET rotated = 1 WHERE token_hash = ?1 AND rotated = 0",
+            )?
+            .execute([&hash[..]])?;
+        Ok(n == 1)
+    }
+
+    fn revoke_family(&self, family: &[u8]) -> Result<usize, Error> {
+        let c = self.conn;
+        Ok(
+            c.prepare_cached("DELETE FROM refresh_tokens WHERE family = ?1")?
+                .execute([family])?,
+        )
+    }
+
+    fn purge_expired(&self, now: i64) -> Result<usize, Error> {
+        let c = self.conn;
+        let a = c
+            .prepare_cached("DELETE FROM mfa_challenges WHERE expires_at <= ?1")?
+            .execute([now])?;
+        let b = c
+            .prepare_cached("DELETE FROM refresh_tokens WHERE expires_at <= ?1")?
+            .execute([now])?;
+        Ok(a + b)
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached("SELECT value FROM meta WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), Error> {
+        let c = self.conn;
+        c.prepare_cached("INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)")?
+            .execute(params![name, value])?;
+        Ok(())
+    }
+
+    fn audit(
+        &self,
+        account_id: Option<i64>,
+        now: i64,
+        event: &str,
+        detail: Option<&str>,
+    ) -> Result<(), Error> {
+        let c = self.conn;
+        c.prepare_cached(
+            "INSERT INTO audit (account_id, at, event, detail) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![account_id, now, event, detail])?;
+        Ok(())
+    }
+
+    fn recent_audit(&self, account_id: i64, limit: i64) -> Result<Vec<AuditEvent>, Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached(
+            "SELECT at, event, detail FROM audit WHERE account_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )?
+        .query_map(params![account_id, limit], |r| {
+            Ok(AuditEvent {
+                at: r.get(0)?,
+                event: r.get(1)?,
+                detail: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+    }
+}
