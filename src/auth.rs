@@ -57,6 +57,25 @@ struct Claims {
     sub: Option<String>,
     email: Option<String>,
     username: Option<String>,
+    /// jsonwebtoken accepts an array here when any element is the configured issuer;
+    /// RFC 7519 §4.1.1 says a string, and so do we.
+    iss: Option<serde_json::Value>,
+}
+
+/// Half the order of the P-256 group, big-endian: an ECDSA signature `(r, s)` is as
+/// valid as `(r, n - s)`, so only the low-`s` one of the pair is accepted (as in
+/// Bitcoin's BIP 62 and libsecp256k1): a token has exactly one valid signature.
+const P256_HALF_ORDER: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+];
+
+/// Whether a JWS ES256 signature (`r ‖ s`, 32 bytes each) has its `s` above n/2.
+fn high_s(signature: &[u8]) -> bool {
+    match signature.get(32..64) {
+        Some(s) if signature.len() == 64 => s > &P256_HALF_ORDER[..],
+        _ => true,
+    }
 }
 
 struct External {
@@ -190,8 +209,25 @@ impl Tokens {
                 _ => TokenError::Invalid,
             })?;
         let claims = data.claims;
+        if claims.iss.as_ref().is_some_and(|v| !v.is_string()) {
+            return Err(TokenError::Invalid);
+        }
+        if header.alg == Algorithm::ES256 {
+            let signature = token
+                .rsplit('.')
+                .next()
+                .and_then(|s| data_encoding::BASE64URL_NOPAD.decode(s.as_bytes()).ok());
+            if signature.as_deref().is_none_or(high_s) {
+                return Err(TokenError::Invalid);
+            }
+        }
         let subject = if own {
-            let id = claims.sub.as_deref().and_then(|s| s.parse::<i64>().ok());
+            // Only the form we write: "+1" or "01" must not name account 1.
+            let id = claims.sub.as_deref().and_then(|s| {
+                s.parse::<i64>()
+                    .ok()
+                    .filter(|id| *id > 0 && id.to_string() == s)
+            });
             Subject::Account(id.ok_or(TokenError::Invalid)?)
         } else {
             let name = claims.sub.clone().or_else(|| claims.username.clone());
@@ -268,6 +304,45 @@ mod tests {
             serde_json::json!({"sub": "1", "iss": "mfad", "exp": exp}),
         );
         assert!(t.verify(&ok).is_ok());
+    }
+
+    #[test]
+    fn only_the_canonical_subject_and_a_string_issuer_pass() {
+        let t = tokens();
+        let exp = now() + 600;
+        for claims in [
+            serde_json::json!({"sub": "+1", "iss": "mfad", "exp": exp}),
+            serde_json::json!({"sub": "01", "iss": "mfad", "exp": exp}),
+            serde_json::json!({"sub": " 1", "iss": "mfad", "exp": exp}),
+            serde_json::json!({"sub": "0", "iss": "mfad", "exp": exp}),
+            serde_json::json!({"sub": "-1", "iss": "mfad", "exp": exp}),
+            serde_json::json!({"sub": "1", "iss": ["other", "mfad"], "exp": exp}),
+            serde_json::json!({"sub": "1", "iss": ["mfad"], "exp": exp}),
+        ] {
+            let token = sign_hs256(&[1u8; 32], claims.clone());
+            assert_eq!(t.verify(&token), Err(TokenError::Invalid), "{claims}");
+        }
+        let ok = sign_hs256(
+            &[1u8; 32],
+            serde_json::json!({"sub": "10", "iss": "mfad", "exp": exp}),
+        );
+        assert_eq!(t.verify(&ok).unwrap().subject, Subject::Account(10));
+    }
+
+    #[test]
+    fn only_low_s_ecdsa_signatures_pass() {
+        let mut sig = [0u8; 64];
+        sig[32..].copy_from_slice(&P256_HALF_ORDER);
+        assert!(!high_s(&sig), "s = n/2 is the highest low s");
+        sig[63] += 1;
+        assert!(high_s(&sig), "s = n/2 + 1");
+        sig[32..].fill(0);
+        sig[63] = 1;
+        assert!(!high_s(&sig));
+        sig[32] = 0xff;
+        assert!(high_s(&sig));
+        assert!(high_s(&sig[..63]), "a short signature is refused");
+        assert!(high_s(&[0u8; 65]), "a long one too");
     }
 
     #[test]

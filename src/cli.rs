@@ -75,7 +75,7 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
                 out.push_str(&format!(
                     "{:>6}  {:<40}  {:<8}  {:<4}  {}\n",
                     r.id,
-                    r.name,
+                    printable(&r.name),
                     if r.has_password { "yes" } else { "no" },
                     if r.totp_enabled { "on" } else { "off" },
                     r.created_at
@@ -89,7 +89,7 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
             let mut out = format!(
                 "account {} ({})\n  password:     {}\n  totp:         {}\n  backup codes: {} left\n",
                 account.id,
-                account.email.as_deref().unwrap_or("-"),
+                printable(account.email.as_deref().unwrap_or("-")),
                 if account.password_hash.is_some() { "set" } else { "none" },
                 match (report.totp_enabled, report.totp.pending_secret.is_some()) {
                     (true, _) => "enabled",
@@ -106,9 +106,9 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
             }
             out.push_str("  last events (newest first):\n");
             for e in report.events {
-                out.push_str(&format!("    {}  {}", e.at, e.event));
+                out.push_str(&format!("    {}  {}", e.at, printable(&e.event)));
                 if let Some(d) = e.detail {
-                    out.push_str(&format!(" ({d})"));
+                    out.push_str(&format!(" ({})", printable(&d)));
                 }
                 out.push('\n');
             }
@@ -130,6 +130,25 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
         }
         Command::Serve | Command::Help | Command::Version => Err("not an admin command".into()),
     }
+}
+
+/// Stored text as it may be shown on an admin's terminal. An external token's `sub`
+/// (or anything else a client chose) may hold newlines that forge rows, escape
+/// sequences the terminal would obey, or bidirectional overrides that reorder what is
+/// read: each such character, and the backslash, is written as an escape instead.
+pub(crate) fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if c.is_control() || bidi {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Reads a new password: from stdin with `--password-stdin`, else from a prompt on the
@@ -185,4 +204,20 @@ fn prompt(text: &str) -> Result<String, String> {
     unsafe { libc::tcsetattr(0, libc::TCSANOW, &saved) };
     read.map_err(|e| format!("cannot read the password: {e}"))?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn stored_text_cannot_forge_rows_or_steer_the_terminal() {
+        assert_eq!(printable("alice@example.com"), "alice@example.com");
+        assert_eq!(printable("émile@exämple.com"), "émile@exämple.com");
+        assert_eq!(printable("a\n     2  root"), "a\\u{a}     2  root");
+        assert_eq!(printable("\u{1b}[2J\0"), "\\u{1b}[2J\\u{0}");
+        assert_eq!(printable("x\u{202e}gpj.exe"), "x\\u{202e}gpj.exe");
+        // The backslash itself is escaped, so an escape in the output is always ours.
+        assert_eq!(printable("\\u{a}"), "\\\\u{a}");
+    }
 }

@@ -62,6 +62,9 @@ pub struct Config {
     pub log_level: log::LevelFilter,
     /// Set by `--password-stdin`: read the password from standard input, no prompt.
     pub password_stdin: bool,
+    /// Set by `--init`: a missing or empty database beside an existing key may be
+    /// created anew (starting over on purpose).
+    pub init: bool,
 }
 
 /// A setting that cannot be used; says which and why in one line.
@@ -118,6 +121,9 @@ OPTIONS (each also an environment variable; a flag wins over the variable):
     --email EMAIL                                account for token and user commands
     --ttl SECONDS                                lifetime of a token from `mfad token` [3600]
     --password-stdin                             read the password from standard input
+    --init                                       create a new, empty database even though
+                                                 the key exists and mfad.db is missing or
+                                                 empty (starting over on purpose)
     -h, --help                                   print this help
     -V, --version                                print the version
 ";
@@ -152,6 +158,7 @@ impl Config {
             durability: Durability::Normal,
             log_level: log::LevelFilter::Info,
             password_stdin: false,
+            init: false,
         }
     }
 
@@ -182,6 +189,7 @@ impl Config {
                     c.command = Command::Version
                 }
                 lexopt::Arg::Long("password-stdin") => c.password_stdin = true,
+                lexopt::Arg::Long("init") => c.init = true,
                 lexopt::Arg::Long("email") => email = Some(string(parser.value()?, "--email")?),
                 lexopt::Arg::Long("ttl") => {
                     let v = string(parser.value()?, "--ttl")?;

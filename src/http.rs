@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use tiny_http::{Header, Method, Request, Response};
 
 use crate::error::Error;
+use crate::json::BodyError;
 use crate::service::{self, App};
 use crate::store::Db;
 
@@ -93,11 +94,13 @@ fn read_body(rq: &mut Request) -> Result<Map<String, Value>, Error> {
     if buf.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
-    match serde_json::from_slice::<Value>(&buf) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Error::BadRequest("The request body must be a JSON object.")),
-        Err(_) => Err(Error::BadRequest("The request body is not valid JSON.")),
-    }
+    crate::json::parse_object(&buf).map_err(|e| {
+        Error::BadRequest(match e {
+            BodyError::NotAnObject => "The request body must be a JSON object.",
+            BodyError::NotJson => "The request body is not valid JSON.",
+            BodyError::DuplicateKey => "The request body names a field twice.",
+        })
+    })
 }
 
 fn handle(app: &App, db: &Db, rq: &mut Request, path: &str) -> Result<Value, Error> {
@@ -241,12 +244,13 @@ pub fn dispatch(app: &App, db: &Db, mut rq: Request) -> (u16, Value) {
     (status, body)
 }
 
-/// Endpoints whose work is a PBKDF2 of 600,000 rounds (about 0.2 s of a core): login and
-/// the password confirmations of disable and regenerate.
+/// Endpoints whose work is PBKDF2 (about 0.2 s of a core): login and the password
+/// confirmations of disable and regenerate (600,000 rounds), and enable, which hashes
+/// ten new backup codes (10 × 100,000 rounds).
 fn is_slow(endpoint: Endpoint) -> bool {
     matches!(
         endpoint,
-        Endpoint::Login | Endpoint::Disable | Endpoint::Regenerate
+        Endpoint::Login | Endpoint::Enable | Endpoint::Disable | Endpoint::Regenerate
     )
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod http;
+pub mod json;
 pub mod log;
 pub mod qr;
 pub mod service;
@@ -102,6 +103,42 @@ fn create_key(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A key beside no usable database is a database lost (a failed restore, a copy onto a
+/// full disk, a slip of `rm`): making a new, empty one would silently throw every
+/// account away. So with the key in the data directory, a missing or empty `mfad.db`
+/// stops every command unless `--init` says to start over. An empty file is refused
+/// beside any key; a missing one beside a key kept elsewhere (a systemd credential, made
+/// before the first start) is the first start.
+fn check_database_is_there(
+    config: &Config,
+    db: &Path,
+    key: &Path,
+    key_beside_db: bool,
+) -> Result<(), String> {
+    if config.init || !key.exists() {
+        return Ok(());
+    }
+    let empty = match fs::metadata(db) {
+        Ok(m) if m.len() > 0 => return Ok(()),
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !key_beside_db {
+                return Ok(());
+            }
+            false
+        }
+        Err(e) => return Err(format!("cannot read database {}: {e}", db.display())),
+    };
+    Err(format!(
+        "database {} is {} but key file {} exists: the accounts it held are not there. \
+         Restore mfad.db from a backup; to start over with an empty database on purpose, \
+         run once with --init",
+        db.display(),
+        if empty { "empty" } else { "missing" },
+        key.display()
+    ))
+}
+
 /// Opens (creating on first start) the data directory, the key and the database, and
 /// checks that the key is the one this database was made with.
 pub fn open_instance(config: &Config) -> Result<Instance, String> {
@@ -115,6 +152,7 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
     }
     let (path, create_if_missing, credential) = key_path(config);
     let db_path = dir.join("mfad.db");
+    check_database_is_there(config, &db_path, &path, create_if_missing)?;
     if create_if_missing && !path.exists() {
         if db_path.exists() {
             return Err(format!(
@@ -133,7 +171,7 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
     let db = Db::open(&db_path, config.durability).map_err(|e| e.to_string())?;
     // Once per start, before anything is written: a damaged file is reported, not served
     // (and not made worse).
-    db.quick_check().map_err(|e| {
+    db.integrity_check().map_err(|e| {
         format!(
             "database {} failed its integrity check ({e}); restore it from a backup",
             db_path.display()
@@ -183,10 +221,12 @@ pub fn app(config: &Config, keys: Keys) -> Result<service::App, String> {
         .map_err(|_| "cannot initialise (the random number generator failed)".to_string())
 }
 
-/// A running server: the HTTP workers and the storage janitor.
+/// A running server: the HTTP workers, the storage janitor, and the lock that keeps a
+/// second server off the same data directory.
 pub struct Running {
     http: http::Running,
     janitor: store::Janitor,
+    _lock: fs::File,
 }
 
 impl Running {
@@ -202,12 +242,62 @@ impl Running {
     }
 }
 
+/// Takes `DIR/mfad.lock` for this process (an exclusive `flock`, released when the
+/// process ends however it ends) and writes its pid there. Two servers on one data
+/// directory would each throttle and lock out on their own, and each believe it owns the
+/// WAL checkpoints; the admin commands need no lock (SQLite serialises their writes).
+fn lock_data_dir(dir: &Path) -> Result<fs::File, String> {
+    let path = dir.join("mfad.lock");
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot open lock file {}: {e}", path.display()))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        let who = if !holder.is_empty() && holder.bytes().all(|b| b.is_ascii_digit()) {
+            format!("process {holder}")
+        } else {
+            "another process".to_string()
+        };
+        return Err(format!(
+            "another mfad ({who}) is already serving from {}; stop it first, or give \
+             this one another --data-dir",
+            dir.display()
+        ));
+    }
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .map_err(|e| format!("cannot write lock file {}: {e}", path.display()))?;
+    Ok(file)
+}
+
 /// Starts the server: returns once it is listening.
 pub fn serve(config: &Config) -> Result<Running, String> {
+    let dir = &config.data_dir;
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+    }
+    let lock = lock_data_dir(dir)?;
     let Instance { keys, db } = open_instance(config)?;
     let app = app(config, keys)?;
     let db = Arc::new(db);
     let janitor = store::Janitor::start(db.clone())?;
     let http = http::start(config.listen, Arc::new(app), config.workers, db)?;
-    Ok(Running { http, janitor })
+    Ok(Running {
+        http,
+        janitor,
+        _lock: lock,
+    })
 }

@@ -11,6 +11,8 @@ mod hostile;
 mod operations;
 #[path = "api/resilience.rs"]
 mod resilience;
+#[path = "api/rules.rs"]
+mod rules;
 
 use std::collections::BTreeSet;
 use std::io::{BufReader, Write};

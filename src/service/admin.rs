@@ -34,10 +34,11 @@ pub fn add_user(db: &Db, email: &str, password_hash: &str, now: i64) -> Result<O
     })
 }
 
-/// Sets an account's password.
+/// Sets an account's password; every login of the account ends.
 pub fn set_password(db: &Db, id: i64, password_hash: &str, now: i64) -> Result<(), Error> {
     db.write(|tx| {
         tx.set_password(id, password_hash)?;
+        tx.revoke_sessions(id)?;
         tx.audit(Some(id), now, "password_changed", Some("by admin"))
     })
 }
@@ -66,10 +67,12 @@ pub fn show(db: &Db, id: i64) -> Result<Report, Error> {
     })
 }
 
-/// Turns TOTP off (the lost-phone path); `true` if it was on.
+/// Turns TOTP off (the lost-phone path) and ends every login; `true` if it was on.
 pub fn reset_mfa(db: &Db, id: i64, now: i64) -> Result<bool, Error> {
     let had = db.write(|tx| {
         let had = tx.clear_totp(id)?;
+        // The lost phone may be a stolen one: its logins end too.
+        tx.revoke_sessions(id)?;
         tx.audit(Some(id), now, "mfa_reset_by_admin", None)?;
         Ok(had)
     })?;
@@ -80,6 +83,7 @@ pub fn reset_mfa(db: &Db, id: i64, now: i64) -> Result<bool, Error> {
 /// Deletes an account and everything it owns; the audit trail stays.
 pub fn delete(db: &Db, id: i64, now: i64) -> Result<(), Error> {
     db.write(|tx| {
+        tx.revoke_sessions(id)?;
         tx.delete_account(id)?;
         tx.audit(Some(id), now, "account_deleted", None)
     })

@@ -98,12 +98,14 @@ impl LoginLimiter {
     }
 }
 
-/// A login's tokens: a JWT and a refresh token, starting a new family unless `family`.
+/// A login's tokens: a JWT and a refresh token, starting a new family (a new login,
+/// which ends [`REFRESH_TTL`] from now) unless `family` says which login this is and
+/// when it ends: a refresh never moves that end.
 fn issue_tokens(
     app: &App,
     tx: &dyn Tx,
     account: &Account,
-    family: Option<&[u8]>,
+    family: Option<(&[u8], i64)>,
     now: i64,
 ) -> Result<Value, Error> {
     let token = app
@@ -115,18 +117,18 @@ fn issue_tokens(
         })?;
     let refresh: [u8; 32] = crypto::random()?;
     let new_family: [u8; 16];
-    let family = match family {
+    let (family, expires_at) = match family {
         Some(f) => f,
         None => {
             new_family = crypto::random()?;
-            &new_family
+            (&new_family[..], now + REFRESH_TTL)
         }
     };
     tx.insert_refresh_token(
         &app.keys.token_hash(&refresh),
         account.id,
         family,
-        now + REFRESH_TTL,
+        expires_at,
     )?;
     Ok(json!({ "token": token, "refresh_token": HEXLOWER_PERMISSIVE.encode(&refresh) }))
 }
@@ -272,7 +274,7 @@ pub fn refresh(app: &App, db: &Db, body: &Map<String, Value>, now: i64) -> Resul
             app,
             tx,
             &account,
-            Some(&row.family),
+            Some((&row.family, row.expires_at)),
             now,
         )?))
     })?;

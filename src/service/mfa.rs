@@ -23,14 +23,16 @@ pub fn setup(app: &App, db: &Db, who: &Principal) -> Result<Value, Error> {
     let sealed = app.keys.seal(&secret, who.account.id)?;
     let encoded = BASE32_NOPAD.encode(&secret);
     crypto::wipe(&mut secret);
+    // Render first, store second: a setup refused here (an account name too long for a
+    // QR code) must leave the pending secret the user may already have scanned alone.
+    let uri = totp::otpauth_uri(&app.issuer, &who.label, &encoded);
+    let png = crate::qr::otpauth_png(&uri).map_err(|e| {
+        log::warn!("QR rendering failed for a {}-byte URI: {e}", uri.len());
+        Error::BadRequest("The account name is too long to fit in a QR code.")
+    })?;
     if !db.write(|tx| tx.set_pending_secret(who.account.id, &sealed))? {
         return Err(ALREADY_ENABLED);
     }
-    let uri = totp::otpauth_uri(&app.issuer, &who.label, &encoded);
-    let png = crate::qr::otpauth_png(&uri).map_err(|e| {
-        log::error!("QR rendering failed for a {}-byte URI: {e}", uri.len());
-        Error::BadRequest("The account name is too long to fit in a QR code.")
-    })?;
     let mut qr = String::with_capacity(22 + png.len() * 4 / 3 + 4);
     qr.push_str("data:image/png;base64,");
     qr.push_str(&BASE64.encode(&png));
@@ -78,6 +80,8 @@ pub fn enable(
             });
         }
         tx.replace_backup_codes(id, &salt, &hashes)?;
+        // A login made before the second factor existed must not outlive it.
+        tx.revoke_sessions(id)?;
         audit(tx, Some(id), now, "mfa_enabled")
     })?;
     Ok(json!({ "enabled": true, "backupCodes": codes }))
@@ -104,17 +108,31 @@ fn confirm(
     now: i64,
 ) -> Result<(), Error> {
     const WRONG: Error = Error::Unprocessable("Wrong or missing confirmation.");
+    let id = who.account.id;
     if let Some(stored) = &who.account.password_hash {
         let password =
             opt_str(body, "password", "Field \"password\" must be a string.")?.ok_or(WRONG)?;
+        // With a stolen access token this is a password oracle: wrong passwords count
+        // against the account like wrong codes, and a locked account is not even checked.
+        if let Some(secs) = second_factor::locked_for(db, id, now)? {
+            return Err(locked(secs));
+        }
         return match crypto::verify_password(stored, password) {
-            PasswordCheck::Wrong => Err(WRONG),
-            PasswordCheck::Right | PasswordCheck::RightButWeak => Ok(()),
+            PasswordCheck::Wrong => {
+                match db.write(|tx| second_factor::count_wrong(tx, id, now, "password"))? {
+                    Some(secs) => Err(locked(secs)),
+                    None => Err(WRONG),
+                }
+            }
+            PasswordCheck::Right | PasswordCheck::RightButWeak => {
+                db.write(|tx| tx.reset_verify_failures(id))?;
+                Ok(())
+            }
         };
     }
     let code = opt_str(body, "code", "Field \"code\" must be a string.")?.ok_or(WRONG)?;
     let answer = Answer::parse(code, None);
-    let asker = Asker::Account(who.account.id);
+    let asker = Asker::Account(id);
     match second_factor::check(app, db, asker, &answer, now, |_, _| Ok(()))? {
         Verdict::Accepted(()) => Ok(()),
         Verdict::Locked(secs)
@@ -144,6 +162,8 @@ pub fn disable(
     }
     db.write(|tx| {
         if tx.clear_totp(id)? {
+            // Whoever turned the second factor off, every other login ends with it.
+            tx.revoke_sessions(id)?;
             audit(tx, Some(id), now, "mfa_disabled")?;
         }
         Ok(())

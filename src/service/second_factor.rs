@@ -200,7 +200,6 @@ pub fn check<T>(
             tx.reset_verify_failures(id)?;
             return Ok(Verdict::Accepted(on_accept(tx, id)?));
         }
-        tx.audit(Some(id), now, "second_factor_wrong", Some(answer.method()))?;
         let mut challenge_dead = false;
         if let Asker::Challenge(hash) = asker {
             if tx.count_challenge_failure(hash)? >= CHALLENGE_MAX_FAILURES {
@@ -209,12 +208,7 @@ pub fn check<T>(
                 challenge_dead = true;
             }
         }
-        let (_, locked_until) =
-            tx.count_verify_failure(id, ACCOUNT_MAX_FAILURES, now + ACCOUNT_LOCK_SECS)?;
-        let locked_for = (locked_until > now).then_some(locked_until - now);
-        if locked_for.is_some() {
-            audit(tx, Some(id), now, "account_locked")?;
-        }
+        let locked_for = count_wrong(tx, id, now, answer.method())?;
         Ok(Verdict::Wrong {
             challenge_dead,
             locked_for,
@@ -224,6 +218,31 @@ pub fn check<T>(
         Err(e) if e == CHALLENGE_LOST => Ok(Verdict::NoChallenge),
         other => other,
     }
+}
+
+/// Counts one wrong answer against the account — a code, or a password that confirms a
+/// change — and audits it; locks the account at [`ACCOUNT_MAX_FAILURES`] in a row.
+/// Returns the lock's length if this answer set it.
+pub(crate) fn count_wrong(
+    tx: &dyn Tx,
+    id: i64,
+    now: i64,
+    what: &str,
+) -> Result<Option<i64>, Error> {
+    tx.audit(Some(id), now, "second_factor_wrong", Some(what))?;
+    let (_, locked_until) =
+        tx.count_verify_failure(id, ACCOUNT_MAX_FAILURES, now + ACCOUNT_LOCK_SECS)?;
+    let locked_for = (locked_until > now).then_some(locked_until - now);
+    if locked_for.is_some() {
+        audit(tx, Some(id), now, "account_locked")?;
+    }
+    Ok(locked_for)
+}
+
+/// The seconds an account stays locked, if it is.
+pub(crate) fn locked_for(db: &Db, id: i64, now: i64) -> Result<Option<i64>, Error> {
+    let until = db.read(|tx| Ok(tx.totp(id)?.map_or(0, |t| t.locked_until)))?;
+    Ok((until > now).then_some(until - now))
 }
 
 /// The account whose answer it is, if the asker still stands.

@@ -158,8 +158,9 @@ pub trait Tx {
     /// Spends a backup code: `true` if it existed (the delete is the check).
     fn spend_backup_code(&self, account_id: i64, hash: &[u8; 32]) -> Result<bool, Error>;
     fn backup_codes_remaining(&self, account_id: i64) -> Result<i64, Error>;
-    /// Counts a wrong second factor; locks the account when the count reaches `limit`.
-    /// Returns the new count and the lock's end (0 when not locked).
+    /// Counts a wrong second factor or password confirmation; locks the account when
+    /// the count reaches `limit`. Returns the new count and the lock's end (0 when not
+    /// locked).
     fn count_verify_failure(
         &self,
         account_id: i64,
@@ -194,6 +195,8 @@ pub trait Tx {
     fn rotate_refresh_token(&self, hash: &[u8; 32]) -> Result<bool, Error>;
     /// Revokes every token descended from one login.
     fn revoke_family(&self, family: &[u8]) -> Result<usize, Error>;
+    /// Revokes every refresh token of an account: every login of it ends.
+    fn revoke_sessions(&self, account_id: i64) -> Result<usize, Error>;
     /// Deletes expired challenges and refresh tokens; the janitor's, not a request's.
     fn purge_expired(&self, now: i64) -> Result<usize, Error>;
 

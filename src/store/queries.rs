@@ -250,19 +250,21 @@ impl Tx for SqliteTx<'_> {
         lock_until: i64,
     ) -> Result<(i64, i64), Error> {
         let c = self.conn;
+        // An account without TOTP gets a row too: wrong password confirmations count.
         Ok(c.prepare_cached(
-            "UPDATE totp SET
-             locked_until = CASE WHEN failed_verifies + 1 >= ?2 THEN ?3 ELSE locked_until END,
-             failed_verifies = CASE WHEN failed_verifies + 1 >= ?2 THEN 0
-                                    ELSE failed_verifies + 1 END
-         WHERE account_id = ?1
-         RETURNING failed_verifies, locked_until",
+            "INSERT INTO totp (account_id, failed_verifies, locked_until)
+             VALUES (?1, CASE WHEN ?2 <= 1 THEN 0 ELSE 1 END,
+                         CASE WHEN ?2 <= 1 THEN ?3 ELSE 0 END)
+             ON CONFLICT (account_id) DO UPDATE SET
+                 locked_until = CASE WHEN failed_verifies + 1 >= ?2 THEN ?3
+                                     ELSE locked_until END,
+                 failed_verifies = CASE WHEN failed_verifies + 1 >= ?2 THEN 0
+                                        ELSE failed_verifies + 1 END
+             RETURNING failed_verifies, locked_until",
         )?
         .query_row(params![account_id, limit, lock_until], |r| {
             Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()
-        .map(|o| o.unwrap_or((0, 0)))?)
+        })?)
     }
 
     fn reset_verify_failures(&self, account_id: i64) -> Result<(), Error> {
@@ -369,6 +371,13 @@ impl Tx for SqliteTx<'_> {
             c.prepare_cached("DELETE FROM refresh_tokens WHERE family = ?1")?
                 .execute([family])?,
         )
+    }
+
+    fn revoke_sessions(&self, account_id: i64) -> Result<usize, Error> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM refresh_tokens WHERE account_id = ?1")?
+            .execute([account_id])?)
     }
 
     fn purge_expired(&self, now: i64) -> Result<usize, Error> {
