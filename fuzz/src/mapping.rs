@@ -1057,7 +1057,7 @@ pub fn check_png(text: &str, read_back: bool) -> Result<(), String> {
         return Err(format!("symbol not centred: ({x0},{y0})-({x1},{y1})"));
     }
     // Module by module, the image is what qrcodegen itself draws for this text (byte
-    // mode, ECC M boosted, its own mask choice): qr.rs promises the same mask and modules.
+    // mode, ECC M boosted, its own mask choice): qr/mask.rs promises the same mask and modules.
     let reference = qrcodegen::QrCode::encode_segments_advanced(
         &[qrcodegen::QrSegment::make_bytes(text.as_bytes())],
         qrcodegen::QrCodeEcc::Medium,
