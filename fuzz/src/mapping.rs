@@ -18,7 +18,6 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use data_encoding::{BASE32_NOPAD, BASE64URL_NOPAD, HEXLOWER, HEXUPPER};
 use mfad::auth::Tokens;
@@ -26,6 +25,7 @@ use mfad::crypto;
 use mfad::service::App;
 use mfad::store::{self, Db};
 use mfad::totp;
+use mfad::unix_now;
 use serde_json::{json, Map, Value};
 use tiny_http::{Header, Method, TestRequest};
 
@@ -65,12 +65,6 @@ const REFRESH_LIVE: [u8; 32] = [0x44; 32];
 const REFRESH_ROTATED: [u8; 32] = [0x55; 32];
 const REFRESH_EXPIRED: [u8; 32] = [0x66; 32];
 const REFRESH_FAMILY: [u8; 16] = [0x77; 16];
-
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 // ---------------------------------------------------------------------------------------
 // Reading the input
