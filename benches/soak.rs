@@ -9,98 +9,38 @@
 //! Loopback only; every loop is bounded by the run's deadline. Not part of `cargo test`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+#[path = "../tests/common/client.rs"]
+mod client;
+
+use client::Conn;
 
 const PASSWORD: &str = "soak test password";
 const THREADS: usize = 16;
 
-/// A keep-alive HTTP/1.1 connection that reconnects after an error.
-struct Conn {
-    addr: SocketAddr,
-    stream: Option<(TcpStream, BufReader<TcpStream>)>,
-}
-
-impl Conn {
-    fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        bearer: Option<&str>,
-        body: &str,
-    ) -> std::io::Result<(u16, String)> {
-        if self.stream.is_none() {
-            let s = TcpStream::connect(self.addr)?;
-            s.set_read_timeout(Some(Duration::from_secs(30)))?;
-            let r = BufReader::new(s.try_clone()?);
-            self.stream = Some((s, r));
-        }
-        let result = self.exchange(method, path, bearer, body);
-        if result.is_err() {
-            self.stream = None;
-        }
-        result
-    }
-
-    fn exchange(
-        &mut self,
-        method: &str,
-        path: &str,
-        bearer: Option<&str>,
-        body: &str,
-    ) -> std::io::Result<(u16, String)> {
-        let (s, r) = self
-            .stream
-            .as_mut()
-            .ok_or(std::io::ErrorKind::NotConnected)?;
-        let auth = bearer
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut line = String::new();
-        r.read_line(&mut line)?;
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .ok_or(std::io::ErrorKind::InvalidData)?;
-        let mut len = 0;
-        loop {
-            let mut h = String::new();
-            r.read_line(&mut h)?;
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some(v) = h.strip_prefix("Content-Length:") {
-                len = v
-                    .trim()
-                    .parse()
-                    .map_err(|_| std::io::ErrorKind::InvalidData)?;
-            }
-        }
-        let mut buf = vec![0; len];
-        std::io::Read::read_exact(r, &mut buf)?;
-        Ok((status, String::from_utf8_lossy(&buf).into_owned()))
-    }
+/// One request on the session's keep-alive connection: the status and the body.
+fn request(
+    c: &mut Conn,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let req = client::request_bytes(method, path, &headers, Some(body.as_bytes()));
+    let r = c.request(&req)?;
+    Ok((r.status, r.text()))
 }
 
 fn field(body: &str, name: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
     v.get(name)?.as_str().map(String::from)
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn code(secret: &str, step: u64) -> String {
@@ -128,7 +68,7 @@ fn session(
     per_second: f64,
     counts: Arc<Counts>,
 ) {
-    let mut c = Conn { addr, stream: None };
+    let mut c = Conn::new(addr, Duration::from_secs(30));
     let gap = Duration::from_secs_f64(1.0 / per_second.max(0.01));
     let mut next = Instant::now();
     let mut last_mfa = Instant::now() - Duration::from_secs(60);
@@ -137,7 +77,14 @@ fn session(
         let wait = next.saturating_duration_since(Instant::now());
         std::thread::sleep(wait);
         next = next.max(Instant::now() - gap) + gap;
-        match c.request(method, path, bearer, body) {
+        let resent = c.resent;
+        let result = request(c, method, path, bearer, body);
+        // The client resends a request once when the server closed the kept-alive
+        // connection without answering; for the soak that is still a socket error.
+        if c.resent > resent && counts.socket_errors.fetch_add(1, Ordering::Relaxed) < 5 {
+            eprintln!("server closed a kept-alive connection before {method} {path}; resent");
+        }
+        match result {
             Ok((s, b)) => {
                 let slot = match s {
                     200..=299 => &counts.ok,
@@ -203,7 +150,7 @@ fn session(
             let Some(secret) = field(&body, "secret") else {
                 continue;
             };
-            let step = now() / 30;
+            let step = mfad::unix_now() as u64 / 30;
             let b = serde_json::json!({"code": code(&secret, step)}).to_string();
             if let Some((200, _)) = send(
                 &mut c,

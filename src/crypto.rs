@@ -165,7 +165,17 @@ impl Keys {
     /// sealed secret copied onto another account's row does not open there.
     /// Layout: 12-byte random nonce, ciphertext, 16-byte tag.
     pub fn seal(&self, plaintext: &[u8], account_id: i64) -> Result<Vec<u8>, CryptoError> {
-        let nonce_bytes: [u8; aead::NONCE_LEN] = random()?;
+        self.seal_with_nonce(plaintext, account_id, random()?)
+    }
+
+    /// [`Keys::seal`] with the nonce given, so that a test can pin the stored layout.
+    /// Never call it with a nonce that is not fresh: GCM loses everything on a reuse.
+    fn seal_with_nonce(
+        &self,
+        plaintext: &[u8],
+        account_id: i64,
+        nonce_bytes: [u8; aead::NONCE_LEN],
+    ) -> Result<Vec<u8>, CryptoError> {
         let mut out = Vec::with_capacity(aead::NONCE_LEN + plaintext.len() + 16);
         out.extend_from_slice(&nonce_bytes);
         let mut body = plaintext.to_vec();
@@ -243,20 +253,32 @@ fn iterations(n: u32) -> NonZeroU32 {
 /// Hashes a password into a self-describing string:
 /// `pbkdf2-sha256$<iterations>$<salt, base64>$<hash, base64>`.
 pub fn hash_password(password: &str, iterations_count: u32) -> Result<String, CryptoError> {
-    let salt: [u8; 16] = random()?;
+    Ok(hash_password_with_salt(
+        password,
+        iterations_count,
+        &random::<16>()?,
+    ))
+}
+
+/// [`hash_password`] with the salt given, so that a test can pin the stored format.
+pub(crate) fn hash_password_with_salt(
+    password: &str,
+    iterations_count: u32,
+    salt: &[u8; 16],
+) -> String {
     let mut hash = [0u8; 32];
     pbkdf2::derive(
         pbkdf2::PBKDF2_HMAC_SHA256,
         iterations(iterations_count),
-        &salt,
+        salt,
         password.as_bytes(),
         &mut hash,
     );
-    Ok(format!(
+    format!(
         "{PASSWORD_SCHEME}${iterations_count}${}${}",
-        BASE64_NOPAD.encode(&salt),
+        BASE64_NOPAD.encode(salt),
         BASE64_NOPAD.encode(&hash)
-    ))
+    )
 }
 
 /// A well-formed hash string at today's cost whose hash part is random: checking any
@@ -476,5 +498,128 @@ mod tests {
         let s = SecretBytes::new(b"hunter2".to_vec());
         assert_eq!(format!("{s:?}"), "SecretBytes([redacted])");
         assert!(!format!("{:?}", keys()).contains('7'));
+    }
+
+    // Known answers for everything mfad stores or derives, so that a refactor which
+    // changes a label, a salt, an iteration count or a layout fails here instead of
+    // silently locking every existing instance out of its own data. The values were
+    // computed once with this code and reproduced independently with Python's hmac,
+    // hashlib.pbkdf2_hmac and cryptography's AESGCM; never update them to make a test
+    // pass: a new format needs a new label or scheme and a migration.
+
+    /// The instance key of the known-answer tests: bytes 0x00..=0x1f.
+    fn kat_master() -> [u8; KEY_LEN] {
+        std::array::from_fn(|i| i as u8)
+    }
+
+    /// The salt of the known-answer tests: bytes 0xa0..=0xaf.
+    fn kat_salt() -> [u8; 16] {
+        std::array::from_fn(|i| 0xa0 + i as u8)
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        data_encoding::HEXLOWER.encode(bytes)
+    }
+
+    #[test]
+    fn kat_hkdf_derived_keys() {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"mfad instance key").extract(&kat_master());
+        let expected = [
+            (
+                LABEL_JWT,
+                "d3b511f050eb3ced03eade0199f7aa55cf50a9ebb79f0bd63e3cf075aa49723f",
+            ),
+            (
+                LABEL_SECRET_AEAD,
+                "f595ca1b875583cc16ff9a3f7492b7c753cbf9efdc55f6895be8a7570519d5ae",
+            ),
+            (
+                LABEL_BACKUP_PEPPER,
+                "bdd164644861a280453d19dd63749b5f8e3c1fa59b213907815c040a6d520942",
+            ),
+            (
+                LABEL_TOKEN_HASH,
+                "e33486e3676f0ee56de6fec9be8b34113ef2dc27cc60559f7142926600ddfb55",
+            ),
+        ];
+        for (label, want) in expected {
+            assert_eq!(hex(&derive(&prk, label)), want, "{label:?}");
+        }
+        // And through the public API, which also pins the salt of the extract step.
+        let k = Keys::derive(&kat_master()).unwrap();
+        assert_eq!(hex(k.jwt_secret()), expected[0].1);
+    }
+
+    #[test]
+    fn kat_key_check_and_token_hash() {
+        let k = Keys::derive(&kat_master()).unwrap();
+        assert_eq!(
+            hex(&k.key_check()),
+            "9d1b190fb9eb678e326eb536766b922e7b6499b5735977a7ef3d314dd587b343"
+        );
+        assert_eq!(
+            hex(&k.token_hash(b"mfad refresh token for the known-answer test")),
+            "30b238cf0f064d443bb1434c586a53201257a11bb0f830147aa08ebccb4cc169"
+        );
+    }
+
+    #[test]
+    fn kat_backup_code_hash() {
+        let k = Keys::derive(&kat_master()).unwrap();
+        assert_eq!(
+            hex(&k.backup_code_hash(&kat_salt(), "abcd2345")),
+            "fad507705fdac59c311e37be9d559f5dba2d5981148e073a50a0c8a6b84ecf27"
+        );
+    }
+
+    #[test]
+    fn kat_password_hash_format() {
+        let stored = "pbkdf2-sha256$600000$oKGio6SlpqeoqaqrrK2urw$XhW6Tj4cJViCaqvqHT/haIsYkJMDpBbJV48XBmprwu4";
+        let pw = "correct horse battery staple";
+        assert_eq!(
+            hash_password_with_salt(pw, PASSWORD_ITERATIONS, &kat_salt()),
+            stored
+        );
+        // A hash stored by today's code keeps verifying, at today's cost.
+        assert_eq!(verify_password(stored, pw), PasswordCheck::Right);
+        assert_eq!(
+            verify_password(stored, "correct horse"),
+            PasswordCheck::Wrong
+        );
+    }
+
+    /// `Keys::seal` layout: nonce ‖ AES-256-GCM ciphertext ‖ tag, with
+    /// `"mfad totp v1\0" ‖ account id (i64, big-endian)` as associated data.
+    #[test]
+    fn kat_sealed_secret_layout() {
+        let k = Keys::derive(&kat_master()).unwrap();
+        let nonce: [u8; aead::NONCE_LEN] = std::array::from_fn(|i| 0xc0 + i as u8);
+        let sealed = k
+            .seal_with_nonce(b"JBSWY3DPEHPK3PXPJBSW", 42, nonce)
+            .unwrap();
+        assert_eq!(
+            hex(&sealed),
+            "c0c1c2c3c4c5c6c7c8c9cacb\
+             903af5a6bd0e1d31378ddac27c7881c1f9806f88\
+             85d6ec63f26c61da347662b35dd86955"
+        );
+    }
+
+    #[test]
+    fn kat_secret_sealed_today_opens_only_for_its_account() {
+        // Sealed by `Keys::seal` (random nonce) for account 7 with the KAT instance key.
+        let sealed = data_encoding::HEXLOWER
+            .decode(
+                b"37683fd9be373e6c1f4eccc79191fa7dbd05581dc0cf7681609477f6c5ab7993\
+                  128d4d979802511f2daa106d6cdb58b2",
+            )
+            .unwrap();
+        let k = Keys::derive(&kat_master()).unwrap();
+        assert_eq!(
+            k.open(&sealed, 7).unwrap().expose(),
+            b"JBSWY3DPEHPK3PXPJBSW"
+        );
+        assert_eq!(k.open(&sealed, 8).unwrap_err(), CryptoError::Unseal);
+        assert_eq!(k.open(&sealed, -7).unwrap_err(), CryptoError::Unseal);
     }
 }

@@ -18,7 +18,6 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use data_encoding::{BASE32_NOPAD, BASE64URL_NOPAD, HEXLOWER, HEXUPPER};
 use mfad::auth::Tokens;
@@ -26,6 +25,7 @@ use mfad::crypto;
 use mfad::service::App;
 use mfad::store::{self, Db};
 use mfad::totp;
+use mfad::unix_now;
 use serde_json::{json, Map, Value};
 use tiny_http::{Header, Method, TestRequest};
 
@@ -65,12 +65,6 @@ const REFRESH_LIVE: [u8; 32] = [0x44; 32];
 const REFRESH_ROTATED: [u8; 32] = [0x55; 32];
 const REFRESH_EXPIRED: [u8; 32] = [0x66; 32];
 const REFRESH_FAMILY: [u8; 16] = [0x77; 16];
-
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 // ---------------------------------------------------------------------------------------
 // Reading the input
@@ -1048,7 +1042,7 @@ pub fn check_png(text: &str, read_back: bool) -> Result<(), String> {
         return Err(format!("symbol not centred: ({x0},{y0})-({x1},{y1})"));
     }
     // Module by module, the image is what qrcodegen itself draws for this text (byte
-    // mode, ECC M boosted, its own mask choice): qr.rs promises the same mask and modules.
+    // mode, ECC M boosted, its own mask choice): qr/mask.rs promises the same mask and modules.
     let reference = qrcodegen::QrCode::encode_segments_advanced(
         &[qrcodegen::QrSegment::make_bytes(text.as_bytes())],
         qrcodegen::QrCodeEcc::Medium,

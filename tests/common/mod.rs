@@ -1,17 +1,22 @@
 //! Test support: start the real `mfad` binary on `127.0.0.1:0` with a temporary data
-//! directory, speak plain HTTP/1.1 to it over a socket, and compute TOTP codes with an
-//! independent implementation (`totp-lite`).
+//! directory, speak plain HTTP/1.1 to it over a socket (thin wrappers over `client.rs`,
+//! the client the benchmarks share), and compute TOTP codes with an independent
+//! implementation (`totp-lite`).
 
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
+
+pub use client::{read_response, Resp};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mfad");
 
@@ -233,76 +238,6 @@ pub fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, Str
     )
 }
 
-/// A parsed HTTP response.
-#[derive(Debug, Clone)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Resp {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Reads one response from a stream (Content-Length framed, as mfad always answers).
-pub fn read_response(stream: &mut impl BufRead) -> std::io::Result<Resp> {
-    let mut line = String::new();
-    if stream.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "closed",
-        ));
-    }
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, line.clone()))?;
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        stream.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.parse().unwrap())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    stream.read_exact(&mut body)?;
-    Ok(Resp {
-        status,
-        headers,
-        body,
-    })
-}
-
 /// One request on a fresh connection.
 pub fn request(
     addr: SocketAddr,
@@ -311,35 +246,22 @@ pub fn request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Resp {
-    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        raw.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if let Some(b) = body {
-        raw.push_str(&format!("Content-Length: {}\r\n", b.len()));
-    }
-    raw.push_str("\r\n");
-    if let Some(b) = body {
-        raw.push_str(b);
-    }
-    raw_request(addr, raw.as_bytes())
+    let mut headers = headers.to_vec();
+    headers.push(("Connection", "close"));
+    let raw = client::request_bytes(method, path, &headers, body.map(str::as_bytes));
+    raw_request(addr, &raw)
 }
 
-/// Sends raw bytes and reads one response.
+/// Sends raw bytes on a fresh connection and reads one response.
 pub fn raw_request(addr: SocketAddr, raw: &[u8]) -> Resp {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream.write_all(raw).unwrap();
-    read_response(&mut BufReader::new(stream)).unwrap()
+    client::Conn::new(addr, Duration::from_secs(30))
+        .request(raw)
+        .unwrap()
 }
 
+/// Unix time now, as the tests' TOTP codes want it.
 pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    mfad::unix_now() as u64
 }
 
 /// The code for `secret` (base32) at unix time `t`, by totp-lite, not by mfad.
