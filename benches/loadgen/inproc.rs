@@ -1,11 +1,11 @@
 //! In process: the TOTP check plus the replay write (`totp::verify` +
-//! `store::accept_step`) on one `Db`, by stage, then on several threads.
+//! `Tx::raise_last_step`) on one `Db`, by stage, then on several threads.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use mfad::store::{self, Db};
+use mfad::store::Db;
 use mfad::{crypto, totp};
 
 use crate::opts::Opts;
@@ -40,18 +40,20 @@ pub(crate) fn inproc(opts: &Opts) -> Res<InprocOut> {
         let salt: [u8; 16] = crypto::random().map_err(|e| e.to_string())?;
         let keys = &inst.keys;
         db.write(|c| {
-            let id = store::create_account(c, &format!("inproc{n}@bench.test"), None, now as i64)?
+            let id = c
+                .create_account(&format!("inproc{n}@bench.test"), None, now as i64)?
                 .ok_or(mfad::error::Error::Internal)?;
             let sealed = keys.seal(&secret, id)?;
-            store::set_pending_secret(c, id, &sealed)?;
-            store::activate_secret(c, id, &sealed, 0, &salt, now as i64)?;
+            c.set_pending_secret(id, &sealed)?;
+            c.activate_secret(id, &sealed, 0, &salt, now as i64)?;
             Ok((id, sealed, secret))
         })
         .map_err(db_err)
     };
     let secs = opts.secs.min(2.0);
     let max_calls = 2_000_000usize;
-    let db = inst.dbs.open()?;
+    let db =
+        Db::open(inst.db.path(), mfad::config::Durability::Normal).map_err(|e| e.to_string())?;
     let (id, sealed, secret) = new_account(&db, 0)?;
     // The clock starts now and moves CLOCK_STRIDE steps per call, so that every call's
     // step is fresh and accepted.
@@ -70,7 +72,7 @@ pub(crate) fn inproc(opts: &Opts) -> Res<InprocOut> {
             let step = totp::verify(key.expose(), &code, t).ok_or("verify refused a right code")?;
             let t2 = Instant::now();
             let fresh = db
-                .write(|c| Ok(store::accept_step(c, id, step as i64)?))
+                .write(|c| c.raise_last_step(id, step as i64))
                 .map_err(db_err)?;
             let t3 = Instant::now();
             if !fresh {
@@ -89,8 +91,7 @@ pub(crate) fn inproc(opts: &Opts) -> Res<InprocOut> {
     }
     // The same write without the checkpoint that SQLite runs inside every ~1000th
     // page's commit: what moving checkpoints off the request path would save.
-    let set_autocheckpoint =
-        |db: &Db, pages: u32| db.set_autocheckpoint(pages).map_err(|e| e.to_string());
+    let set_autocheckpoint = |db: &Db, pages: u32| db.set_autocheckpoint(pages).map_err(db_err);
     set_autocheckpoint(&db, 0)?;
     for _ in 0..opts.runs {
         let mut sum = Duration::ZERO;
@@ -100,9 +101,7 @@ pub(crate) fn inproc(opts: &Opts) -> Res<InprocOut> {
             t += CLOCK_STRIDE * totp::PERIOD;
             let step = totp::step_at(t) as i64;
             let t0 = Instant::now();
-            let fresh = db
-                .write(|c| Ok(store::accept_step(c, id, step)?))
-                .map_err(db_err)?;
+            let fresh = db.write(|c| c.raise_last_step(id, step)).map_err(db_err)?;
             sum += t0.elapsed();
             if !fresh {
                 return Err("accept_step refused a fresh step".into());
@@ -144,7 +143,7 @@ pub(crate) fn inproc(opts: &Opts) -> Res<InprocOut> {
                             let Some(step) = totp::verify(key.expose(), &code, t) else {
                                 break;
                             };
-                            match db.write(|c| Ok(store::accept_step(c, id, step as i64)?)) {
+                            match db.write(|c| c.raise_last_step(id, step as i64)) {
                                 Ok(true) => calls += 1,
                                 _ => break,
                             }

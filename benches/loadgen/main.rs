@@ -12,7 +12,7 @@
 //! bare tiny_http server (this binary re-run with `--bare-server`) with the same worker
 //! count under the same generator; every mfad figure is also shown as a ratio to it. In
 //! process it times the TOTP check plus the replay write (`totp::verify` +
-//! `store::accept_step`, the clock moved on a few steps per call so that every write
+//! `Tx::raise_last_step`, the clock moved on a few steps per call so that every write
 //! succeeds) and the setup pipeline (secret → base32 → URI → QR PNG → base64 → JSON),
 //! the latter against Python (pyotp + qrcode) and Node (qrcode) peers in
 //! `benches/peers/` when those are installed. Also printed: start-to-first-answer, peak

@@ -150,7 +150,7 @@ pub(crate) fn print(r: Report<'_>) {
         );
     }
     if let Some(ip) = &inproc_out {
-        println!("in process (mfad::totp::verify + mfad::store::accept_step on one Db, the clock advanced 3 steps per call):");
+        println!("in process (mfad::totp::verify + mfad::store::Tx::raise_last_step on one Db, the clock advanced 3 steps per call):");
         for (name, s) in [
             "unseal secret (AES-GCM)",
             "totp::verify (3 HMAC-SHA1)",

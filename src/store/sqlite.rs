@@ -303,7 +303,7 @@ impl Db {
     }
 
     /// Sets SQLite's automatic checkpoint mark, in WAL pages (0: never).
-    pub(super) fn set_autocheckpoint(&self, pages: u32) -> Result<(), Error> {
+    pub fn set_autocheckpoint(&self, pages: u32) -> Result<(), Error> {
         Ok(self
             .conn()
             .conn
