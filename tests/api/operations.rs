@@ -119,7 +119,19 @@ fn thread_nice(pid: u32) -> Vec<(String, i64)> {
 #[test]
 fn the_password_lane_runs_at_nice_5_and_the_workers_do_not() {
     let s = Server::start(&[]);
-    let threads = thread_nice(s.pid());
+    // A lane thread sets its priority as its first act; give a just-started one a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let threads = loop {
+        let threads = thread_nice(s.pid());
+        let settled = threads
+            .iter()
+            .filter(|(n, _)| n.starts_with("mfad-slow"))
+            .all(|(_, nice)| *nice == 5);
+        if settled || Instant::now() > deadline {
+            break threads;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let slow: Vec<_> = threads
         .iter()
         .filter(|(n, _)| n.starts_with("mfad-slow"))
