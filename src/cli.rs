@@ -188,8 +188,9 @@ fn read_password(config: &Config) -> Result<String, String> {
 /// One line from the terminal with echo turned off (and back on, whatever happens).
 fn prompt(text: &str) -> Result<String, String> {
     eprint!("{text}");
-    // SAFETY: termios is plain data; tcgetattr fills it for fd 0, which is a terminal.
+    // SAFETY: termios is plain data, for which all-zero bytes are a valid value.
     let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: tcgetattr fills the struct it is given for fd 0, which is a terminal.
     if unsafe { libc::tcgetattr(0, &mut saved) } != 0 {
         return Err("cannot read the terminal settings".into());
     }
