@@ -10,13 +10,13 @@ use ring::rand::{SecureRandom, SystemRandom};
 use ring::{aead, hkdf, hmac, pbkdf2};
 
 /// Length of `mfad.key` and of every derived key.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 
 /// OWASP's 2023 figure for PBKDF2-HMAC-SHA256; stored with each hash so it can be raised.
 pub const PASSWORD_ITERATIONS: u32 = 600_000;
 
 /// Backup codes carry ~40 bits, so they are stretched; checking one costs one hash.
-pub const BACKUP_CODE_ITERATIONS: u32 = 100_000;
+pub(crate) const BACKUP_CODE_ITERATIONS: u32 = 100_000;
 
 const PASSWORD_SCHEME: &str = "pbkdf2-sha256";
 
@@ -65,7 +65,7 @@ impl Drop for SecretBytes {
 }
 
 /// Overwrites a buffer with zeros in a way the optimiser may not remove.
-pub fn wipe(buf: &mut [u8]) {
+pub(crate) fn wipe(buf: &mut [u8]) {
     for b in buf.iter_mut() {
         // SAFETY: `b` is a valid, aligned, exclusive reference into `buf`.
         unsafe { std::ptr::write_volatile(b, 0) };
@@ -83,7 +83,7 @@ pub fn random<const N: usize>() -> Result<[u8; N], CryptoError> {
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -220,7 +220,7 @@ impl Keys {
 
     /// A value that identifies the instance key without revealing it; stored in the
     /// database so that a start with the wrong key file is caught.
-    pub fn key_check(&self) -> [u8; 32] {
+    pub(crate) fn key_check(&self) -> [u8; 32] {
         self.token_hash(b"mfad key check v1")
     }
 
@@ -284,7 +284,7 @@ pub(crate) fn hash_password_with_salt(
 /// A well-formed hash string at today's cost whose hash part is random: checking any
 /// password against it costs one full PBKDF2 and always fails. Made without running
 /// PBKDF2, so it costs nothing at start.
-pub fn unmatchable_password_hash() -> Result<String, CryptoError> {
+pub(crate) fn unmatchable_password_hash() -> Result<String, CryptoError> {
     let salt: [u8; 16] = random()?;
     let hash: [u8; 32] = random()?;
     Ok(format!(
@@ -296,7 +296,7 @@ pub fn unmatchable_password_hash() -> Result<String, CryptoError> {
 
 /// The outcome of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PasswordCheck {
+pub(crate) enum PasswordCheck {
     Wrong,
     Right,
     /// Right, but hashed with fewer iterations than today's setting: rehash it now.
@@ -305,7 +305,7 @@ pub enum PasswordCheck {
 
 /// Checks a password against a string from [`hash_password`]. A malformed stored string
 /// is simply wrong; ring compares the hashes in constant time.
-pub fn verify_password(stored: &str, password: &str) -> PasswordCheck {
+pub(crate) fn verify_password(stored: &str, password: &str) -> PasswordCheck {
     let mut parts = stored.split('$');
     let (Some(scheme), Some(iter), Some(salt), Some(hash), None) = (
         parts.next(),

@@ -141,7 +141,7 @@ fn handle(app: &App, db: &Db, rq: &mut Request, path: &str) -> Result<Value, Err
 }
 
 /// The JSON body of an error, in the shapes API.md fixes.
-pub fn error_body(e: &Error) -> Value {
+pub(crate) fn error_body(e: &Error) -> Value {
     let message = e.message();
     match e {
         Error::Unauthenticated(_) => {
@@ -391,7 +391,7 @@ const SLOW_LANE_NICE: libc::c_int = 5;
 const SLOW_QUEUE_PER_THREAD: usize = 32;
 
 /// The longest a shutdown keeps answering queued requests.
-pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// A running server.
 pub struct Running {
@@ -425,7 +425,7 @@ impl Running {
 
 /// How long a connection may sit without sending a byte (idle keep-alive included), and
 /// how long a write may block on a client that does not read.
-pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn setsockopt<T>(
     listener: &TcpListener,

@@ -10,7 +10,7 @@ use serde_json::{Map, Number, Value};
 
 /// Why a body was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     NotJson,
     NotAnObject,
     DuplicateKey,
@@ -19,7 +19,7 @@ pub enum BodyError {
 const DUPLICATE: &str = "duplicate key";
 
 /// Parses `bytes` as one JSON object with no key repeated in any object.
-pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, BodyError> {
+pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, BodyError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = Strict.deserialize(&mut de).map_err(|e| {
         if e.to_string().starts_with(DUPLICATE) {

@@ -14,9 +14,9 @@ use std::time::Duration;
 use log::{Level, LevelFilter, Metadata, Record};
 
 /// The target of the one-line-per-request access log.
-pub const ACCESS: &str = "mfad::access";
+pub(crate) const ACCESS: &str = "mfad::access";
 /// How long an access line may wait in the buffer.
-pub const ACCESS_FLUSH: Duration = Duration::from_millis(100);
+pub(crate) const ACCESS_FLUSH: Duration = Duration::from_millis(100);
 /// Buffered access lines are written once they reach this size.
 const ACCESS_BUFFER: usize = 16 * 1024;
 

@@ -9,13 +9,13 @@ use crate::crypto::ct_eq;
 /// RFC 6238 `X`: the length of one time step, in seconds.
 pub const PERIOD: u64 = 30;
 /// Digits in a code.
-pub const DIGITS: u32 = 6;
+pub(crate) const DIGITS: u32 = 6;
 /// Steps accepted either side of the current one (RFC 6238 §5.2 recommends at most one
 /// step of network delay; NIST SP 800-63B 5.1.4.1 bounds the window the same way).
-pub const WINDOW: u64 = 1;
+pub(crate) const WINDOW: u64 = 1;
 
 /// The HOTP value of `counter` under `key`, reduced to `digits` decimal digits.
-pub fn hotp(key: &[u8], counter: u64, digits: u32) -> u32 {
+pub(crate) fn hotp(key: &[u8], counter: u64, digits: u32) -> u32 {
     let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
     let tag = hmac::sign(&key, &counter.to_be_bytes());
     let h = tag.as_ref();
@@ -52,7 +52,7 @@ pub fn code_for_step(key: &[u8], step: u64) -> [u8; 6] {
 
 /// Reads what a person typed: spaces anywhere are ignored (apps show `123 456`); what is
 /// left must be exactly six ASCII digits.
-pub fn normalize_code(input: &str) -> Option<[u8; 6]> {
+pub(crate) fn normalize_code(input: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];
     let mut n = 0;
     for c in input.chars().filter(|c| !c.is_whitespace()) {

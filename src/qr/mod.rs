@@ -18,7 +18,7 @@ use std::fmt;
 use bits::{set_bits, U192};
 
 /// Width and height of the PNG produced by [`otpauth_png`].
-pub const PNG_SIDE: u32 = 300;
+pub(crate) const PNG_SIDE: u32 = 300;
 
 /// Quiet zone required around the symbol, in modules (ISO/IEC 18004 §6.3.8).
 const QUIET_ZONE: usize = 4;
@@ -97,7 +97,7 @@ pub fn encode(text: &str) -> Result<Symbol, QrError> {
 /// white, each module the same whole number of pixels (no resampling, so no
 /// grey edges for scanners to misjudge), centred, with at least a four-module
 /// quiet zone.
-pub fn render_png(symbol: &Symbol) -> Result<Vec<u8>, QrError> {
+pub(crate) fn render_png(symbol: &Symbol) -> Result<Vec<u8>, QrError> {
     render(symbol, PNG_SIDE)
 }
 

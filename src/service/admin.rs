@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::store::{Account, AccountSummary, AuditEvent, Db, Totp};
 
 /// Events `mfad user show` prints.
-pub const SHOWN_EVENTS: i64 = 20;
+pub(crate) const SHOWN_EVENTS: i64 = 20;
 
 /// An account by email.
 pub fn find(db: &Db, email: &str) -> Result<Option<Account>, Error> {
@@ -14,7 +14,7 @@ pub fn find(db: &Db, email: &str) -> Result<Option<Account>, Error> {
 }
 
 /// The account `mfad token` signs for, created (without a password) if absent.
-pub fn token_account(db: &Db, email: &str, now: i64) -> Result<Account, Error> {
+pub(crate) fn token_account(db: &Db, email: &str, now: i64) -> Result<Account, Error> {
     db.write(|tx| {
         if let Some(id) = tx.create_account(email, None, now)? {
             tx.audit(Some(id), now, "account_created", Some("by mfad token"))?;
@@ -68,7 +68,7 @@ pub fn show(db: &Db, id: i64) -> Result<Report, Error> {
 }
 
 /// Turns TOTP off (the lost-phone path) and ends every login; `true` if it was on.
-pub fn reset_mfa(db: &Db, id: i64, now: i64) -> Result<bool, Error> {
+pub(crate) fn reset_mfa(db: &Db, id: i64, now: i64) -> Result<bool, Error> {
     let had = db.write(|tx| {
         let had = tx.clear_totp(id)?;
         // The lost phone may be a stolen one: its logins end too.

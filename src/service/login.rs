@@ -54,7 +54,7 @@ impl LoginLimiter {
 
     /// Takes a place for one attempt from `ip`, or `429` when `limit` attempts in the
     /// last 60 s have failed or are still being checked.
-    pub fn reserve(&self, ip: Option<IpAddr>, now: i64) -> Result<Attempt, Error> {
+    pub(crate) fn reserve(&self, ip: Option<IpAddr>, now: i64) -> Result<Attempt, Error> {
         let (Some(addr), true) = (ip, self.limit > 0) else {
             return Ok(Attempt { ip: None, at: now });
         };

@@ -22,7 +22,7 @@ pub use mfa::{disable, enable, regenerate, setup, status};
 pub use second_factor::{ACCOUNT_LOCK_SECS, ACCOUNT_MAX_FAILURES, CHALLENGE_MAX_FAILURES};
 
 /// Lifetime of an MFA challenge.
-pub const CHALLENGE_TTL: i64 = 300;
+pub(crate) const CHALLENGE_TTL: i64 = 300;
 
 /// What every request shares: keys, token issuer, settings, the login throttle.
 pub struct App {
@@ -108,7 +108,7 @@ const TOKEN_EXPIRED: &str = "Expired JWT Token";
 
 /// Resolves `Authorization: Bearer …` to an account. Messages are Lexik's, which
 /// Storno's clients already know.
-pub fn authenticate(
+pub(crate) fn authenticate(
     app: &App,
     db: &Db,
     authorization: Option<&str>,
@@ -149,7 +149,7 @@ pub fn authenticate(
 }
 
 /// `GET /healthz`.
-pub fn health(db: &Db) -> Result<Value, Error> {
+pub(crate) fn health(db: &Db) -> Result<Value, Error> {
     db.ping()?;
     Ok(json!({ "status": "ok" }))
 }

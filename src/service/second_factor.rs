@@ -270,7 +270,7 @@ pub(crate) struct BackupCodes {
 }
 
 /// Backup codes per enable or regenerate.
-pub const BACKUP_CODE_COUNT: usize = 10;
+pub(crate) const BACKUP_CODE_COUNT: usize = 10;
 
 /// Draws [`BACKUP_CODE_COUNT`] codes and hashes them under a fresh salt. Slow by design
 /// (one PBKDF2 per code): call it before any transaction, on the slow lane.

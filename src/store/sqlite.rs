@@ -298,7 +298,7 @@ impl Db {
     }
 
     /// How many transactions [`Db::write`] has committed.
-    pub fn commits(&self) -> u64 {
+    pub(crate) fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
 
@@ -319,7 +319,7 @@ impl Db {
 
     /// The health check: one indexed read of the accounts table, so a database whose
     /// file cannot be read (not merely an open connection) fails it.
-    pub fn ping(&self) -> Result<(), Error> {
+    pub(crate) fn ping(&self) -> Result<(), Error> {
         self.conn()
             .conn
             .prepare_cached("SELECT count(*) FROM accounts WHERE id = 0")?
