@@ -423,24 +423,52 @@ impl Running {
 }
 
 /// How long a connection may sit without sending a byte (idle keep-alive included), and
-/// how long a write may block on a client that does not read.
+/// how long an answer may wait for a client that does not read it.
 pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole request head (and a body up to 16 KiB) must arrive within this time of its
+/// first byte: a client trickling bytes is cut off with 408.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(20);
+/// The request line at most this long (414 beyond); the target of every mfad endpoint is
+/// under 50 bytes.
+const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// The header section at most this long (431 beyond): a bearer token, a few ordinary
+/// headers and a proxy's additions fit many times over.
+const MAX_HEADER_SECTION: usize = 16 * 1024;
 
-fn setsockopt<T>(
-    listener: &TcpListener,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: &T,
-) -> std::io::Result<()> {
+/// What the command line may change about the HTTP layer; `None` takes the default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// [`SOCKET_TIMEOUT`] unless set (tests set it short).
+    pub socket_timeout: Option<Duration>,
+    /// [`REQUEST_DEADLINE`] unless set (tests set it short).
+    pub request_deadline: Option<Duration>,
+}
+
+/// The vendored layer's options: mfad's limits.
+fn layer_options(limits: Limits) -> tiny_http::Options {
+    tiny_http::Options {
+        request_line: MAX_REQUEST_LINE,
+        header_section: MAX_HEADER_SECTION,
+        request_deadline: limits.request_deadline.unwrap_or(REQUEST_DEADLINE),
+        socket_timeout: Some(limits.socket_timeout.unwrap_or(SOCKET_TIMEOUT)),
+        ..tiny_http::Options::default()
+    }
+}
+
+/// `TCP_NODELAY` on the listening socket, which Linux copies to every accepted socket:
+/// an answer and a `100 Continue` are separate writes, and without it the second waited
+/// ~40 ms for a delayed ACK on a keep-alive connection.
+fn set_socket_options(listener: &TcpListener) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
     // SAFETY: a valid socket fd, a pointer to a live value and its exact size.
     let rc = unsafe {
         libc::setsockopt(
             listener.as_raw_fd(),
-            level,
-            name,
-            std::ptr::from_ref(value).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            std::ptr::from_ref(&one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if rc == 0 {
@@ -448,24 +476,6 @@ fn setsockopt<T>(
     } else {
         Err(std::io::Error::last_os_error())
     }
-}
-
-/// Options set on the listening socket, which Linux copies to every accepted socket
-/// (tiny_http 0.12 sets none and offers no hook to):
-/// - `TCP_NODELAY`: tiny_http writes a response in 1 KiB pieces, so without it a
-///   multi-KB answer on a keep-alive connection waited ~40 ms for a delayed ACK;
-/// - `SO_RCVTIMEO` / `SO_SNDTIMEO`: a client that stops sending (or reading) is dropped
-///   after [`SOCKET_TIMEOUT`] instead of holding a thread forever. Clients that trickle
-///   bytes are bounded by the request deadline in the vendored tiny_http.
-fn set_socket_options(listener: &TcpListener) -> std::io::Result<()> {
-    let one: libc::c_int = 1;
-    setsockopt(listener, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one)?;
-    let timeout = libc::timeval {
-        tv_sec: SOCKET_TIMEOUT.as_secs() as libc::time_t,
-        tv_usec: 0,
-    };
-    setsockopt(listener, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)?;
-    setsockopt(listener, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &timeout)
 }
 
 /// Binds `listen` and starts `workers` workers sharing `db`, plus a janitor that
@@ -477,6 +487,7 @@ pub fn start(
     workers: usize,
     db: Arc<Db>,
     checkpoints: Db,
+    limits: Limits,
 ) -> Result<Running, String> {
     let listener =
         TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -485,7 +496,7 @@ pub fn start(
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
     let server = Arc::new(
-        tiny_http::Server::from_listener(listener, None)
+        tiny_http::Server::from_listener_with(listener, None, layer_options(limits))
             .map_err(|e| format!("cannot start the HTTP server: {e}"))?,
     );
     db.set_autocheckpoint(BACKSTOP_CHECKPOINT_PAGES)

@@ -204,5 +204,9 @@ pub fn serve(config: &Config) -> Result<http::Running, String> {
         config.workers,
         Arc::new(dbs.open()?),
         dbs.open()?,
+        http::Limits {
+            socket_timeout: config.test_socket_timeout,
+            request_deadline: config.test_request_deadline,
+        },
     )
 }

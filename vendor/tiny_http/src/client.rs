@@ -6,12 +6,13 @@ use std::io::{BufRead, BufReader, BufWriter, ErrorKind};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::{Options, Request};
+use std::sync::Arc;
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -35,17 +36,10 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
-}
 
-/// mfad patch: bounds on what one request may cost the server before a handler sees it.
-/// The request line (method, target, version) may be at most this long: 414 beyond.
-pub(crate) const MAX_REQUEST_LINE: usize = 8 * 1024;
-/// The header section, all lines together, at most this long: 431 beyond.
-pub(crate) const MAX_HEADER_SECTION: usize = 16 * 1024;
-/// The whole request — line, headers and a body read eagerly — must arrive within this
-/// time of the connection starting to wait for it; a client trickling bytes is cut off.
-/// (A client sending nothing at all is cut off sooner by the socket's receive timeout.)
-pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(20);
+    // mfad patch: the limits set by the application
+    options: Arc<Options>,
+}
 
 /// Error that can happen when reading a request.
 #[derive(Debug)]
@@ -64,6 +58,7 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        options: Arc<Options>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -78,6 +73,7 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            options,
         }
     }
 
@@ -155,12 +151,12 @@ impl ClientConnection {
                 Err(e) => return Err(ReadError::ReadIoError(e)),
             }
         }
-        let deadline = Instant::now() + REQUEST_DEADLINE;
+        let deadline = Instant::now() + self.options.request_deadline;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
                 let line = self
-                    .read_next_line(MAX_REQUEST_LINE, deadline)
+                    .read_next_line(self.options.request_line, deadline)
                     .map_err(ReadError::ReadIoError)?
                     .ok_or(ReadError::TooLarge(414))?;
 
@@ -172,7 +168,7 @@ impl ClientConnection {
             // getting all headers
             let headers = {
                 let mut headers = Vec::new();
-                let mut budget = MAX_HEADER_SECTION;
+                let mut budget = self.options.header_section;
                 loop {
                     let line = self
                         .read_next_line(budget, deadline)

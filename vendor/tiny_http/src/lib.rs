@@ -111,6 +111,7 @@ use connection::Connection;
 use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
+pub use options::Options;
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
@@ -119,6 +120,7 @@ pub use test::TestRequest;
 mod client;
 mod common;
 mod connection;
+mod options;
 mod request;
 mod response;
 mod ssl;
@@ -244,6 +246,17 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with(listener, ssl_config, Options::default())
+    }
+
+    /// mfad patch: `from_listener` with the limits and the layer's own answers set by the
+    /// application rather than fixed in this crate.
+    pub fn from_listener_with<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        options: Options,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let options = Arc::new(options);
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -294,6 +307,12 @@ impl Server {
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
+                        // mfad patch: a client that stops sending (or reading) is dropped
+                        // after the socket timeout instead of holding a thread forever.
+                        if let Err(e) = sock.set_timeouts(options.socket_timeout) {
+                            log::debug!("cannot set socket timeouts: {}", e);
+                            continue;
+                        }
                         use util::RefinedTcpStream;
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
@@ -312,7 +331,11 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(
+                            write_closable,
+                            read_closable,
+                            options.clone(),
+                        ))
                     }
                     Err(e) => Err(e),
                 };
