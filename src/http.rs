@@ -107,6 +107,18 @@ fn read_body(rq: &mut Request) -> Result<Map<String, Value>, Error> {
 }
 
 fn handle(app: &App, db: &Db, rq: &mut Request, path: &str) -> Result<Value, Error> {
+    // Which of two Authorization headers counts is up to each reader (the first won
+    // here); a proxy that checked the other one would be fooled. (Two Host headers are
+    // refused by the HTTP layer, RFC 9112 §3.2.)
+    if rq
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("Authorization"))
+        .count()
+        > 1
+    {
+        return Err(Error::BadRequest("More than one Authorization header."));
+    }
     let endpoint = route(rq.method(), path)?;
     let body = match rq.method() {
         Method::Post => read_body(rq)?,
@@ -225,6 +237,24 @@ fn clean_path(url: &str) -> String {
         .collect()
 }
 
+/// A client's word for the log: control characters escaped (`\x1b`), so that no byte of
+/// it can end a line, forge one with a priority prefix of its choosing, or drive a
+/// terminal. (The HTTP layer admits only token characters in a method already.)
+fn log_safe(s: &str) -> String {
+    s.chars()
+        .take(32)
+        .flat_map(|c| {
+            if c.is_control() {
+                format!("\\x{:02x}", u32::from(c))
+                    .chars()
+                    .collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// Routes and handles one request, a panic included; the response is not sent yet.
 fn answer(app: &App, db: &Db, rq: &mut Request, path: &str) -> Result<Value, Error> {
     guarded(|| handle(app, db, rq, path))
@@ -272,7 +302,7 @@ fn serve_one(
     path: &str,
     started: Instant,
 ) {
-    let method = rq.method().to_string();
+    let method = log_safe(rq.method().as_str());
     let result = answer(app, db, &mut rq, path);
     let status = respond(rq, common, &result);
     log::info!(
@@ -445,14 +475,33 @@ pub struct Limits {
 }
 
 /// The vendored layer's options: mfad's limits.
-fn layer_options(limits: Limits) -> tiny_http::Options {
+/// The vendored layer's options: mfad's limits, and its answers to malformed requests in
+/// the shape of every other error (API.md: a JSON `error`, the common headers).
+fn layer_options(limits: Limits, common: &CommonHeaders) -> tiny_http::Options {
     tiny_http::Options {
         request_line: MAX_REQUEST_LINE,
         header_section: MAX_HEADER_SECTION,
         request_deadline: limits.request_deadline.unwrap_or(REQUEST_DEADLINE),
         socket_timeout: Some(limits.socket_timeout.unwrap_or(SOCKET_TIMEOUT)),
-        ..tiny_http::Options::default()
+        error_headers: common.0.clone(),
+        error_body: layer_error_body,
     }
+}
+
+/// The body of an answer the HTTP layer writes itself, before mfad sees a request.
+fn layer_error_body(status: tiny_http::StatusCode) -> Vec<u8> {
+    let sentence = match status.0 {
+        400 => "Malformed request.",
+        408 => "The request took too long to arrive.",
+        414 => "The request line is too long.",
+        417 => "Unsupported expectation.",
+        431 => "The request headers are too large.",
+        505 => "Only HTTP/1.0 and HTTP/1.1 are supported.",
+        _ => "Internal error.",
+    };
+    serde_json::json!({ "error": sentence })
+        .to_string()
+        .into_bytes()
 }
 
 /// `TCP_NODELAY` on the listening socket, which Linux copies to every accepted socket:
@@ -495,8 +544,9 @@ pub fn start(
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let common = CommonHeaders::new()?;
     let server = Arc::new(
-        tiny_http::Server::from_listener_with(listener, None, layer_options(limits))
+        tiny_http::Server::from_listener_with(listener, None, layer_options(limits, &common))
             .map_err(|e| format!("cannot start the HTTP server: {e}"))?,
     );
     db.set_autocheckpoint(BACKSTOP_CHECKPOINT_PAGES)
@@ -505,7 +555,7 @@ pub fn start(
         server,
         app,
         db: db.clone(),
-        common: CommonHeaders::new()?,
+        common,
         stopping: AtomicBool::new(false),
     });
     let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -635,6 +685,12 @@ mod tests {
             error_body(&Error::Rejected("Invalid code.")),
             serde_json::json!({"error": "Invalid code."})
         );
+    }
+
+    #[test]
+    fn methods_are_escaped_for_logs() {
+        assert_eq!(log_safe("GET"), "GET");
+        assert_eq!(log_safe("G\nE\x1b[T"), "G\\x0aE\\x1b[T");
     }
 
     #[test]

@@ -87,7 +87,9 @@
 //! # let response = tiny_http::Response::from_file(File::open(&Path::new("image.png")).unwrap());
 //! let _ = request.respond(response);
 //! ```
-#![forbid(unsafe_code)]
+// mfad patch: `deny`, not `forbid`: util/sink.rs makes the socket calls std lacks
+// (a non-blocking send, poll) and allows itself unsafe code.
+#![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
@@ -257,6 +259,7 @@ impl Server {
         options: Options,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let options = Arc::new(options);
+        let flusher = util::Flusher::start()?;
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -335,6 +338,7 @@ impl Server {
                             write_closable,
                             read_closable,
                             options.clone(),
+                            flusher.clone(),
                         ))
                     }
                     Err(e) => Err(e),

@@ -121,6 +121,26 @@ impl RefinedTcpStream {
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
     }
+
+    /// mfad patch: the socket, for a non-blocking `send` and `poll` (plain sockets only).
+    pub(crate) fn raw_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        use std::os::unix::io::AsRawFd;
+        match &self.stream {
+            Stream::Http(Connection::Tcp(s)) => Some(s.as_raw_fd()),
+            #[cfg(unix)]
+            Stream::Http(Connection::Unix(s)) => Some(s.as_raw_fd()),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// mfad patch: shuts the socket down from a shared reference (plain sockets only).
+    pub(crate) fn shutdown(&self, how: Shutdown) {
+        #[allow(irrefutable_let_patterns)]
+        if let Stream::Http(c) = &self.stream {
+            c.shutdown(how).ok();
+        }
+    }
 }
 
 impl Drop for RefinedTcpStream {
