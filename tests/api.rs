@@ -7,6 +7,8 @@ mod common;
 mod fuzz_regressions;
 #[path = "api/hostile.rs"]
 mod hostile;
+#[path = "api/http_layer.rs"]
+mod http_layer;
 #[path = "api/resilience.rs"]
 mod resilience;
 
