@@ -140,7 +140,12 @@ impl ClientConnection {
         }
     }
 
-    fn line(&mut self, limit: usize, deadline: Instant, too_long: u16) -> Result<Vec<u8>, ReadError> {
+    fn line(
+        &mut self,
+        limit: usize,
+        deadline: Instant,
+        too_long: u16,
+    ) -> Result<Vec<u8>, ReadError> {
         match self.read_next_line(limit, deadline) {
             Ok(Some(line)) => Ok(line),
             Ok(None) => Err(ReadError::Status(too_long)),
@@ -272,7 +277,9 @@ fn check_framing(version: &HTTPVersion, headers: &[Header]) -> Result<(), ReadEr
     // error"; 400 rather than ignoring Content-Length, as a proxy may have used it.
     // Point 4: a final coding other than chunked leaves the length unknown: 400. We
     // decode no other coding, so `chunked` alone is the only one accepted.
-    if count("Content-Length") > 0 || codings.len() != 1 || !codings[0].eq_ignore_ascii_case("chunked")
+    if count("Content-Length") > 0
+        || codings.len() != 1
+        || !codings[0].eq_ignore_ascii_case("chunked")
     {
         return Err(ReadError::Status(400));
     }
@@ -284,7 +291,10 @@ fn check_framing(version: &HTTPVersion, headers: &[Header]) -> Result<(), ReadEr
 /// starting with a space or tab (obsolete folding, §5.2) is 400, not a new header.
 fn parse_header(line: &[u8]) -> Result<Header, ReadError> {
     let bad = ReadError::Status(400);
-    let colon = line.iter().position(|&b| b == b':').ok_or(ReadError::Status(400))?;
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(ReadError::Status(400))?;
     let (name, value) = (&line[..colon], &line[colon + 1..]);
     if !is_token(name) {
         return Err(bad);
@@ -393,13 +403,11 @@ fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
 fn parse_request_line(line: &[u8]) -> Result<(Method, String, HTTPVersion), ReadError> {
     let bad = ReadError::Status(400);
     let mut parts = line.split(|&b| b == b' ');
-    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next())
-    {
+    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(m), Some(t), Some(v), None) => (m, t, v),
         _ => return Err(bad),
     };
-    if !is_token(method) || target.is_empty() || !target.iter().all(|b| (0x21..0x7f).contains(b))
-    {
+    if !is_token(method) || target.is_empty() || !target.iter().all(|b| (0x21..0x7f).contains(b)) {
         return Err(bad);
     }
     let method: Method = std::str::from_utf8(method)

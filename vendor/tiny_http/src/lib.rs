@@ -113,8 +113,8 @@ use connection::Connection;
 use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
-pub use options::Options;
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use options::Options;
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;

@@ -353,7 +353,9 @@ pub(crate) fn read_chunked<R: BufRead>(
         let colon = line.iter().position(|&b| b == b':');
         let well_formed = colon.is_some_and(|c| {
             c > 0
-                && line[..c].iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                && line[..c]
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
                 && line[c + 1..]
                     .iter()
                     .all(|&b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
@@ -590,6 +592,59 @@ impl<T> ReadWrite for T where T: Read + Write {}
 #[cfg(test)]
 mod tests {
     use super::Request;
+
+    fn chunked(text: &[u8], limit: usize) -> Result<(Vec<u8>, bool), &'static str> {
+        let mut source = std::io::Cursor::new(text.to_vec());
+        super::read_chunked(&mut source, None, limit).map_err(|e| match e {
+            super::RequestCreationError::BadFraming => "bad framing",
+            _ => "io",
+        })
+    }
+
+    #[test]
+    fn chunked_bodies_are_read_strictly() {
+        let ok = |t: &[u8]| chunked(t, 100).map(|(b, done)| (String::from_utf8(b).unwrap(), done));
+        assert_eq!(ok(b"2\r\n{}\r\n0\r\n\r\n"), Ok(("{}".into(), true)));
+        assert_eq!(
+            ok(b"1;a=b\r\n{\r\n1\r\n}\r\n0\r\n\r\n"),
+            Ok(("{}".into(), true))
+        );
+        assert_eq!(
+            ok(b"A\r\n0123456789\r\n0\r\n\r\n"),
+            Ok(("0123456789".into(), true))
+        );
+        // Trailers are read and checked.
+        assert_eq!(
+            ok(b"2\r\n{}\r\n0\r\nX-A: b\r\nX-C:\r\n\r\n"),
+            Ok(("{}".into(), true))
+        );
+        for bad in [
+            &b"zz\r\n{}\r\n0\r\n\r\n"[..],
+            b"-1\r\n{}\r\n0\r\n\r\n",
+            b"\r\n{}\r\n0\r\n\r\n",
+            b"1000000000000000000\r\n{}\r\n0\r\n\r\n",
+            b"+2\r\n{}\r\n0\r\n\r\n",
+            b"2\r\n{}  \r\n0\r\n\r\n",
+            b"2\n{}\r\n0\r\n\r\n",
+            b"2\r\n{}\r\n0\r\nno colon\r\n\r\n",
+            b"2\r\n{}\r\n0\r\n: empty name\r\n\r\n",
+            b"2\r\n{}\r\n0\r\nX-A: \x01\r\n\r\n",
+        ] {
+            assert_eq!(
+                chunked(bad, 100),
+                Err("bad framing"),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Cut off: EOF is not a framing error (the client went away).
+        assert_eq!(chunked(b"5\r\nab", 100), Err("io"));
+        // Over the limit: the first `limit` bytes, not complete.
+        assert_eq!(
+            chunked(b"5\r\nabcde\r\n0\r\n\r\n", 3),
+            Ok((b"abc".to_vec(), false))
+        );
+    }
 
     #[test]
     fn must_be_send() {

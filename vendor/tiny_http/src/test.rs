@@ -40,6 +40,7 @@ use std::str::FromStr;
 /// let response = server.handle_request(request.into());
 /// assert_eq!(response.status_code(), StatusCode(200));
 /// ```
+#[derive(Clone)]
 pub struct TestRequest {
     body: Vec<u8>,
     remote_addr: SocketAddr,
@@ -52,43 +53,53 @@ pub struct TestRequest {
 }
 
 impl From<TestRequest> for Request {
-    fn from(mut mock: TestRequest) -> Request {
-        // if the user didn't set the Content-Length header, then set it for them
-        // otherwise, leave it alone (it may be under test)
-        if !mock
-            .headers
-            .iter_mut()
-            .any(|h| h.field.equiv("Content-Length"))
-        {
-            mock.headers.push(Header {
-                field: HeaderField::from_str("Content-Length").unwrap(),
-                value: AsciiString::from_ascii(mock.body.len().to_string()).unwrap(),
-            });
-        }
-        // mfad patch: the request owns its body (the fuzz harness faked a `'static` one),
-        // and a body its headers frame wrongly is an empty body rather than a panic.
-        let body = std::io::Cursor::new(std::mem::take(&mut mock.body));
-        let build = |body| {
-            new_request(
-                mock.secure,
-                mock.method.clone(),
-                mock.path.clone(),
-                mock.http_version.clone(),
-                mock.headers.clone(),
-                Some(mock.remote_addr),
-                body,
-                ResponseSink::discard(),
-                None,
-                std::sync::Arc::new(crate::Options::default()),
-            )
+    /// A body its headers frame wrongly becomes an empty body (see [`TestRequest::build`]).
+    fn from(mock: TestRequest) -> Request {
+        let empty = TestRequest {
+            body: Vec::new(),
+            ..mock.clone()
         };
-        match build(body) {
+        match mock.build() {
             Ok(rq) => rq,
-            Err(_) => match build(std::io::Cursor::new(Vec::new())) {
+            Err(_) => match empty.build() {
                 Ok(rq) => rq,
                 Err(_) => unreachable!("an empty body always frames"),
             },
         }
+    }
+}
+
+impl TestRequest {
+    /// mfad patch: the request, or the reason the layer would refuse its body (a
+    /// malformed chunked coding, a body shorter than its Content-Length): what a client
+    /// would get a `400` (or a close) for. The request owns its body.
+    pub fn build(mut self) -> Result<Request, String> {
+        // if the user didn't set the Content-Length header, then set it for them
+        // otherwise, leave it alone (it may be under test)
+        if !self.headers.iter().any(|h| h.field.equiv("Content-Length")) {
+            if let Ok(value) = AsciiString::from_ascii(self.body.len().to_string()) {
+                if let Ok(field) = HeaderField::from_str("Content-Length") {
+                    self.headers.push(Header { field, value });
+                }
+            }
+        }
+        new_request(
+            self.secure,
+            self.method,
+            self.path,
+            self.http_version,
+            self.headers,
+            Some(self.remote_addr),
+            std::io::Cursor::new(self.body),
+            ResponseSink::discard(),
+            None,
+            std::sync::Arc::new(crate::Options::default()),
+        )
+        .map_err(|e| match e {
+            crate::request::RequestCreationError::BadFraming => "malformed chunked body".into(),
+            crate::request::RequestCreationError::ExpectationFailed => "expectation failed".into(),
+            crate::request::RequestCreationError::CreationIoError(e) => e.to_string(),
+        })
     }
 }
 

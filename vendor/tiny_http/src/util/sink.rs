@@ -69,7 +69,10 @@ impl Conn {
         let mut state = self.state();
         while state.pending && !state.ended {
             state.waiting = true;
-            state = self.idle.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state = self
+                .idle
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         state.waiting = false;
         !state.ended
@@ -223,6 +226,11 @@ impl Drop for ResponseSink {
             return;
         };
         let data = std::mem::take(&mut self.buf);
+        if data.is_empty() {
+            // Sent whole by `flush` already (the common case: one `send` per answer).
+            conn.sent(self.close);
+            return;
+        }
         match conn.try_send(&data) {
             Ok(n) if n == data.len() => conn.sent(self.close),
             Ok(n) => {
