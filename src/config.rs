@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +66,10 @@ pub struct Config {
     /// Set by `--init`: a missing or empty database beside an existing key may be
     /// created anew (starting over on purpose).
     pub init: bool,
+    /// Hidden, for tests: the socket timeout instead of `http::SOCKET_TIMEOUT`.
+    pub test_socket_timeout: Option<Duration>,
+    /// Hidden, for tests: the request deadline instead of `http::REQUEST_DEADLINE`.
+    pub test_request_deadline: Option<Duration>,
 }
 
 /// A setting that cannot be used; says which and why in one line.
@@ -159,6 +164,8 @@ impl Config {
             log_level: log::LevelFilter::Info,
             password_stdin: false,
             init: false,
+            test_socket_timeout: None,
+            test_request_deadline: None,
         }
     }
 
@@ -287,6 +294,10 @@ impl Config {
                     _ => return Err(bad(shown, value, "error, warn, info or debug")),
                 }
             }
+            // Hidden (not in --help): lets the tests of slow and hostile clients run in
+            // seconds rather than the production timeouts.
+            "test-socket-timeout-ms" => self.test_socket_timeout = Some(millis(value, shown)?),
+            "test-request-deadline-ms" => self.test_request_deadline = Some(millis(value, shown)?),
             _ => return Err(ConfigError(format!("unknown setting {shown}"))),
         }
         Ok(())
@@ -306,7 +317,7 @@ impl Config {
 }
 
 /// Settings that are both a flag (`--name`) and an environment variable.
-const SETTINGS: [(&str, &str); 13] = [
+const SETTINGS: [(&str, &str); 15] = [
     ("listen", "MFAD_LISTEN"),
     ("data-dir", "MFAD_DATA_DIR"),
     ("key-file", "MFAD_KEY_FILE"),
@@ -320,7 +331,16 @@ const SETTINGS: [(&str, &str); 13] = [
     ("login-rate", "MFAD_LOGIN_RATE"),
     ("durability", "MFAD_DURABILITY"),
     ("log-level", "MFAD_LOG_LEVEL"),
+    ("test-socket-timeout-ms", "MFAD_TEST_SOCKET_TIMEOUT_MS"),
+    ("test-request-deadline-ms", "MFAD_TEST_REQUEST_DEADLINE_MS"),
 ];
+
+fn millis(value: &str, shown: &str) -> Result<Duration, ConfigError> {
+    match value.parse::<u64>() {
+        Ok(n) if (1..=3_600_000).contains(&n) => Ok(Duration::from_millis(n)),
+        _ => Err(bad(shown, value, "milliseconds, 1 to 3600000")),
+    }
+}
 
 fn bad(setting: &str, value: &str, expected: &str) -> ConfigError {
     let shown: String = value.chars().take(80).collect();

@@ -104,6 +104,18 @@ fn read_body(rq: &mut Request) -> Result<Map<String, Value>, Error> {
 }
 
 fn handle(app: &App, db: &Db, rq: &mut Request, path: &str) -> Result<Value, Error> {
+    // Which of two Authorization headers counts is up to each reader (the first won
+    // here); a proxy that checked the other one would be fooled. (Two Host headers are
+    // refused by the HTTP layer, RFC 9112 §3.2.)
+    if rq
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("Authorization"))
+        .count()
+        > 1
+    {
+        return Err(Error::BadRequest("More than one Authorization header."));
+    }
     let endpoint = route(rq.method(), path)?;
     let body = match rq.method() {
         Method::Post => read_body(rq)?,
@@ -222,6 +234,24 @@ fn clean_path(url: &str) -> String {
         .collect()
 }
 
+/// A client's word for the log: control characters escaped (`\x1b`), so that no byte of
+/// it can end a line, forge one with a priority prefix of its choosing, or drive a
+/// terminal. (The HTTP layer admits only token characters in a method already.)
+fn log_safe(s: &str) -> String {
+    s.chars()
+        .take(32)
+        .flat_map(|c| {
+            if c.is_control() {
+                format!("\\x{:02x}", u32::from(c))
+                    .chars()
+                    .collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// Routes and handles one request, a panic included; the response is not sent yet.
 fn answer(app: &App, db: &Db, rq: &mut Request, path: &str) -> Result<Value, Error> {
     guarded(|| handle(app, db, rq, path))
@@ -270,7 +300,7 @@ fn serve_one(
     path: &str,
     started: Instant,
 ) {
-    let method = rq.method().to_string();
+    let method = log_safe(rq.method().as_str());
     let result = answer(app, db, &mut rq, path);
     let status = respond(rq, common, &result);
     log::info!(
@@ -424,24 +454,70 @@ impl Running {
 }
 
 /// How long a connection may sit without sending a byte (idle keep-alive included), and
-/// how long a write may block on a client that does not read.
-pub(crate) const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+/// how long an answer may wait for a client that does not read it.
+pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole request head (and a body up to 16 KiB) must arrive within this time of its
+/// first byte: a client trickling bytes is cut off with 408.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(20);
+/// The request line at most this long (414 beyond); the target of every mfad endpoint is
+/// under 50 bytes.
+const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// The header section at most this long (431 beyond): a bearer token, a few ordinary
+/// headers and a proxy's additions fit many times over.
+const MAX_HEADER_SECTION: usize = 16 * 1024;
 
-fn setsockopt<T>(
-    listener: &TcpListener,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: &T,
-) -> std::io::Result<()> {
+/// What the command line may change about the HTTP layer; `None` takes the default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// [`SOCKET_TIMEOUT`] unless set (tests set it short).
+    pub socket_timeout: Option<Duration>,
+    /// [`REQUEST_DEADLINE`] unless set (tests set it short).
+    pub request_deadline: Option<Duration>,
+}
+
+/// The vendored layer's options: mfad's limits, and its answers to malformed requests in
+/// the shape of every other error (API.md: a JSON `error`, the common headers).
+fn layer_options(limits: Limits, common: &CommonHeaders) -> tiny_http::Options {
+    tiny_http::Options {
+        request_line: MAX_REQUEST_LINE,
+        header_section: MAX_HEADER_SECTION,
+        request_deadline: limits.request_deadline.unwrap_or(REQUEST_DEADLINE),
+        socket_timeout: Some(limits.socket_timeout.unwrap_or(SOCKET_TIMEOUT)),
+        error_headers: common.0.clone(),
+        error_body: layer_error_body,
+    }
+}
+
+/// The body of an answer the HTTP layer writes itself, before mfad sees a request.
+fn layer_error_body(status: tiny_http::StatusCode) -> Vec<u8> {
+    let sentence = match status.0 {
+        400 => "Malformed request.",
+        408 => "The request took too long to arrive.",
+        414 => "The request line is too long.",
+        417 => "Unsupported expectation.",
+        431 => "The request headers are too large.",
+        505 => "Only HTTP/1.0 and HTTP/1.1 are supported.",
+        _ => "Internal error.",
+    };
+    serde_json::json!({ "error": sentence })
+        .to_string()
+        .into_bytes()
+}
+
+/// `TCP_NODELAY` on the listening socket, which Linux copies to every accepted socket:
+/// an answer and a `100 Continue` are separate writes, and without it the second waited
+/// ~40 ms for a delayed ACK on a keep-alive connection.
+fn set_socket_options(listener: &TcpListener) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
     // SAFETY: a valid socket fd, a pointer to a live value and its exact size.
     let rc = unsafe {
         libc::setsockopt(
             listener.as_raw_fd(),
-            level,
-            name,
-            std::ptr::from_ref(value).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            std::ptr::from_ref(&one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if rc == 0 {
@@ -451,30 +527,13 @@ fn setsockopt<T>(
     }
 }
 
-/// Options set on the listening socket, which Linux copies to every accepted socket
-/// (tiny_http 0.12 sets none and offers no hook to):
-/// - `TCP_NODELAY`: tiny_http writes a response in 1 KiB pieces, so without it a
-///   multi-KB answer on a keep-alive connection waited ~40 ms for a delayed ACK;
-/// - `SO_RCVTIMEO` / `SO_SNDTIMEO`: a client that stops sending (or reading) is dropped
-///   after [`SOCKET_TIMEOUT`] instead of holding a thread forever. Clients that trickle
-///   bytes are bounded by the request deadline in the vendored tiny_http.
-fn set_socket_options(listener: &TcpListener) -> std::io::Result<()> {
-    let one: libc::c_int = 1;
-    setsockopt(listener, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one)?;
-    let timeout = libc::timeval {
-        tv_sec: SOCKET_TIMEOUT.as_secs() as libc::time_t,
-        tv_usec: 0,
-    };
-    setsockopt(listener, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)?;
-    setsockopt(listener, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &timeout)
-}
-
 /// Binds `listen` and starts `workers` workers sharing `db`, and the slow lane.
 pub fn start(
     listen: SocketAddr,
     app: Arc<App>,
     workers: usize,
     db: Arc<Db>,
+    limits: Limits,
 ) -> Result<Running, String> {
     let listener =
         TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -482,15 +541,16 @@ pub fn start(
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let common = CommonHeaders::new()?;
     let server = Arc::new(
-        tiny_http::Server::from_listener(listener, None)
+        tiny_http::Server::from_listener_with(listener, None, layer_options(limits, &common))
             .map_err(|e| format!("cannot start the HTTP server: {e}"))?,
     );
     let shared = Arc::new(Shared {
         server,
         app,
         db,
-        common: CommonHeaders::new()?,
+        common,
         stopping: AtomicBool::new(false),
     });
     let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -572,6 +632,12 @@ mod tests {
             error_body(&Error::Rejected("Invalid code.")),
             serde_json::json!({"error": "Invalid code."})
         );
+    }
+
+    #[test]
+    fn methods_are_escaped_for_logs() {
+        assert_eq!(log_safe("GET"), "GET");
+        assert_eq!(log_safe("G\nE\x1b[T"), "G\\x0aE\\x1b[T");
     }
 
     #[test]

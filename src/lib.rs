@@ -294,7 +294,11 @@ pub fn serve(config: &Config) -> Result<Running, String> {
     let app = app(config, keys)?;
     let db = Arc::new(db);
     let janitor = store::Janitor::start(db.clone())?;
-    let http = http::start(config.listen, Arc::new(app), config.workers, db)?;
+    let limits = http::Limits {
+        socket_timeout: config.test_socket_timeout,
+        request_deadline: config.test_request_deadline,
+    };
+    let http = http::start(config.listen, Arc::new(app), config.workers, db, limits)?;
     Ok(Running {
         http,
         janitor,

@@ -15,6 +15,8 @@ mod common;
 mod fuzz_regressions;
 #[path = "api/hostile.rs"]
 mod hostile;
+#[path = "api/http_layer.rs"]
+mod http_layer;
 #[path = "api/operations.rs"]
 mod operations;
 #[path = "api/resilience.rs"]

@@ -168,6 +168,8 @@ pub struct Built {
     pub remote: SocketAddr,
     /// The Authorization header carries a token that is valid for an existing account.
     pub valid_auth: bool,
+    /// The chunked coding is malformed (RFC 9112 §7.1): the layer must refuse it.
+    pub bad_framing: bool,
 }
 
 impl Harness {
@@ -348,7 +350,18 @@ impl Harness {
             }
             let built = self.build(&mut input, &learned, scenario, &mut slow_budget);
             let shown = format!("request {i}: {} {:?}", built.method, built.path);
-            let (status, body) = self.send(&built);
+            let (status, body, refused) = self.send_framed(&built);
+            if refused != built.bad_framing {
+                return Err(format!(
+                    "{shown}: a {} chunked body was {}",
+                    if built.bad_framing {
+                        "malformed"
+                    } else {
+                        "well-formed"
+                    },
+                    if refused { "refused" } else { "accepted" }
+                ));
+            }
             check_answer(&built, status, &body).map_err(|e| format!("{shown}: {e}"))?;
             if status == 200 {
                 learn(&mut learned, &body);
@@ -368,6 +381,13 @@ impl Harness {
 
     /// Sends one request through the socket-free path.
     pub fn send(&mut self, built: &Built) -> (u16, Value) {
+        let (status, body, _) = self.send_framed(built);
+        (status, body)
+    }
+
+    /// [`Harness::send`], and whether the layer refused the body's framing (then the
+    /// answer is the layer's: 400, as a client on a socket gets it).
+    pub fn send_framed(&mut self, built: &Built) -> (u16, Value, bool) {
         let mut rq = TestRequest::new()
             .with_method(built.method.clone())
             .with_path(&built.path)
@@ -375,13 +395,20 @@ impl Harness {
         for h in &built.headers {
             rq = rq.with_header(h.clone());
         }
-        // SAFETY: TestRequest wants a `&'static str`. The request built from it (which
-        // holds the body, or a reader over it) is consumed by `dispatch`, which returns
-        // only the status and a JSON value and starts no thread, so nothing refers to
-        // `built.body` once it returns; `built` outlives the call.
-        let body: &'static str = unsafe { &*(built.body.as_str() as *const str) };
-        let rq = rq.with_body(body);
-        mfad::http::dispatch(&self.app, &self.db, rq.into())
+        let rq = rq.with_body(built.body.as_bytes());
+        match rq.clone().build() {
+            Ok(rq) => {
+                let (status, body) = mfad::http::dispatch(&self.app, &self.db, rq);
+                (status, body, false)
+            }
+            // A body shorter than its Content-Length (a client that went away) is not a
+            // framing error; it is sent as TestRequest sends it (an empty body).
+            Err(e) if e != "malformed chunked body" => {
+                let (status, body) = mfad::http::dispatch(&self.app, &self.db, rq.into());
+                (status, body, false)
+            }
+            Err(_) => (400, json!({"error": "Malformed request."}), true),
+        }
     }
 
     fn build(
@@ -568,16 +595,16 @@ impl Harness {
             .iter()
             .find(|h| h.field.equiv("Content-Length"))
             .and_then(|h| h.value.as_str().parse::<usize>().ok());
-        let upgrade = transport & 0x20 != 0;
-        if let (Some(n), false, false) = (declared, chunked, upgrade) {
+        // (`Connection: upgrade` no longer changes the framing.)
+        if let (Some(n), false) = (declared, chunked) {
             if n > body.len() && n <= MAX_BODY {
                 body.push_str(&" ".repeat(n - body.len()));
             }
         }
-        let framed = if chunked {
+        let (framed, bad_framing) = if chunked {
             chunk(&body, input.u8())
         } else {
-            body.clone()
+            (body.clone(), false)
         };
         let remote: SocketAddr = if transport & 0x40 != 0 {
             "[2001:db8::1]:40000"
@@ -594,6 +621,7 @@ impl Harness {
             json: body,
             remote,
             valid_auth,
+            bad_framing,
         }
     }
 
@@ -793,7 +821,35 @@ fn format_hex(hex: &str, style: u8) -> String {
 
 /// `body` in chunked transfer coding, in chunks of about `size` bytes (cut at character
 /// boundaries, so that the whole stays a `str`).
-fn chunk(body: &str, size: u8) -> String {
+/// The chunked coding of `body` in chunks of `size`·16 bytes; a `size` of 0xF8 and up
+/// picks one of eight codings the layer must refuse or accept (RFC 9112 §7.1): `(coded
+/// text, malformed)`.
+fn chunk(body: &str, size: u8) -> (String, bool) {
+    if size >= 0xF8 {
+        let n = body.len();
+        let text = match size & 7 {
+            0 => format!("zz\r\n{body}\r\n0\r\n\r\n"),
+            1 => format!("-1\r\n{body}\r\n0\r\n\r\n"),
+            2 => format!("\r\n{body}\r\n0\r\n\r\n"),
+            3 => format!("1000000000000000000\r\n{body}\r\n0\r\n\r\n"),
+            4 => format!("{:x}\r\n{body}  \r\n0\r\n\r\n", n.saturating_sub(1).max(1)),
+            5 => format!("{n:x}\r\n{body}\r\n0\r\nno colon\r\n\r\n"),
+            6 => format!("{n:x}\r\n{body}\r\n0\r\nX-Sum: abc\r\nX-B:  two words \r\n\r\n"),
+            _ => format!("{n:x};ext=1\r\n{body}\r\n0\r\n\r\n"),
+        };
+        // The layer reads a chunked body up to one byte past 16 KiB and stops there: a
+        // fault behind that point is never reached (the connection closes instead).
+        let reached = |data: usize| data <= MAX_BODY + 1;
+        let malformed = match size & 7 {
+            0..=3 => true,
+            4 => reached(n.saturating_sub(1).max(1)),
+            // An empty body: the size line is the last chunk, the trailer section ends
+            // at once, and what follows is not read.
+            5 => n > 0 && reached(n),
+            _ => false,
+        };
+        return (text, malformed);
+    }
     let size = usize::from(size.max(1)) * 16;
     let mut out = String::with_capacity(body.len() + 64);
     let mut rest = body;
@@ -807,7 +863,7 @@ fn chunk(body: &str, size: u8) -> String {
         rest = tail;
     }
     out.push_str("0\r\n\r\n");
-    out
+    (out, false)
 }
 
 /// The path as mfad routes it (`http::clean_path`, restated).

@@ -105,6 +105,29 @@ fn fuzz_request_mapping_reaches_the_deep_paths() {
     assert_eq!(harness.run(&login), Ok(vec![200, 200]));
 }
 
+/// The framing inputs of issue #16 in the corpus (`framing-*`) reach the chunked decoder
+/// and mean what their names say: a malformed coding is the layer's 400, a well-formed
+/// one (trailers, an extension) reaches refresh, which refuses the token with 401.
+#[test]
+fn fuzz_request_framing_inputs_mean_what_they_say() {
+    let mut harness = mapping::Harness::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/request");
+    for (name, want) in [
+        ("bad-size-zz", 400),
+        ("bad-size-minus-one", 400),
+        ("empty-size", 400),
+        ("size-2-pow-72", 400),
+        ("data-longer-than-size", 400),
+        ("malformed-trailer", 400),
+        ("valid-trailers", 401),
+        ("chunk-extension", 401),
+        ("empty-body-trailer-case", 400),
+    ] {
+        let data = std::fs::read(dir.join(format!("framing-{name}"))).unwrap();
+        assert_eq!(harness.run(&data), Ok(vec![want]), "framing-{name}");
+    }
+}
+
 #[test]
 fn fuzz_otpauth_corpus_replays_cleanly() {
     replay("otpauth", mapping::run_otpauth);

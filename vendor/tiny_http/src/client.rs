@@ -1,17 +1,16 @@
-use ascii::AsciiString;
-
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufRead, BufReader, BufWriter, ErrorKind};
+use std::io::{BufRead, BufReader, ErrorKind};
 
 use std::net::SocketAddr;
-use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use crate::common::{HTTPVersion, Method};
-use crate::util::RefinedTcpStream;
-use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::common::{HTTPVersion, Header, HeaderField, Method};
+use crate::util::{Conn, Flusher, RefinedTcpStream};
+use crate::util::{SequentialReader, SequentialReaderBuilder};
+use crate::{Options, Request};
+use ascii::AsciiString;
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -23,9 +22,8 @@ pub struct ClientConnection {
     //  the wrong order
     source: SequentialReaderBuilder<BufReader<RefinedTcpStream>>,
 
-    // sequence of Writers to the stream, to avoid writing response #2 before
-    //  response #1
-    sink: SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
+    // mfad patch: the write side, with the state of the one answer in flight
+    conn: Arc<Conn>,
 
     // Reader to read the next header from
     next_header_source: SequentialReader<BufReader<RefinedTcpStream>>,
@@ -35,49 +33,60 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
-}
 
-/// mfad patch: bounds on what one request may cost the server before a handler sees it.
-/// The request line (method, target, version) may be at most this long: 414 beyond.
-pub(crate) const MAX_REQUEST_LINE: usize = 8 * 1024;
-/// The header section, all lines together, at most this long: 431 beyond.
-pub(crate) const MAX_HEADER_SECTION: usize = 16 * 1024;
-/// The whole request — line, headers and a body read eagerly — must arrive within this
-/// time of the connection starting to wait for it; a client trickling bytes is cut off.
-/// (A client sending nothing at all is cut off sooner by the socket's receive timeout.)
-pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(20);
+    // mfad patch: the limits set by the application
+    options: Arc<Options>,
+}
 
 /// Error that can happen when reading a request.
 #[derive(Debug)]
 enum ReadError {
-    /// mfad patch: the request line or the header section is over its limit.
-    TooLarge(u16),
-    WrongRequestLine,
-    WrongHeader(HTTPVersion),
-    /// the client sent an unrecognized `Expect` header
-    ExpectationFailed(HTTPVersion),
-    ReadIoError(IoError),
+    /// mfad patch: answer with this status (`400`, `408`, `414`, `417`, `431`, `505`),
+    /// then close: where the next request would start is unknown.
+    Status(u16),
+    /// The client went away, was silent past the socket timeout (`true`), or the
+    /// connection ended.
+    Gone(bool),
+}
+
+/// RFC 9110 §5.6.2: the characters of a token (a method, a field name).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn timed_out(e: &IoError) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
 }
 
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
-    pub fn new(
+    pub(crate) fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        options: Arc<Options>,
+        flusher: Arc<Flusher>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
-        let first_header = source.next().unwrap();
+        let first_header = match source.next() {
+            Some(s) => s,
+            None => unreachable!("SequentialReaderBuilder never ends"),
+        };
 
         ClientConnection {
             source,
-            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(8 * 1024, write_socket)),
+            conn: Conn::new(write_socket, flusher, options.socket_timeout),
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            options,
         }
     }
 
@@ -91,14 +100,12 @@ impl ClientConnection {
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
     ///
-    /// mfad patch: at most `limit` bytes (else `Ok(None)`), and not past `deadline`.
-    fn read_next_line(
-        &mut self,
-        limit: usize,
-        deadline: Instant,
-    ) -> IoResult<Option<AsciiString>> {
+    /// mfad patch: at most `limit` bytes (else `Ok(None)`), and not past `deadline`;
+    /// the bytes as they came (the caller checks them).
+    fn read_next_line(&mut self, limit: usize, deadline: Instant) -> IoResult<Option<Vec<u8>>> {
         // mfad patch: scans whole buffers (the original read one byte per `read` call and
-        // looked at the clock for every byte). Only CRLF ends a line; a bare LF is data.
+        // looked at the clock for every byte). Only CRLF ends a line; a bare LF is data,
+        // which the callers refuse.
         let mut buf = Vec::new();
         loop {
             if Instant::now() > deadline {
@@ -125,9 +132,7 @@ impl ClientConnection {
                     return Ok(None);
                 }
                 buf.truncate(end - 2);
-                return AsciiString::from_ascii(buf)
-                    .map(Some)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+                return Ok(Some(buf));
             }
             if buf.len() > limit {
                 return Ok(None);
@@ -135,99 +140,185 @@ impl ClientConnection {
         }
     }
 
+    fn line(
+        &mut self,
+        limit: usize,
+        deadline: Instant,
+        too_long: u16,
+    ) -> Result<Vec<u8>, ReadError> {
+        match self.read_next_line(limit, deadline) {
+            Ok(Some(line)) => Ok(line),
+            Ok(None) => Err(ReadError::Status(too_long)),
+            Err(e) if e.kind() == ErrorKind::TimedOut => Err(ReadError::Status(408)),
+            Err(e) => Err(ReadError::Gone(timed_out(&e))),
+        }
+    }
+
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
         // mfad patch: wait for the next request's first byte. A socket timeout while the
-        // previous request is still unanswered (queued behind others) does not end the
-        // connection: that answer would go out without `Connection: close` on a
-        // connection closed under the client. The idle timeout counts once it is sent.
+        // previous request is still unanswered (waiting for a worker) does not end the
+        // connection: that answer would go out on a connection closed under the client.
+        // The idle timeout counts once it is sent.
         loop {
             match self.next_header_source.fill_buf() {
                 Ok(_) => break, // data, or EOF for read_next_line to report
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e)
                     if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
-                        && self.sink.last_pending() =>
+                        && self.conn.pending() =>
                 {
                     continue
                 }
-                Err(e) => return Err(ReadError::ReadIoError(e)),
+                Err(e) => return Err(ReadError::Gone(timed_out(&e))),
             }
         }
-        let deadline = Instant::now() + REQUEST_DEADLINE;
-        let (method, path, version, headers) = {
-            // reading the request line
-            let (method, path, version) = {
-                let line = self
-                    .read_next_line(MAX_REQUEST_LINE, deadline)
-                    .map_err(ReadError::ReadIoError)?
-                    .ok_or(ReadError::TooLarge(414))?;
+        let deadline = Instant::now() + self.options.request_deadline;
+        let line = self.line(self.options.request_line, deadline, 414)?;
+        let (method, path, version) = parse_request_line(&line)?;
 
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
-            };
+        let mut headers = Vec::new();
+        let mut budget = self.options.header_section;
+        loop {
+            let line = self.line(budget, deadline, 431)?;
+            budget = budget.saturating_sub(line.len() + 2);
+            if line.is_empty() {
+                break;
+            }
+            headers.push(parse_header(&line)?);
+        }
 
-            // getting all headers
-            let headers = {
-                let mut headers = Vec::new();
-                let mut budget = MAX_HEADER_SECTION;
-                loop {
-                    let line = self
-                        .read_next_line(budget, deadline)
-                        .map_err(ReadError::ReadIoError)?
-                        .ok_or(ReadError::TooLarge(431))?;
-                    budget = budget.saturating_sub(line.len() + 2);
+        // mfad patch: answered here and closed: what follows an HTTP/2 preface is not
+        // HTTP/1.
+        if version > (1, 1) {
+            return Err(ReadError::Status(505));
+        }
+        check_framing(&version, &headers)?;
 
-                    if line.is_empty() {
-                        break;
-                    };
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
-                        Ok(h) => h,
-                        _ => return Err(ReadError::WrongHeader(version)),
-                    });
-                }
-
-                headers
-            };
-
-            (method, path, version, headers)
-        };
-
-        // building the writer for the request
-        let writer = self.sink.next().unwrap();
+        // mfad patch: at most one request of a connection is in flight. A client that
+        // pipelines waits here (its next request stays in the socket's buffers) until the
+        // previous answer is out; one that waits for each answer finds it finished and
+        // costs no wake-up. Before, every pipelined request went to the workers' queue,
+        // and each one's worker blocked behind the answer ahead of it.
+        if !self.conn.wait_idle() {
+            return Err(ReadError::Gone(false));
+        }
+        let writer = self.conn.sink();
 
         // follow-up for next potential request
-        let mut data_source = self.source.next().unwrap();
+        let mut data_source = match self.source.next() {
+            Some(s) => s,
+            None => unreachable!("SequentialReaderBuilder never ends"),
+        };
         std::mem::swap(&mut self.next_header_source, &mut data_source);
 
-        // building the next reader
-        let request = crate::request::new_request(
+        let remote_addr = match self.remote_addr {
+            Ok(a) => a,
+            Err(_) => None,
+        };
+        crate::request::new_request(
             self.secure,
             method,
             path,
-            version.clone(),
+            version,
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            remote_addr,
             data_source,
             writer,
             Some(deadline),
+            self.options.clone(),
         )
         .map_err(|e| {
-            use crate::request;
+            use crate::request::RequestCreationError as E;
             match e {
-                request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
-                request::RequestCreationError::ExpectationFailed => {
-                    ReadError::ExpectationFailed(version)
-                }
+                E::CreationIoError(e) if e.kind() == ErrorKind::TimedOut => ReadError::Status(408),
+                E::CreationIoError(e) => ReadError::Gone(timed_out(&e)),
+                E::ExpectationFailed => ReadError::Status(417),
+                E::BadFraming => ReadError::Status(400),
             }
-        })?;
-
-        // return the request
-        Ok(request)
+        })
     }
+
+    /// mfad patch: the layer's own answer (JSON body and headers from the application),
+    /// after the answer in flight, then the connection closes.
+    fn answer_error(&mut self, code: u16) {
+        if !self.conn.wait_idle() {
+            return;
+        }
+        let mut sink = self.conn.sink();
+        sink.close_after();
+        let response = crate::response::layer_error(&self.options, code);
+        response
+            .raw_print(&mut sink, HTTPVersion(1, 1), &[], false, None)
+            .ok();
+    }
+}
+
+/// mfad patch: RFC 9112 §3.2 (Host) and §6.1–6.3 (framing). A request whose length a
+/// proxy in front could read differently (request smuggling) is refused, not guessed.
+fn check_framing(version: &HTTPVersion, headers: &[Header]) -> Result<(), ReadError> {
+    let count = |name: &'static str| headers.iter().filter(|h| h.field.equiv(name)).count();
+    // §3.2: an HTTP/1.1 request without Host, or any request with more than one, is 400.
+    let hosts = count("Host");
+    if hosts > 1 || (hosts == 0 && *version >= (1, 1)) {
+        return Err(ReadError::Status(400));
+    }
+    let codings: Vec<&str> = headers
+        .iter()
+        .filter(|h| h.field.equiv("Transfer-Encoding"))
+        .flat_map(|h| h.value.as_str().split(','))
+        .map(str::trim)
+        .collect();
+    if codings.is_empty() {
+        return Ok(());
+    }
+    // §6.3 point 3: Transfer-Encoding with Content-Length "ought to be handled as an
+    // error"; 400 rather than ignoring Content-Length, as a proxy may have used it.
+    // Point 4: a final coding other than chunked leaves the length unknown: 400. We
+    // decode no other coding, so `chunked` alone is the only one accepted.
+    if count("Content-Length") > 0
+        || codings.len() != 1
+        || !codings[0].eq_ignore_ascii_case("chunked")
+    {
+        return Err(ReadError::Status(400));
+    }
+    Ok(())
+}
+
+/// mfad patch: one header line, strictly (RFC 9112 §5): a field name that is a token,
+/// directly followed by `:`; a value of visible ASCII, spaces and tabs only. A line
+/// starting with a space or tab (obsolete folding, §5.2) is 400, not a new header.
+fn parse_header(line: &[u8]) -> Result<Header, ReadError> {
+    let bad = ReadError::Status(400);
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(ReadError::Status(400))?;
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    if !is_token(name) {
+        return Err(bad);
+    }
+    if !value
+        .iter()
+        .all(|&b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
+    {
+        return Err(bad);
+    }
+    let value = trim_ows(value);
+    let field = HeaderField::from_bytes(name.to_vec()).map_err(|_| ReadError::Status(400))?;
+    let value = AsciiString::from_ascii(value.to_vec()).map_err(|_| ReadError::Status(400))?;
+    Ok(Header { field, value })
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
 }
 
 impl Iterator for ClientConnection {
@@ -236,113 +327,56 @@ impl Iterator for ClientConnection {
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
             return None;
         }
 
-        loop {
-            let rq = match self.read() {
-                Err(ReadError::TooLarge(code)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(code));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // the rest of the oversized head is never read
-                }
-
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::ReadIoError(_)) => return None,
-
-                Ok(rq) => rq,
-            };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                // mfad patch: the original wrote this answer through a second writer that
-                // waits for the request's own writer to be dropped — which it was not
-                // yet — so the connection thread hung forever on every HTTP/2 preface.
-                // Answer through the request itself, then close: what follows a
-                // preface is not HTTP/1.
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                rq.respond(response).ok();
+        let rq = match self.read() {
+            Ok(rq) => rq,
+            Err(ReadError::Status(code)) => {
+                self.answer_error(code);
                 return None;
             }
-
-            // mfad patch: a body larger than what EqualReader drains, or a chunked one (never
-            // drained), may be left partly unread by the handler; the bytes after it are not
-            // a request, so this connection takes no more requests.
-            if rq.body_length().map_or(false, |n| n > crate::util::DRAIN_LIMIT)
-                || rq.headers().iter().any(|h| h.field.equiv("Transfer-Encoding"))
-            {
-                self.no_more_requests = true;
-            }
-
-            // updating the status of the connection
-            let connection_header = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
-
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
-
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
+            Err(ReadError::Gone(timed_out)) => {
+                if timed_out {
+                    self.conn.abort_if_unsent();
                 }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
-            };
+                return None;
+            }
+        };
 
-            // returning the request
-            return Some(rq);
+        // mfad patch: a body the connection's thread did not read whole (over the eager
+        // limit) may be left partly unread by the handler; the bytes after it are not a
+        // request, so this connection takes no more requests.
+        if rq.unread_body {
+            self.no_more_requests = true;
         }
+
+        // updating the status of the connection
+        let connection_header = rq
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Connection"))
+            .map(|h| h.value.as_str());
+
+        let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
+
+        // mfad patch: `upgrade` is no longer a reason to stop: nothing is upgraded, the
+        // request is framed like any other (Content-Length or chunked).
+        match lowercase {
+            Some(ref val) if val.contains("close") => self.no_more_requests = true,
+            Some(ref val)
+                if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
+            {
+                self.no_more_requests = true
+            }
+            None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
+            _ => (),
+        };
+
+        Some(rq)
     }
 }
 
@@ -354,7 +388,7 @@ fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
         "HTTP/1.1" => (1, 1),
         "HTTP/2.0" => (2, 0),
         "HTTP/3.0" => (3, 0),
-        _ => return Err(ReadError::WrongRequestLine),
+        _ => return Err(ReadError::Status(400)),
     };
 
     Ok(HTTPVersion(major, minor))
@@ -362,29 +396,58 @@ fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
 
 /// Parses the request line of the request.
 /// eg. GET / HTTP/1.1
-fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
-    let mut parts = line.split(' ');
-
-    let method = parts.next().and_then(|w| w.parse().ok());
-    let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
-
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
+///
+/// mfad patch: strictly (RFC 9112 §3): exactly three parts separated by single spaces; a
+/// method that is a token (a bare LF or an escape in it reached the access log); a
+/// target of visible ASCII.
+fn parse_request_line(line: &[u8]) -> Result<(Method, String, HTTPVersion), ReadError> {
+    let bad = ReadError::Status(400);
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(t), Some(v), None) => (m, t, v),
+        _ => return Err(bad),
+    };
+    if !is_token(method) || target.is_empty() || !target.iter().all(|b| (0x21..0x7f).contains(b)) {
+        return Err(bad);
+    }
+    let method: Method = std::str::from_utf8(method)
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .ok_or(ReadError::Status(400))?;
+    let target = String::from_utf8(target.to_vec()).map_err(|_| ReadError::Status(400))?;
+    let version = std::str::from_utf8(version)
+        .ok()
+        .and_then(|v| parse_http_version(v).ok())
+        .ok_or(ReadError::Status(400))?;
+    Ok((method, target, version))
 }
 
 #[cfg(test)]
 mod test {
     #[test]
     fn test_parse_request_line() {
-        let (method, path, ver) = super::parse_request_line("GET /hello HTTP/1.1").unwrap();
+        let (method, path, ver) = super::parse_request_line(b"GET /hello HTTP/1.1").unwrap();
 
         assert!(method == crate::Method::Get);
         assert!(path == "/hello");
         assert!(ver == crate::common::HTTPVersion(1, 1));
 
-        assert!(super::parse_request_line("GET /hello").is_err());
-        assert!(super::parse_request_line("qsd qsd qsd").is_err());
+        assert!(super::parse_request_line(b"GET /hello").is_err());
+        assert!(super::parse_request_line(b"qsd qsd qsd").is_err());
+        assert!(super::parse_request_line(b"GET\n<3>x /hello HTTP/1.1").is_err());
+        assert!(super::parse_request_line(b"\x1b[31mGET /hello HTTP/1.1").is_err());
+        assert!(super::parse_request_line(b"GET  /hello HTTP/1.1").is_err());
+        assert!(super::parse_request_line(b"GET /h\xffllo HTTP/1.1").is_err());
+    }
+
+    #[test]
+    fn test_parse_header() {
+        let h = super::parse_header(b"X-A:  two words \t").unwrap();
+        assert_eq!(h.value.as_str(), "two words");
+        assert!(super::parse_header(b" X-A: a").is_err());
+        assert!(super::parse_header(b"X-A : a").is_err());
+        assert!(super::parse_header(b"X-A: a\nb").is_err());
+        assert!(super::parse_header(b"X-A: \xff").is_err());
+        assert!(super::parse_header(b"no colon").is_err());
     }
 }

@@ -87,7 +87,9 @@
 //! # let response = tiny_http::Response::from_file(File::open(&Path::new("image.png")).unwrap());
 //! let _ = request.respond(response);
 //! ```
-#![forbid(unsafe_code)]
+// mfad patch: `deny`, not `forbid`: util/sink.rs makes the socket calls std lacks
+// (a non-blocking send, poll) and allows itself unsafe code.
+#![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
@@ -112,6 +114,7 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use options::Options;
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
@@ -119,6 +122,7 @@ pub use test::TestRequest;
 mod client;
 mod common;
 mod connection;
+mod options;
 mod request;
 mod response;
 mod ssl;
@@ -244,6 +248,18 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with(listener, ssl_config, Options::default())
+    }
+
+    /// mfad patch: `from_listener` with the limits and the layer's own answers set by the
+    /// application rather than fixed in this crate.
+    pub fn from_listener_with<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        options: Options,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let options = Arc::new(options);
+        let flusher = util::Flusher::start()?;
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -294,8 +310,14 @@ impl Server {
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
+                        // mfad patch: a client that stops sending (or reading) is dropped
+                        // after the socket timeout instead of holding a thread forever.
+                        if let Err(e) = sock.set_timeouts(options.socket_timeout) {
+                            log::debug!("cannot set socket timeouts: {}", e);
+                            continue;
+                        }
                         use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
+                        let pair = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
@@ -311,8 +333,23 @@ impl Server {
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
                         };
+                        // mfad patch: out of descriptors, the socket cannot be duplicated;
+                        // close it (dropping it) and go on accepting, as for accept errors.
+                        let (read_closable, write_closable) = match pair {
+                            Ok(pair) => pair,
+                            Err(e) => {
+                                log::error!("Error accepting new client: {}", e);
+                                thread::sleep(std::time::Duration::from_millis(20));
+                                continue;
+                            }
+                        };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(
+                            write_closable,
+                            read_closable,
+                            options.clone(),
+                            flusher.clone(),
+                        ))
                     }
                     Err(e) => Err(e),
                 };

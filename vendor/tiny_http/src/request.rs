@@ -1,15 +1,14 @@
 use std::io::Error as IoError;
-use std::io::{self, Cursor, ErrorKind, Read, Write};
+use std::io::{self, BufRead, Cursor, ErrorKind, Read, Write};
+use std::sync::Arc;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
 
-use crate::util::{EqualReader, FusedReader};
-use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
+use crate::util::{EqualReader, FusedReader, ResponseSink};
+use crate::{HTTPVersion, Header, Method, Options, Response, StatusCode};
 
 /// Represents an HTTP request made by a client.
 ///
@@ -52,7 +51,7 @@ pub struct Request {
     data_reader: Option<Box<dyn Read + Send + 'static>>,
 
     // if this writer is empty, then the request has been answered
-    response_writer: Option<Box<dyn Write + Send + 'static>>,
+    response_writer: Option<ResponseSink>,
 
     remote_addr: Option<SocketAddr>,
 
@@ -74,6 +73,13 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // mfad patch: part of the body is still on the socket (over the eager limit): the
+    // connection takes no more requests after this one.
+    pub(crate) unread_body: bool,
+
+    // mfad patch: the shape of the layer's own answers (the 500 of a dropped request)
+    options: Arc<Options>,
 }
 
 struct NotifyOnDrop<R> {
@@ -96,7 +102,7 @@ impl<R: Write> Write for NotifyOnDrop<R> {
 }
 impl<R> Drop for NotifyOnDrop<R> {
     fn drop(&mut self) {
-        self.sender.send(()).unwrap();
+        self.sender.send(()).ok();
     }
 }
 
@@ -108,6 +114,9 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// mfad patch: a chunked body that does not follow RFC 9112 §7.1.
+    BadFraming,
 }
 
 impl From<IoError> for RequestCreationError {
@@ -139,7 +148,7 @@ fn past_deadline(deadline: Option<std::time::Instant>) -> Result<(), RequestCrea
 ///
 /// The `Write` object will be used by the `Request` to write the response.
 #[allow(clippy::too_many_arguments)]
-pub fn new_request<R, W>(
+pub(crate) fn new_request<R>(
     secure: bool,
     method: Method,
     path: String,
@@ -147,29 +156,26 @@ pub fn new_request<R, W>(
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
-    mut writer: W,
+    mut writer: ResponseSink,
     deadline: Option<std::time::Instant>,
+    options: Arc<Options>,
 ) -> Result<Request, RequestCreationError>
 where
-    R: Read + Send + 'static,
-    W: Write + Send + 'static,
+    R: BufRead + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
+    // finding the transfer-encoding header (client.rs admits only `chunked`, alone)
+    let chunked = headers
         .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
+        .any(|h: &Header| h.field.equiv("Transfer-Encoding"));
 
     // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
+    let content_length = if chunked {
         None
     } else {
         headers
             .iter()
             .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
+            .and_then(|h| h.value.as_str().parse::<usize>().ok())
     };
 
     // true if the client sent a `Expect: 100-continue` header
@@ -186,24 +192,11 @@ where
         }
     };
 
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
-
-    // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
-    // content-length headers
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
+    // mfad patch: `Connection: upgrade` no longer hands the handler the whole socket as
+    // the body (curl --http2 sends it on every request): nothing is upgraded, and the
+    // body is framed by Content-Length or chunked like any other.
+    let mut unread_body = false;
+    let reader = if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
         } else if content_length <= EAGER_BODY_LIMIT {
@@ -211,10 +204,7 @@ where
             // own thread and within the request deadline, so that a client trickling its
             // body never holds one of the application's worker threads.
             if expects_continue {
-                writer
-                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    .and_then(|()| writer.flush())
-                    .map_err(RequestCreationError::CreationIoError)?;
+                send_continue(&mut writer)?;
                 must_send_continue = false;
             }
             let mut buffer = vec![0; content_length];
@@ -236,45 +226,30 @@ where
 
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
+            unread_body = true;
             let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        //
+    } else if chunked {
         // mfad patch: read eagerly, as above, up to one byte past EAGER_BODY_LIMIT; a
         // longer body shows the handler that it is too long, and the connection closes
         // after the response (client.rs).
         if expects_continue {
-            writer
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .and_then(|()| writer.flush())
-                .map_err(RequestCreationError::CreationIoError)?;
+            send_continue(&mut writer)?;
             must_send_continue = false;
         }
-        let mut decoder = Decoder::new(source_data);
-        let mut buffer = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while buffer.len() <= EAGER_BODY_LIMIT {
-            let read = decoder.read(&mut chunk)?;
-            if read == 0 {
-                break;
-            }
-            buffer.extend_from_slice(&chunk[..read]);
-            past_deadline(deadline)?;
-        }
+        let (buffer, complete) = read_chunked(&mut source_data, deadline, EAGER_BODY_LIMIT + 1)?;
+        unread_body = !complete;
         Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
-        // TODO: could also be multipart/byteranges
         Box::new(io::empty()) as Box<dyn Read + Send + 'static>
     };
 
     Ok(Request {
         data_reader: Some(reader),
-        response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
+        response_writer: Some(writer),
         remote_addr,
         secure,
         method,
@@ -284,7 +259,118 @@ where
         body_length: content_length,
         must_send_continue: must_send_continue && expects_continue,
         notify_when_responded: None,
+        unread_body,
+        options,
     })
+}
+
+fn send_continue(writer: &mut ResponseSink) -> Result<(), RequestCreationError> {
+    writer
+        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+        .and_then(|()| writer.flush())
+        .map_err(RequestCreationError::CreationIoError)
+}
+
+/// A line of a chunked body (size line, CRLF after data, trailer field) at most this long.
+const CHUNK_LINE_LIMIT: usize = 4 * 1024;
+/// The trailer section at most this long, as the header section.
+const TRAILER_LIMIT: usize = 16 * 1024;
+
+/// Reads one CRLF-terminated line (without it), at most `limit` bytes, or `BadFraming`.
+fn chunk_line<R: BufRead>(source: &mut R, limit: usize) -> Result<Vec<u8>, RequestCreationError> {
+    let mut line = Vec::new();
+    (&mut *source)
+        .take(limit as u64 + 2)
+        .read_until(b'\n', &mut line)?;
+    match line.len() {
+        0 => Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF").into()),
+        n if n >= 2 && line.ends_with(b"\r\n") => {
+            line.truncate(n - 2);
+            Ok(line)
+        }
+        _ if !line.ends_with(b"\n") && line.len() < limit + 2 => {
+            Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF").into())
+        }
+        _ => Err(RequestCreationError::BadFraming),
+    }
+}
+
+/// mfad patch: a strict chunked decoder (RFC 9112 §7.1), in place of the
+/// `chunked_transfer` crate's, which failed on a trailer section and read sizes loosely.
+/// Reads the body up to `limit` bytes: `(body, true)` if it ended within them (its
+/// trailer section read and checked), `(first limit bytes, false)` otherwise. A size that
+/// is not 1–15 hex digits, chunk data not followed by CRLF, or a malformed trailer line
+/// is `BadFraming`. Chunk extensions (`;name=value`) are ignored, as §7.1.1 allows.
+pub(crate) fn read_chunked<R: BufRead>(
+    source: &mut R,
+    deadline: Option<std::time::Instant>,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), RequestCreationError> {
+    let mut body = Vec::new();
+    loop {
+        past_deadline(deadline)?;
+        let line = chunk_line(source, CHUNK_LINE_LIMIT)?;
+        let digits = line.split(|&b| b == b';').next().unwrap_or(&[]);
+        let digits = trim_trailing_ws(digits);
+        if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+            return Err(RequestCreationError::BadFraming);
+        }
+        let size = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| usize::from_str_radix(d, 16).ok())
+            .ok_or(RequestCreationError::BadFraming)?;
+        if size == 0 {
+            break;
+        }
+        let want = size.min(limit - body.len());
+        let start = body.len();
+        body.resize(start + want, 0);
+        let mut filled = start;
+        while filled < body.len() {
+            let n = source.read(&mut body[filled..])?;
+            if n == 0 {
+                return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF").into());
+            }
+            filled += n;
+            past_deadline(deadline)?;
+        }
+        if want < size {
+            return Ok((body, false));
+        }
+        if !chunk_line(source, 0)?.is_empty() {
+            return Err(RequestCreationError::BadFraming);
+        }
+    }
+    // The trailer section: header fields, then an empty line.
+    let mut budget = TRAILER_LIMIT;
+    loop {
+        past_deadline(deadline)?;
+        let line = chunk_line(source, budget.min(CHUNK_LINE_LIMIT))?;
+        if line.is_empty() {
+            return Ok((body, true));
+        }
+        budget = budget.saturating_sub(line.len() + 2);
+        let colon = line.iter().position(|&b| b == b':');
+        let well_formed = colon.is_some_and(|c| {
+            c > 0
+                && line[..c]
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                && line[c + 1..]
+                    .iter()
+                    .all(|&b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
+        });
+        if !well_formed || budget == 0 {
+            return Err(RequestCreationError::BadFraming);
+        }
+    }
+}
+
+fn trim_trailing_ws(mut v: &[u8]) -> &[u8] {
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
 }
 
 impl Request {
@@ -339,46 +425,6 @@ impl Request {
         self.remote_addr.as_ref()
     }
 
-    /// Sends a response with a `Connection: upgrade` header, then turns the `Request` into a `Stream`.
-    ///
-    /// The main purpose of this function is to support websockets.
-    /// If you detect that the request wants to use some kind of protocol upgrade, you can
-    ///  call this function to obtain full control of the socket stream.
-    ///
-    /// If you call this on a non-websocket request, tiny-http will wait until this `Stream` object
-    ///  is destroyed before continuing to read or write on the socket. Therefore you should always
-    ///  destroy it as soon as possible.
-    pub fn upgrade<R: Read>(
-        mut self,
-        protocol: &str,
-        response: Response<R>,
-    ) -> Box<dyn ReadWrite + Send> {
-        use crate::util::CustomStream;
-
-        response
-            .raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                false,
-                Some(protocol),
-            )
-            .ok(); // TODO: unused result
-
-        self.response_writer.as_mut().unwrap().flush().ok(); // TODO: unused result
-
-        let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
-        if let Some(sender) = self.notify_when_responded.take() {
-            let stream = NotifyOnDrop {
-                sender,
-                inner: stream,
-            };
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        } else {
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        }
-    }
-
     /// Allows to read the body of the request.
     ///
     /// # Example
@@ -406,20 +452,25 @@ impl Request {
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
         if self.must_send_continue {
-            let msg = Response::new_empty(StatusCode(100));
-            msg.raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                true,
-                None,
-            )
-            .ok();
-            self.response_writer.as_mut().unwrap().flush().ok();
+            if let Some(writer) = self.response_writer.as_mut() {
+                let msg = Response::new_empty(StatusCode(100));
+                msg.raw_print(
+                    writer.by_ref(),
+                    self.http_version.clone(),
+                    &self.headers,
+                    true,
+                    None,
+                )
+                .ok();
+                writer.flush().ok();
+            }
             self.must_send_continue = false;
         }
 
-        self.data_reader.as_mut().unwrap()
+        match self.data_reader.as_mut() {
+            Some(reader) => reader,
+            None => unreachable!("the reader is only taken when the request is consumed"),
+        }
     }
 
     /// Turns the `Request` into a writer.
@@ -434,7 +485,7 @@ impl Request {
     /// Therefore you should always destroy the `Writer` as soon as possible.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
-        let writer = self.extract_writer_impl();
+        let writer: Box<dyn Write + Send + 'static> = Box::new(self.extract_writer_impl());
         if let Some(sender) = self.notify_when_responded.take() {
             let writer = NotifyOnDrop {
                 sender,
@@ -450,27 +501,12 @@ impl Request {
     /// as the object returned by `into_writer` above.
     ///
     /// This may only be called once on a single request.
-    fn extract_writer_impl(&mut self) -> Box<dyn Write + Send + 'static> {
-        use std::mem;
-
-        assert!(self.response_writer.is_some());
-
-        let mut writer = None;
-        mem::swap(&mut self.response_writer, &mut writer);
-        writer.unwrap()
-    }
-
-    /// Extract the body `Reader` object from the Request.
-    ///
-    /// This may only be called once on a single request.
-    fn extract_reader_impl(&mut self) -> Box<dyn Read + Send + 'static> {
-        use std::mem;
-
-        assert!(self.data_reader.is_some());
-
-        let mut reader = None;
-        mem::swap(&mut self.data_reader, &mut reader);
-        reader.unwrap()
+    fn extract_writer_impl(&mut self) -> ResponseSink {
+        // mfad patch: a request consumed twice would be a bug of this crate; an empty
+        // sink instead of a panic on the request path.
+        self.response_writer
+            .take()
+            .unwrap_or_else(ResponseSink::discard)
     }
 
     /// Sends a response to this request.
@@ -481,7 +517,7 @@ impl Request {
     {
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
+            sender.send(()).ok();
         }
         res
     }
@@ -491,6 +527,9 @@ impl Request {
         R: Read,
     {
         let mut writer = self.extract_writer_impl();
+        if response.closes() {
+            writer.close_after();
+        }
 
         let do_not_send_body = self.method == Method::Head;
 
@@ -534,10 +573,11 @@ impl fmt::Debug for Request {
 impl Drop for Request {
     fn drop(&mut self) {
         if self.response_writer.is_some() {
-            let response = Response::empty(500);
+            // mfad patch: in the application's shape, like every answer of the layer
+            let response = crate::response::layer_error(&self.options, 500);
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
+                sender.send(()).ok();
             }
         }
     }
@@ -552,6 +592,59 @@ impl<T> ReadWrite for T where T: Read + Write {}
 #[cfg(test)]
 mod tests {
     use super::Request;
+
+    fn chunked(text: &[u8], limit: usize) -> Result<(Vec<u8>, bool), &'static str> {
+        let mut source = std::io::Cursor::new(text.to_vec());
+        super::read_chunked(&mut source, None, limit).map_err(|e| match e {
+            super::RequestCreationError::BadFraming => "bad framing",
+            _ => "io",
+        })
+    }
+
+    #[test]
+    fn chunked_bodies_are_read_strictly() {
+        let ok = |t: &[u8]| chunked(t, 100).map(|(b, done)| (String::from_utf8(b).unwrap(), done));
+        assert_eq!(ok(b"2\r\n{}\r\n0\r\n\r\n"), Ok(("{}".into(), true)));
+        assert_eq!(
+            ok(b"1;a=b\r\n{\r\n1\r\n}\r\n0\r\n\r\n"),
+            Ok(("{}".into(), true))
+        );
+        assert_eq!(
+            ok(b"A\r\n0123456789\r\n0\r\n\r\n"),
+            Ok(("0123456789".into(), true))
+        );
+        // Trailers are read and checked.
+        assert_eq!(
+            ok(b"2\r\n{}\r\n0\r\nX-A: b\r\nX-C:\r\n\r\n"),
+            Ok(("{}".into(), true))
+        );
+        for bad in [
+            &b"zz\r\n{}\r\n0\r\n\r\n"[..],
+            b"-1\r\n{}\r\n0\r\n\r\n",
+            b"\r\n{}\r\n0\r\n\r\n",
+            b"1000000000000000000\r\n{}\r\n0\r\n\r\n",
+            b"+2\r\n{}\r\n0\r\n\r\n",
+            b"2\r\n{}  \r\n0\r\n\r\n",
+            b"2\n{}\r\n0\r\n\r\n",
+            b"2\r\n{}\r\n0\r\nno colon\r\n\r\n",
+            b"2\r\n{}\r\n0\r\n: empty name\r\n\r\n",
+            b"2\r\n{}\r\n0\r\nX-A: \x01\r\n\r\n",
+        ] {
+            assert_eq!(
+                chunked(bad, 100),
+                Err("bad framing"),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Cut off: EOF is not a framing error (the client went away).
+        assert_eq!(chunked(b"5\r\nab", 100), Err("io"));
+        // Over the limit: the first `limit` bytes, not complete.
+        assert_eq!(
+            chunked(b"5\r\nabcde\r\n0\r\n\r\n", 3),
+            Ok((b"abc".to_vec(), false))
+        );
+    }
 
     #[test]
     fn must_be_send() {

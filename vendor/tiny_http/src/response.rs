@@ -43,6 +43,8 @@ pub struct Response<R> {
     headers: Vec<Header>,
     data_length: Option<usize>,
     chunked_threshold: Option<usize>,
+    // mfad patch: `Connection: close` was asked for (the connection ends after it)
+    close: bool,
 }
 
 /// A `Response` without a template parameter.
@@ -206,6 +208,7 @@ where
             headers: Vec::with_capacity(16),
             data_length,
             chunked_threshold: None,
+            close: false,
         };
 
         for h in headers {
@@ -254,9 +257,17 @@ where
     {
         let header = header.into();
 
+        // mfad patch: `Connection: close` was silently dropped, so an application could
+        // not end a connection whose body it had not read; it is now sent, and honoured.
+        if header.field.equiv("Connection") {
+            if header.value.as_str().to_ascii_lowercase().contains("close") {
+                self.close = true;
+            }
+            return;
+        }
+
         // ignoring forbidden headers
-        if header.field.equiv("Connection")
-            || header.field.equiv("Trailer")
+        if header.field.equiv("Trailer")
             || header.field.equiv("Transfer-Encoding")
             || header.field.equiv("Upgrade")
         {
@@ -319,6 +330,7 @@ where
             status_code: self.status_code,
             data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
     }
 
@@ -353,12 +365,10 @@ where
             self.headers.insert(0, build_date_header());
         }
 
-        // add `Server` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
-            );
+        // mfad patch: no `Server: tiny-http (Rust)`: an answer does not name the software.
+        if self.close {
+            self.headers
+                .push(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
         }
 
         // handling upgrade
@@ -453,6 +463,11 @@ where
         Ok(())
     }
 
+    /// mfad patch: whether the connection ends after this answer.
+    pub fn closes(&self) -> bool {
+        self.close
+    }
+
     /// Retrieves the current value of the `Response` status code
     pub fn status_code(&self) -> StatusCode {
         self.status_code
@@ -481,6 +496,7 @@ where
             headers: self.headers,
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
     }
 }
@@ -540,6 +556,18 @@ impl Response<Cursor<Vec<u8>>> {
     }
 }
 
+/// mfad patch: an answer the layer writes itself (a malformed or refused request), with
+/// the application's headers and body, and `Connection: close`.
+pub(crate) fn layer_error(options: &crate::Options, code: u16) -> Response<Cursor<Vec<u8>>> {
+    let mut response =
+        Response::from_data((options.error_body)(StatusCode(code))).with_status_code(code);
+    for h in &options.error_headers {
+        response.add_header(h.clone());
+    }
+    response.close = true;
+    response
+}
+
 impl Response<io::Empty> {
     /// Builds an empty `Response` with the given status code.
     pub fn empty<S>(status_code: S) -> Response<io::Empty>
@@ -569,6 +597,7 @@ impl Clone for Response<io::Empty> {
             headers: self.headers.clone(),
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
     }
 }

@@ -1,21 +1,19 @@
-pub use self::custom_stream::CustomStream;
 pub use self::equal_reader::EqualReader;
-pub(crate) use self::equal_reader::DRAIN_LIMIT;
 pub use self::fused_reader::FusedReader;
 pub use self::messages_queue::MessagesQueue;
 pub use self::refined_tcp_stream::RefinedTcpStream;
 pub use self::sequential::{SequentialReader, SequentialReaderBuilder};
-pub use self::sequential::SequentialWriterBuilder; // mfad patch: unused import dropped
+pub(crate) use self::sink::{Conn, Flusher, ResponseSink};
 pub use self::task_pool::TaskPool;
 
 use std::str::FromStr;
 
-mod custom_stream;
 mod equal_reader;
 mod fused_reader;
 mod messages_queue;
 pub(crate) mod refined_tcp_stream;
 mod sequential;
+mod sink;
 mod task_pool;
 
 /// Parses a the value of a header.

@@ -12,12 +12,15 @@ pub(crate) enum Stream {
     Https(SslStream),
 }
 
-impl Clone for Stream {
-    fn clone(&self) -> Self {
+impl Stream {
+    /// mfad patch: a second handle on the same socket. The original `Clone` unwrapped
+    /// `try_clone`, which fails with EMFILE once the process is out of descriptors: the
+    /// accept thread panicked and the server never accepted again.
+    fn try_clone(&self) -> IoResult<Self> {
         match self {
-            Stream::Http(tcp_stream) => Stream::Http(tcp_stream.try_clone().unwrap()),
+            Stream::Http(tcp_stream) => tcp_stream.try_clone().map(Stream::Http),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-            Stream::Https(ssl_stream) => Stream::Https(ssl_stream.clone()),
+            Stream::Https(ssl_stream) => Ok(Stream::Https(ssl_stream.clone())),
         }
     }
 }
@@ -89,13 +92,13 @@ pub struct RefinedTcpStream {
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
+    pub(crate) fn new<S>(stream: S) -> IoResult<(RefinedTcpStream, RefinedTcpStream)>
     where
         S: Into<Stream>,
     {
         let stream: Stream = stream.into();
 
-        let (read, write) = (stream.clone(), stream);
+        let (read, write) = (stream.try_clone()?, stream);
 
         let read = RefinedTcpStream {
             stream: read,
@@ -109,7 +112,7 @@ impl RefinedTcpStream {
             close_write: true,
         };
 
-        (read, write)
+        Ok((read, write))
     }
 
     /// Returns true if this struct wraps around a secure connection.
@@ -120,6 +123,26 @@ impl RefinedTcpStream {
 
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
+    }
+
+    /// mfad patch: the socket, for a non-blocking `send` and `poll` (plain sockets only).
+    pub(crate) fn raw_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        use std::os::unix::io::AsRawFd;
+        match &self.stream {
+            Stream::Http(Connection::Tcp(s)) => Some(s.as_raw_fd()),
+            #[cfg(unix)]
+            Stream::Http(Connection::Unix(s)) => Some(s.as_raw_fd()),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// mfad patch: shuts the socket down from a shared reference (plain sockets only).
+    pub(crate) fn shutdown(&self, how: Shutdown) {
+        #[allow(irrefutable_let_patterns)]
+        if let Stream::Http(c) = &self.stream {
+            c.shutdown(how).ok();
+        }
     }
 }
 

@@ -1,9 +1,8 @@
 use std::io::Result as IoResult;
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Read};
 
 use std::sync::mpsc::channel;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, Sender};
 
 use std::mem;
 
@@ -39,50 +38,10 @@ where
     Empty,
 }
 
-pub struct SequentialWriterBuilder<W>
-where
-    W: Write + Send,
-{
-    writer: Arc<Mutex<W>>,
-    next_trigger: Option<Receiver<()>>,
-}
-
-pub struct SequentialWriter<W>
-where
-    W: Write + Send,
-{
-    trigger: Option<Receiver<()>>,
-    writer: Arc<Mutex<W>>,
-    on_finish: Sender<()>,
-}
-
 impl<R: Read + Send> SequentialReaderBuilder<R> {
     pub fn new(reader: R) -> SequentialReaderBuilder<R> {
         SequentialReaderBuilder {
             inner: SequentialReaderBuilderInner::First(reader),
-        }
-    }
-}
-
-impl<W: Write + Send> SequentialWriterBuilder<W> {
-    pub fn new(writer: W) -> SequentialWriterBuilder<W> {
-        SequentialWriterBuilder {
-            writer: Arc::new(Mutex::new(writer)),
-            next_trigger: None,
-        }
-    }
-
-    /// mfad patch: whether the last writer handed out has not finished (its response
-    /// is not sent yet).
-    pub fn last_pending(&mut self) -> bool {
-        match self.next_trigger.as_ref().map(Receiver::try_recv) {
-            Some(Err(TryRecvError::Empty)) => true,
-            _ => {
-                // It finished (the signal is taken here, so the next writer must not
-                // wait for it), or there was none.
-                self.next_trigger = None;
-                false
-            }
         }
     }
 }
@@ -106,21 +65,6 @@ impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
                 next: tx,
             }),
         }
-    }
-}
-
-impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
-    type Item = SequentialWriter<W>;
-    fn next(&mut self) -> Option<SequentialWriter<W>> {
-        let (tx, rx) = channel();
-        let mut next_next_trigger = Some(rx);
-        ::std::mem::swap(&mut next_next_trigger, &mut self.next_trigger);
-
-        Some(SequentialWriter {
-            trigger: next_next_trigger,
-            writer: self.writer.clone(),
-            on_finish: tx,
-        })
     }
 }
 
@@ -159,26 +103,6 @@ impl<R: BufRead + Send> BufRead for SequentialReader<R> {
     }
 }
 
-impl<W: Write + Send> Write for SequentialWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
-        }
-        self.trigger = None;
-
-        self.writer.lock().unwrap().write(buf)
-    }
-
-    fn flush(&mut self) -> IoResult<()> {
-        if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
-        }
-        self.trigger = None;
-
-        self.writer.lock().unwrap().flush()
-    }
-}
-
 impl<R> Drop for SequentialReader<R>
 where
     R: Read + Send,
@@ -196,14 +120,5 @@ where
             }
             SequentialReaderInner::Empty => (),
         }
-    }
-}
-
-impl<W> Drop for SequentialWriter<W>
-where
-    W: Write + Send,
-{
-    fn drop(&mut self) {
-        self.on_finish.send(()).ok();
     }
 }
