@@ -139,10 +139,8 @@ fn check_database_is_there(
     ))
 }
 
-/// Opens (creating on first start) the data directory, the key and the database, and
-/// checks that the key is the one this database was made with.
-pub fn open_instance(config: &Config) -> Result<Instance, String> {
-    let dir = &config.data_dir;
+/// Creates the data directory (mode 0700) unless it exists.
+fn ensure_data_dir(dir: &Path) -> Result<(), String> {
     if !dir.exists() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -150,6 +148,14 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
             .create(dir)
             .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
     }
+    Ok(())
+}
+
+/// Opens (creating on first start) the data directory, the key and the database, and
+/// checks that the key is the one this database was made with.
+pub fn open_instance(config: &Config) -> Result<Instance, String> {
+    let dir = &config.data_dir;
+    ensure_data_dir(dir)?;
     let (path, create_if_missing, credential) = key_path(config);
     let db_path = dir.join("mfad.db");
     check_database_is_there(config, &db_path, &path, create_if_missing)?;
@@ -282,13 +288,7 @@ fn lock_data_dir(dir: &Path) -> Result<fs::File, String> {
 /// Starts the server: returns once it is listening.
 pub fn serve(config: &Config) -> Result<Running, String> {
     let dir = &config.data_dir;
-    if !dir.exists() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
-    }
+    ensure_data_dir(dir)?;
     let lock = lock_data_dir(dir)?;
     let Instance { keys, db } = open_instance(config)?;
     let app = app(config, keys)?;

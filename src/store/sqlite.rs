@@ -430,6 +430,17 @@ mod tests {
         }
     }
 
+    /// A database with one account whose TOTP setup is pending (secret `b"s"`).
+    fn account_with_pending_secret() -> (tempfile::TempDir, Db, i64) {
+        let (d, db) = db();
+        let id = db
+            .write(|tx| tx.create_account("a@b.c", None, 1))
+            .unwrap()
+            .unwrap();
+        db.write(|tx| tx.set_pending_secret(id, b"s")).unwrap();
+        (d, db, id)
+    }
+
     fn db() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.db"), Durability::Normal).unwrap();
@@ -505,12 +516,7 @@ mod tests {
 
     #[test]
     fn raise_last_step_only_moves_forward() {
-        let (_d, db) = db();
-        let id = db
-            .write(|tx| tx.create_account("a@b.c", None, 1))
-            .unwrap()
-            .unwrap();
-        db.write(|tx| tx.set_pending_secret(id, b"s")).unwrap();
+        let (_d, db, id) = account_with_pending_secret();
         db.write(|tx| tx.activate_secret(id, b"s", 10, b"salt", 1))
             .unwrap();
         assert!(!db.write(|tx| tx.raise_last_step(id, 10)).unwrap());
@@ -675,12 +681,7 @@ mod tests {
 
     #[test]
     fn account_lock_after_limit() {
-        let (_d, db) = db();
-        let id = db
-            .write(|tx| tx.create_account("a@b.c", None, 1))
-            .unwrap()
-            .unwrap();
-        db.write(|tx| tx.set_pending_secret(id, b"s")).unwrap();
+        let (_d, db, id) = account_with_pending_secret();
         for i in 1..3 {
             assert_eq!(
                 db.write(|tx| tx.count_verify_failure(id, 3, 900)).unwrap(),
