@@ -1,4 +1,5 @@
--- mfad's database schema, version 1 (recorded in PRAGMA user_version).
+-- mfad's database schema, version 2 (recorded in PRAGMA user_version). A database of
+-- an earlier version is brought here by the migrations in src/store/sqlite.rs.
 -- Applied at start by the binary, which embeds this file. Secrets never appear here in
 -- the clear: TOTP secrets are sealed with AES-256-GCM (account id as associated data);
 -- backup codes, refresh tokens and MFA challenges are stored only as keyed hashes.
@@ -13,7 +14,11 @@ CREATE TABLE accounts (
     password_hash    TEXT,
     -- `sub` (or `username`) of an external token; NULL for local accounts.
     external_subject TEXT UNIQUE,
-    created_at       INTEGER NOT NULL
+    created_at       INTEGER NOT NULL,
+    -- The last change of the account itself (its password); NULL: never changed.
+    updated_at       INTEGER,
+    -- The last successful login or refresh; NULL: never.
+    last_connected_at INTEGER
 );
 
 -- One row per account that has started TOTP setup.
@@ -42,7 +47,19 @@ CREATE TABLE mfa_challenges (
     token_hash BLOB PRIMARY KEY,                -- HMAC of the 32-byte challenge token
     account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     expires_at INTEGER NOT NULL,
-    failures   INTEGER NOT NULL DEFAULT 0
+    failures   INTEGER NOT NULL DEFAULT 0,
+    -- 0: a login's second step; 1: a step-up of a signed-in account. One never
+    -- stands in for the other.
+    purpose    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- A passed step-up, until the relying service redeems it (once) or it expires.
+CREATE TABLE verifications (
+    token_hash  BLOB PRIMARY KEY,               -- HMAC of the 32-byte verification token
+    account_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    method      TEXT NOT NULL,                  -- totp, backup_code
+    verified_at INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 CREATE TABLE refresh_tokens (

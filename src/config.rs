@@ -6,6 +6,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use crate::http::{SameSite, WebPolicy};
 use std::time::Duration;
 
 /// What to do.
@@ -66,6 +68,10 @@ pub struct Config {
     /// Set by `--init`: a missing or empty database beside an existing key may be
     /// created anew (starting over on purpose).
     pub init: bool,
+    /// CORS origins, the refresh cookie's `SameSite`, the public URL.
+    pub web: WebPolicy,
+    /// Whether a `--cors-origin` flag has replaced `MFAD_CORS_ORIGINS`.
+    cors_from_flags: bool,
     /// Hidden, for tests: the socket timeout instead of `http::SOCKET_TIMEOUT`.
     pub test_socket_timeout: Option<Duration>,
     /// Hidden, for tests: the request deadline instead of `http::REQUEST_DEADLINE`.
@@ -123,6 +129,15 @@ OPTIONS (each also an environment variable; a flag wins over the variable):
     --durability MODE        MFAD_DURABILITY     normal (a power cut may lose the last
                                                  commits) or full (sync every commit) [normal]
     --log-level LEVEL        MFAD_LOG_LEVEL      error, warn, info or debug [info]
+    --cors-origin ORIGIN     MFAD_CORS_ORIGINS   an origin whose pages may call the API with
+                                                 credentials, e.g. http://localhost:3000
+                                                 (repeat the flag; the variable takes a
+                                                 comma list) [none]
+    --cookie-samesite MODE   MFAD_COOKIE_SAMESITE  SameSite of the refresh-token cookie:
+                                                 strict, lax, or none for a frontend on
+                                                 another site [strict]
+    --public-url URL         MFAD_PUBLIC_URL     the origin mfad is reached at, e.g.
+                                                 https://auth.example.com [the request's Host]
     --email EMAIL                                account for token and user commands
     --ttl SECONDS                                lifetime of a token from `mfad token` [3600]
     --password-stdin                             read the password from standard input
@@ -164,6 +179,8 @@ impl Config {
             log_level: log::LevelFilter::Info,
             password_stdin: false,
             init: false,
+            web: WebPolicy::default(),
+            cors_from_flags: false,
             test_socket_timeout: None,
             test_request_deadline: None,
         }
@@ -285,6 +302,36 @@ impl Config {
                     _ => return Err(bad(shown, value, "normal or full")),
                 }
             }
+            "cors-origin" => {
+                // A flag adds one origin (repeat it for more); the variable is a comma
+                // list. The flags, when given, replace the variable's list.
+                let from_flag = shown.starts_with("--");
+                if from_flag && !self.cors_from_flags {
+                    self.cors_from_flags = true;
+                    self.web.cors_origins.clear();
+                }
+                if !from_flag {
+                    self.web.cors_origins.clear();
+                }
+                for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                    let o = crate::http::parse_origin(origin).map_err(|e| bad(shown, origin, e))?;
+                    if !self.web.cors_origins.contains(&o) {
+                        self.web.cors_origins.push(o);
+                    }
+                }
+            }
+            "cookie-samesite" => {
+                self.web.same_site = Some(match value {
+                    "strict" => SameSite::Strict,
+                    "lax" => SameSite::Lax,
+                    "none" => SameSite::None,
+                    _ => return Err(bad(shown, value, "strict, lax or none")),
+                })
+            }
+            "public-url" => {
+                self.web.public_origin =
+                    Some(crate::http::parse_origin(value).map_err(|e| bad(shown, value, e))?)
+            }
             "log-level" => {
                 self.log_level = match value {
                     "error" => log::LevelFilter::Error,
@@ -317,7 +364,7 @@ impl Config {
 }
 
 /// Settings that are both a flag (`--name`) and an environment variable.
-const SETTINGS: [(&str, &str); 15] = [
+const SETTINGS: [(&str, &str); 18] = [
     ("listen", "MFAD_LISTEN"),
     ("data-dir", "MFAD_DATA_DIR"),
     ("key-file", "MFAD_KEY_FILE"),
@@ -331,6 +378,9 @@ const SETTINGS: [(&str, &str); 15] = [
     ("login-rate", "MFAD_LOGIN_RATE"),
     ("durability", "MFAD_DURABILITY"),
     ("log-level", "MFAD_LOG_LEVEL"),
+    ("cors-origin", "MFAD_CORS_ORIGINS"),
+    ("cookie-samesite", "MFAD_COOKIE_SAMESITE"),
+    ("public-url", "MFAD_PUBLIC_URL"),
     ("test-socket-timeout-ms", "MFAD_TEST_SOCKET_TIMEOUT_MS"),
     ("test-request-deadline-ms", "MFAD_TEST_REQUEST_DEADLINE_MS"),
 ];

@@ -14,14 +14,20 @@ pub enum Error {
     Rejected(&'static str),
     /// 404.
     NotFound,
+    /// 403: a cookie-authenticated request from an origin that is not allowed, or a
+    /// CORS preflight from one.
+    Forbidden(&'static str),
     /// 405, with the methods the path does take.
     MethodNotAllowed(&'static str),
     /// 409: the request conflicts with the account's state.
     Conflict(&'static str),
     /// 413: the body is over the cap.
     PayloadTooLarge,
-    /// 422: well-formed but wrong (a wrong code, a wrong password).
+    /// 422: well-formed but wrong (a wrong code).
     Unprocessable(&'static str),
+    /// 422: a wrong or missing password confirmation, in Storno's shape (with
+    /// `messageKey`).
+    WrongPassword,
     /// 429, with the seconds to wait.
     TooManyRequests {
         message: &'static str,
@@ -40,11 +46,12 @@ impl Error {
         match self {
             Error::BadRequest(_) => 400,
             Error::Unauthenticated(_) | Error::Rejected(_) => 401,
+            Error::Forbidden(_) => 403,
             Error::NotFound => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::Conflict(_) => 409,
             Error::PayloadTooLarge => 413,
-            Error::Unprocessable(_) => 422,
+            Error::Unprocessable(_) | Error::WrongPassword => 422,
             Error::TooManyRequests { .. } => 429,
             Error::Internal => 500,
             Error::Unavailable | Error::Busy => 503,
@@ -57,9 +64,11 @@ impl Error {
             | Error::Unauthenticated(m)
             | Error::Rejected(m)
             | Error::Conflict(m)
+            | Error::Forbidden(m)
             | Error::Unprocessable(m)
             | Error::TooManyRequests { message: m, .. } => m,
             Error::NotFound => "No such endpoint.",
+            Error::WrongPassword => "Password is incorrect.",
             Error::MethodNotAllowed(_) => "Method not allowed on this endpoint.",
             Error::PayloadTooLarge => "Request body is too large (the limit is 16 KiB).",
             Error::Unavailable => "Storage is unavailable; try again shortly.",

@@ -16,6 +16,7 @@ pub mod log;
 pub mod qr;
 pub mod service;
 pub mod store;
+pub mod time;
 pub mod totp;
 
 use std::fs;
@@ -298,7 +299,14 @@ pub fn serve(config: &Config) -> Result<Running, String> {
         socket_timeout: config.test_socket_timeout,
         request_deadline: config.test_request_deadline,
     };
-    let http = http::start(config.listen, Arc::new(app), config.workers, db, limits)?;
+    let http = http::start(
+        config.listen,
+        Arc::new(app),
+        config.workers,
+        db,
+        limits,
+        config.web.clone(),
+    )?;
     Ok(Running {
         http,
         janitor,

@@ -857,10 +857,12 @@ fn regenerate_and_disable_confirm_with_the_password() {
             .status,
         422
     );
+    // Storno: a password that is not a string is an incorrect one.
+    let r = s.post(DISABLE, Some(&token), &json!({"password": 5}));
+    assert_eq!(r.status, 422);
     assert_eq!(
-        s.post(DISABLE, Some(&token), &json!({"password": 5}))
-            .status,
-        400
+        r.json(),
+        json!({"error": "Password is incorrect.", "messageKey": "error.auth.password_incorrect"})
     );
     let r = s.post(DISABLE, Some(&token), &json!({"password": PASSWORD}));
     assert_eq!(r.status, 200);
@@ -956,7 +958,12 @@ fn refresh_rotates_and_reuse_revokes_the_family() {
             .status,
         200
     );
-    assert_eq!(s.post(REFRESH, None, &json!({})).status, 400);
+    let r = s.post(REFRESH, None, &json!({}));
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.json(),
+        json!({"code": 401, "message": "Missing JWT Refresh Token", "error": "Missing JWT Refresh Token"})
+    );
     assert_eq!(
         s.post(REFRESH, None, &json!({"refresh_token": "abc"}))
             .status,

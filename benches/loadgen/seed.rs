@@ -161,7 +161,12 @@ impl Seeder {
                     let challenge = if challenges {
                         let raw: [u8; 32] = crypto::random()?;
                         let expires = now as i64 + 3600;
-                        c.insert_challenge(&keys.token_hash(&raw), id, expires)?;
+                        c.insert_challenge(
+                            &keys.token_hash(&raw),
+                            id,
+                            expires,
+                            mfad::store::Purpose::Login,
+                        )?;
                         Some(HEXLOWER.encode(&raw))
                     } else {
                         None

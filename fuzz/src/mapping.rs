@@ -308,14 +308,24 @@ impl Harness {
                 }
                 if scenario & 0x20 != 0 {
                     let h = keys.token_hash(&CHALLENGE_P);
-                    c.insert_challenge(&h, p, now + 300)?;
+                    c.insert_challenge(&h, p, now + 300, store::Purpose::Login)?;
                     if scenario & 0x80 != 0 {
                         for _ in 0..4 {
                             c.count_challenge_failure(&h)?;
                         }
                     }
-                    c.insert_challenge(&keys.token_hash(&CHALLENGE_N), n, now + 300)?;
-                    c.insert_challenge(&keys.token_hash(&CHALLENGE_EXPIRED), p, now - 1)?;
+                    c.insert_challenge(
+                        &keys.token_hash(&CHALLENGE_N),
+                        n,
+                        now + 300,
+                        store::Purpose::Login,
+                    )?;
+                    c.insert_challenge(
+                        &keys.token_hash(&CHALLENGE_EXPIRED),
+                        p,
+                        now - 1,
+                        store::Purpose::Login,
+                    )?;
                 }
                 if scenario & 0x40 != 0 {
                     let f = &REFRESH_FAMILY;

@@ -38,6 +38,7 @@ pub fn add_user(db: &Db, email: &str, password_hash: &str, now: i64) -> Result<O
 pub fn set_password(db: &Db, id: i64, password_hash: &str, now: i64) -> Result<(), Error> {
     db.write(|tx| {
         tx.set_password(id, password_hash)?;
+        tx.touch_updated(id, now)?;
         tx.revoke_sessions(id)?;
         tx.audit(Some(id), now, "password_changed", Some("by admin"))
     })

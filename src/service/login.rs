@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::crypto::{self, PasswordCheck};
 use crate::error::Error;
-use crate::store::{Account, Db, Tx};
+use crate::store::{Account, Db, Purpose, Tx};
 
 use super::second_factor::{self, Answer, Asker, Kind, Verdict};
 use super::{audit, hex32, locked, opt_str, req_str, App, CHALLENGE_TTL};
@@ -170,36 +170,63 @@ pub fn login(
     if !db.read(|tx| tx.totp_enabled(id))? {
         return db.write(|tx| issue_tokens(app, tx, &account, None, now));
     }
+    let (challenge, methods) = new_challenge(app, db, id, Purpose::Login, now)?;
+    Ok(json!({
+        "mfa_required": true,
+        "mfa_token": challenge,
+        "mfa_methods": methods,
+    }))
+}
+
+/// A new challenge for `account` (5 minutes, single use): its token, and the methods
+/// that can answer it, in Storno's order.
+pub(super) fn new_challenge(
+    app: &App,
+    db: &Db,
+    account: i64,
+    purpose: Purpose,
+    now: i64,
+) -> Result<(String, &'static [&'static str]), Error> {
     let challenge: [u8; 32] = crypto::random()?;
     let hash = app.keys.token_hash(&challenge);
     let remaining = db.write(|tx| {
-        tx.insert_challenge(&hash, id, now + CHALLENGE_TTL)?;
-        tx.backup_codes_remaining(id)
+        tx.insert_challenge(&hash, account, now + CHALLENGE_TTL, purpose)?;
+        tx.backup_codes_remaining(account)
     })?;
     let methods: &[&str] = if remaining > 0 {
         &["totp", "backup_code"]
     } else {
         &["totp"]
     };
-    Ok(json!({
-        "mfa_required": true,
-        "mfa_token": HEXLOWER_PERMISSIVE.encode(&challenge),
-        "mfa_methods": methods,
-    }))
+    Ok((HEXLOWER_PERMISSIVE.encode(&challenge), methods))
+}
+
+/// The `type` of an answer: `totp`, `backup` (or Storno's `backup_code`), or none.
+pub(super) fn parse_kind(
+    body: &Map<String, Value>,
+    bad: &'static str,
+) -> Result<Option<Kind>, Error> {
+    match opt_str(body, "type", bad)? {
+        Some("totp") => Ok(Some(Kind::Totp)),
+        Some("backup" | "backup_code") => Ok(Some(Kind::Backup)),
+        None => Ok(None),
+        Some(_) => Err(Error::BadRequest(bad)),
+    }
 }
 
 /// `POST /api/auth/mfa/verify`.
 pub fn verify(app: &App, db: &Db, body: &Map<String, Value>, now: i64) -> Result<Value, Error> {
-    const MISSING: &str = "Fields \"mfaToken\" and \"code\" are required strings.";
     const BAD_TYPE: &str = "Field \"type\" must be \"totp\" or \"backup\".";
-    let token = req_str(body, "mfaToken", MISSING)?;
-    let code = req_str(body, "code", MISSING)?;
-    let kind = match opt_str(body, "type", BAD_TYPE)? {
-        Some("totp") => Some(Kind::Totp),
-        Some("backup") => Some(Kind::Backup),
-        None => None,
-        Some(_) => return Err(Error::BadRequest(BAD_TYPE)),
+    // Storno's sentences: a field of another type is as missing as an absent one.
+    let token = match body.get("mfaToken") {
+        Some(Value::String(s)) => s.as_str(),
+        _ => return Err(Error::BadRequest("Missing mfaToken.")),
     };
+    let code = match body.get("code") {
+        Some(Value::String(s)) => s.as_str(),
+        _ => return Err(Error::BadRequest("Missing code.")),
+    };
+    let kind = parse_kind(body, BAD_TYPE)?;
     let challenge = app
         .keys
         .token_hash(&hex32(token).ok_or(Error::Rejected(INVALID_CHALLENGE))?);
@@ -236,24 +263,34 @@ pub fn verify(app: &App, db: &Db, body: &Map<String, Value>, now: i64) -> Result
     }
 }
 
+/// Lexik's refresh-token sentences, which Storno's clients know.
+const REFRESH_MISSING: Error = Error::Unauthenticated("Missing JWT Refresh Token");
+const REFRESH_NOT_FOUND: Error = Error::Unauthenticated("JWT Refresh Token Not Found");
+const REFRESH_INVALID: Error = Error::Unauthenticated("Invalid JWT Refresh Token");
+
+/// The refresh token of a request: the cookie's if there is one (Storno), else the
+/// body's `refresh_token` (one that is not a string counts as missing).
+fn presented<'a>(body: &'a Map<String, Value>, cookie: Option<&'a str>) -> Option<&'a str> {
+    cookie.or(match body.get("refresh_token") {
+        Some(Value::String(s)) => Some(s.as_str()),
+        _ => None,
+    })
+}
+
 /// `POST /api/auth/refresh`: rotation with reuse detection (OAuth 2.0 Security BCP
 /// §4.14.2). A token that was already exchanged revokes its whole family.
-pub fn refresh(app: &App, db: &Db, body: &Map<String, Value>, now: i64) -> Result<Value, Error> {
-    const INVALID: Error = Error::Unauthenticated("Invalid or expired refresh token.");
-    let token = req_str(
-        body,
-        "refresh_token",
-        "Field \"refresh_token\" is required and must be a string.",
-    )?;
-    let hash = app.keys.token_hash(&hex32(token).ok_or(INVALID)?);
-    enum Outcome {
-        Tokens(Value),
-        Reused,
-        Invalid,
-    }
-    let outcome = db.write(|tx| {
+pub fn refresh(
+    app: &App,
+    db: &Db,
+    body: &Map<String, Value>,
+    cookie: Option<&str>,
+    now: i64,
+) -> Result<Value, Error> {
+    let token = presented(body, cookie).ok_or(REFRESH_MISSING)?;
+    let hash = app.keys.token_hash(&hex32(token).ok_or(REFRESH_NOT_FOUND)?);
+    db.write(|tx| {
         let Some(row) = tx.refresh_token(&hash)? else {
-            return Ok(Outcome::Invalid);
+            return Err(REFRESH_NOT_FOUND);
         };
         if row.rotated {
             let n = tx.revoke_family(&row.family)?;
@@ -262,26 +299,45 @@ pub fn refresh(app: &App, db: &Db, body: &Map<String, Value>, now: i64) -> Resul
                 "refresh token reuse: revoked {n} tokens of account {}",
                 row.account_id
             );
-            return Ok(Outcome::Reused);
+            // Committed, not rolled back: the revocation is the point.
+            return Ok(Err(REFRESH_INVALID));
         }
         if row.expires_at <= now || !tx.rotate_refresh_token(&hash)? {
-            return Ok(Outcome::Invalid);
+            return Err(REFRESH_INVALID);
         }
         let Some(account) = tx.account_by_id(row.account_id)? else {
-            return Ok(Outcome::Invalid);
+            return Err(REFRESH_NOT_FOUND);
         };
-        Ok(Outcome::Tokens(issue_tokens(
+        Ok(Ok(issue_tokens(
             app,
             tx,
             &account,
             Some((&row.family, row.expires_at)),
             now,
         )?))
-    })?;
-    match outcome {
-        Outcome::Tokens(body) => Ok(body),
-        Outcome::Reused | Outcome::Invalid => Err(INVALID),
-    }
+    })?
+}
+
+/// `POST /api/auth/logout`: ends the login of the presented refresh token (every token
+/// of its family). Whether there was one is nobody's business: always `Ok`.
+pub fn logout(
+    app: &App,
+    db: &Db,
+    body: &Map<String, Value>,
+    cookie: Option<&str>,
+    now: i64,
+) -> Result<(), Error> {
+    let Some(raw) = presented(body, cookie).and_then(hex32) else {
+        return Ok(());
+    };
+    let hash = app.keys.token_hash(&raw);
+    db.write(|tx| {
+        if let Some(row) = tx.refresh_token(&hash)? {
+            tx.revoke_family(&row.family)?;
+            audit(tx, Some(row.account_id), now, "logout")?;
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -10,10 +10,11 @@ use crate::store::Db;
 use crate::totp;
 
 use super::second_factor::{self, new_backup_codes, Answer, Asker, BackupCodes, Verdict};
-use super::{audit, locked, opt_str, req_str, App, Principal};
+use super::{audit, locked, req_str, App, Principal};
 
-const INVALID_CODE: &str = "Invalid code.";
-const ALREADY_ENABLED: Error = Error::Conflict("TOTP is already enabled for this account.");
+/// Storno's sentences, word for word.
+const INVALID_CODE: Error = Error::Unprocessable("Invalid code. Please try again.");
+const ALREADY_ENABLED: Error = Error::Conflict("TOTP is already enabled.");
 
 /// `POST /api/v1/me/mfa/totp/setup`.
 pub fn setup(app: &App, db: &Db, who: &Principal) -> Result<Value, Error> {
@@ -47,23 +48,17 @@ pub fn enable(
     body: &Map<String, Value>,
     now: i64,
 ) -> Result<Value, Error> {
-    let code = req_str(
-        body,
-        "code",
-        "Field \"code\" is required and must be a string.",
-    )?;
+    let code = req_str(body, "code", "Missing code.")?;
     let id = who.account.id;
     let state = db.read(|tx| tx.totp(id))?.unwrap_or_default();
     if state.active_secret.is_some() {
         return Err(ALREADY_ENABLED);
     }
-    let pending = state.pending_secret.ok_or(Error::Unprocessable(
-        "No TOTP setup in progress; call setup first.",
-    ))?;
-    let code = totp::normalize_code(code).ok_or(Error::Unprocessable(INVALID_CODE))?;
+    // No setup in progress and a wrong code get the same answer (Storno's).
+    let pending = state.pending_secret.ok_or(INVALID_CODE)?;
+    let code = totp::normalize_code(code).ok_or(INVALID_CODE)?;
     let secret = app.keys.open(&pending, id)?;
-    let step = totp::verify(secret.expose(), &code, now as u64)
-        .ok_or(Error::Unprocessable(INVALID_CODE))?;
+    let step = totp::verify(secret.expose(), &code, now as u64).ok_or(INVALID_CODE)?;
     let BackupCodes {
         codes,
         salt,
@@ -72,11 +67,10 @@ pub fn enable(
     db.write(|tx| {
         // The secret that becomes active is exactly the one the code was checked against.
         if !tx.activate_secret(id, &pending, step as i64, &salt, now)? {
+            // A setup made meanwhile replaced the secret this code was checked against.
             return Err(match tx.totp_enabled(id)? {
                 true => ALREADY_ENABLED,
-                false => {
-                    Error::Unprocessable("The TOTP setup changed meanwhile; scan the new code.")
-                }
+                false => INVALID_CODE,
             });
         }
         tx.replace_backup_codes(id, &salt, &hashes)?;
@@ -107,11 +101,12 @@ fn confirm(
     body: &Map<String, Value>,
     now: i64,
 ) -> Result<(), Error> {
-    const WRONG: Error = Error::Unprocessable("Wrong or missing confirmation.");
     let id = who.account.id;
     if let Some(stored) = &who.account.password_hash {
-        let password =
-            opt_str(body, "password", "Field \"password\" must be a string.")?.ok_or(WRONG)?;
+        // Storno: a missing password, or one of another type, is an incorrect one.
+        let Some(Value::String(password)) = body.get("password") else {
+            return Err(Error::WrongPassword);
+        };
         // With a stolen access token this is a password oracle: wrong passwords count
         // against the account like wrong codes, and a locked account is not even checked.
         if let Some(secs) = second_factor::locked_for(db, id, now)? {
@@ -121,7 +116,7 @@ fn confirm(
             PasswordCheck::Wrong => {
                 match db.write(|tx| second_factor::count_wrong(tx, id, now, "password"))? {
                     Some(secs) => Err(locked(secs)),
-                    None => Err(WRONG),
+                    None => Err(Error::WrongPassword),
                 }
             }
             PasswordCheck::Right | PasswordCheck::RightButWeak => {
@@ -130,7 +125,9 @@ fn confirm(
             }
         };
     }
-    let code = opt_str(body, "code", "Field \"code\" must be a string.")?.ok_or(WRONG)?;
+    let Some(Value::String(code)) = body.get("code") else {
+        return Err(INVALID_CODE);
+    };
     let answer = Answer::parse(code, None);
     let asker = Asker::Account(id);
     match second_factor::check(app, db, asker, &answer, now, |_, _| Ok(()))? {
@@ -140,7 +137,7 @@ fn confirm(
             locked_for: Some(secs),
             ..
         } => Err(locked(secs)),
-        Verdict::Wrong { .. } | Verdict::NoSecondFactor | Verdict::NoChallenge => Err(WRONG),
+        Verdict::Wrong { .. } | Verdict::NoSecondFactor | Verdict::NoChallenge => Err(INVALID_CODE),
     }
 }
 
@@ -180,7 +177,7 @@ pub fn regenerate(
     now: i64,
 ) -> Result<Value, Error> {
     confirm(app, db, who, body, now)?;
-    const NOT_ENABLED: Error = Error::BadRequest("TOTP is not enabled for this account.");
+    const NOT_ENABLED: Error = Error::BadRequest("MFA is not enabled.");
     let id = who.account.id;
     if !db.read(|tx| tx.totp_enabled(id))? {
         return Err(NOT_ENABLED);

@@ -8,6 +8,7 @@ pub mod admin;
 mod login;
 mod mfa;
 pub mod second_factor;
+mod stepup;
 
 use data_encoding::HEXLOWER_PERMISSIVE;
 use serde_json::{json, Map, Value};
@@ -17,9 +18,10 @@ use crate::crypto::{self, Keys};
 use crate::error::Error;
 use crate::store::{Account, Db, Tx};
 
-pub use login::{login, refresh, verify, LoginLimiter, ACCESS_TTL, REFRESH_TTL};
+pub use login::{login, logout, refresh, verify, LoginLimiter, ACCESS_TTL, REFRESH_TTL};
 pub use mfa::{disable, enable, regenerate, setup, status};
 pub use second_factor::{ACCOUNT_LOCK_SECS, ACCOUNT_MAX_FAILURES, CHALLENGE_MAX_FAILURES};
+pub use stepup::{challenge as stepup_challenge, me, redeem, verify as stepup_verify};
 
 /// Lifetime of an MFA challenge.
 pub(crate) const CHALLENGE_TTL: i64 = 300;

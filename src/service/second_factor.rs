@@ -7,7 +7,7 @@
 
 use crate::crypto;
 use crate::error::Error;
-use crate::store::{Db, Tx};
+use crate::store::{Db, Purpose, Tx};
 use crate::totp;
 
 use super::{audit, App};
@@ -64,8 +64,8 @@ impl Answer {
         parsed.unwrap_or(Answer::Unreadable)
     }
 
-    /// The name of the method in audit events.
-    fn method(&self) -> &'static str {
+    /// The name of the method, as audit events and the step-up redeem name it.
+    pub(crate) fn method(&self) -> &'static str {
         match self {
             Answer::Totp(_) => "totp",
             Answer::Backup(_) => "backup_code",
@@ -95,8 +95,26 @@ pub enum Asker<'a> {
     /// The holder of a login's MFA challenge (its keyed hash): the account is the
     /// challenge's; the right answer consumes the challenge, the 5th wrong one kills it.
     Challenge(&'a [u8; 32]),
+    /// A signed-in account answering its own step-up challenge: as for a login
+    /// challenge, and the challenge must be a step-up one of this very account.
+    StepUp {
+        challenge: &'a [u8; 32],
+        account: i64,
+    },
     /// An account already signed in, confirming a change.
     Account(i64),
+}
+
+impl Asker<'_> {
+    fn challenge(&self) -> Option<&[u8; 32]> {
+        match self {
+            Asker::Challenge(hash)
+            | Asker::StepUp {
+                challenge: hash, ..
+            } => Some(hash),
+            Asker::Account(_) => None,
+        }
+    }
 }
 
 /// What the rule decided.
@@ -163,7 +181,7 @@ pub fn check<T>(
             return Ok(Verdict::Locked(state.locked_until - now));
         }
         let Some(active) = state.active_secret.filter(|_| state.backup_salt.is_some()) else {
-            if let Asker::Challenge(hash) = asker {
+            if let Some(hash) = asker.challenge() {
                 tx.take_challenge(hash)?;
             }
             return Ok(Verdict::NoSecondFactor);
@@ -192,7 +210,7 @@ pub fn check<T>(
             _ => false,
         };
         if right {
-            if let Asker::Challenge(hash) = asker {
+            if let Some(hash) = asker.challenge() {
                 if !tx.take_challenge(hash)? {
                     return Err(CHALLENGE_LOST);
                 }
@@ -201,7 +219,7 @@ pub fn check<T>(
             return Ok(Verdict::Accepted(on_accept(tx, id)?));
         }
         let mut challenge_dead = false;
-        if let Asker::Challenge(hash) = asker {
+        if let Some(hash) = asker.challenge() {
             if tx.count_challenge_failure(hash)? >= CHALLENGE_MAX_FAILURES {
                 tx.take_challenge(hash)?;
                 audit(tx, Some(id), now, "challenge_locked")?;
@@ -247,12 +265,19 @@ pub(crate) fn locked_for(db: &Db, id: i64, now: i64) -> Result<Option<i64>, Erro
 
 /// The account whose answer it is, if the asker still stands.
 fn account_of(tx: &dyn Tx, asker: Asker<'_>, now: i64) -> Result<Option<i64>, Error> {
+    let live = |hash, purpose| -> Result<Option<i64>, Error> {
+        Ok(tx
+            .challenge(hash)?
+            .filter(|c| c.expires_at > now && c.purpose == Some(purpose))
+            .map(|c| c.account_id))
+    };
     Ok(match asker {
         Asker::Account(id) => Some(id),
-        Asker::Challenge(hash) => tx
-            .challenge(hash)?
-            .filter(|c| c.expires_at > now)
-            .map(|c| c.account_id),
+        Asker::Challenge(hash) => live(hash, Purpose::Login)?,
+        // Another account's step-up challenge is as good as none.
+        Asker::StepUp { challenge, account } => {
+            live(challenge, Purpose::StepUp)?.filter(|id| *id == account)
+        }
     })
 }
 

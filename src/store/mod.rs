@@ -25,6 +25,9 @@ pub struct Account {
     pub email: Option<String>,
     pub password_hash: Option<String>,
     pub external_subject: Option<String>,
+    pub created_at: i64,
+    pub updated_at: Option<i64>,
+    pub last_connected_at: Option<i64>,
 }
 
 impl std::fmt::Debug for Account {
@@ -37,7 +40,8 @@ impl std::fmt::Debug for Account {
                 &self.password_hash.as_ref().map(|_| "[redacted]"),
             )
             .field("external_subject", &self.external_subject)
-            .finish()
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,11 +85,39 @@ impl std::fmt::Debug for Totp {
     }
 }
 
+/// What an MFA challenge is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The second step of a login.
+    Login,
+    /// A fresh second factor from an account already signed in (step-up).
+    StepUp,
+}
+
+impl Purpose {
+    fn code(self) -> i64 {
+        match self {
+            Purpose::Login => 0,
+            Purpose::StepUp => 1,
+        }
+    }
+
+    fn from_code(code: i64) -> Option<Purpose> {
+        match code {
+            0 => Some(Purpose::Login),
+            1 => Some(Purpose::StepUp),
+            _ => None,
+        }
+    }
+}
+
 /// An MFA challenge row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Challenge {
     pub account_id: i64,
     pub expires_at: i64,
+    /// `None` for a purpose this mfad does not know (a newer one wrote it): never valid.
+    pub purpose: Option<Purpose>,
 }
 
 /// A refresh token row.
@@ -122,6 +154,10 @@ pub trait Tx {
     /// Finds or creates the account of an external token's subject.
     fn ensure_external_account(&self, subject: &str, now: i64) -> Result<Account, Error>;
     fn set_password(&self, id: i64, hash: &str) -> Result<bool, Error>;
+    /// Records a change of the account itself (`updatedAt`).
+    fn touch_updated(&self, id: i64, now: i64) -> Result<(), Error>;
+    /// Records a successful login or refresh (`lastConnectedAt`).
+    fn touch_connected(&self, id: i64, now: i64) -> Result<(), Error>;
     fn delete_account(&self, id: i64) -> Result<bool, Error>;
     fn list_accounts(&self) -> Result<Vec<AccountSummary>, Error>;
 
@@ -175,6 +211,7 @@ pub trait Tx {
         hash: &[u8; 32],
         account_id: i64,
         expires_at: i64,
+        purpose: Purpose,
     ) -> Result<(), Error>;
     fn challenge(&self, hash: &[u8; 32]) -> Result<Option<Challenge>, Error>;
     /// Deletes a challenge; `true` if it was still there (so exactly one caller wins it).
@@ -197,7 +234,24 @@ pub trait Tx {
     fn revoke_family(&self, family: &[u8]) -> Result<usize, Error>;
     /// Revokes every refresh token of an account: every login of it ends.
     fn revoke_sessions(&self, account_id: i64) -> Result<usize, Error>;
-    /// Deletes expired challenges and refresh tokens; the janitor's, not a request's.
+    /// Stores a passed step-up until it is redeemed or expires.
+    fn insert_verification(
+        &self,
+        hash: &[u8; 32],
+        account_id: i64,
+        method: &str,
+        verified_at: i64,
+        expires_at: i64,
+    ) -> Result<(), Error>;
+    /// Redeems a verification of `account_id` that has not expired: its method and when
+    /// it was made, once (the delete is the check). Another account's is left alone.
+    fn take_verification(
+        &self,
+        hash: &[u8; 32],
+        account_id: i64,
+        now: i64,
+    ) -> Result<Option<(String, i64)>, Error>;
+    /// Deletes expired challenges, verifications and refresh tokens; the janitor's.
     fn purge_expired(&self, now: i64) -> Result<usize, Error>;
 
     // Instance facts and the audit trail

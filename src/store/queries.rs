@@ -5,7 +5,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    normalize_email, Account, AccountSummary, AuditEvent, Challenge, RefreshToken, Totp, Tx,
+    normalize_email, Account, AccountSummary, AuditEvent, Challenge, Purpose, RefreshToken, Totp,
+    Tx,
 };
 use crate::error::Error;
 
@@ -15,7 +16,8 @@ pub(super) struct SqliteTx<'c> {
     pub(super) conn: &'c Connection,
 }
 
-const ACCOUNT_COLUMNS: &str = "id, email, password_hash, external_subject";
+const ACCOUNT_COLUMNS: &str =
+    "id, email, password_hash, external_subject, created_at, updated_at, last_connected_at";
 
 fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     Ok(Account {
@@ -23,6 +25,9 @@ fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
         email: r.get(1)?,
         password_hash: r.get(2)?,
         external_subject: r.get(3)?,
+        created_at: r.get(4)?,
+        updated_at: r.get(5)?,
+        last_connected_at: r.get(6)?,
     })
 }
 
@@ -88,6 +93,20 @@ impl Tx for SqliteTx<'_> {
             .prepare_cached("UPDATE accounts SET password_hash = ?1 WHERE id = ?2")?
             .execute(params![hash, id])?;
         Ok(n == 1)
+    }
+
+    fn touch_updated(&self, id: i64, now: i64) -> Result<(), Error> {
+        self.conn
+            .prepare_cached("UPDATE accounts SET updated_at = ?2 WHERE id = ?1")?
+            .execute(params![id, now])?;
+        Ok(())
+    }
+
+    fn touch_connected(&self, id: i64, now: i64) -> Result<(), Error> {
+        self.conn
+            .prepare_cached("UPDATE accounts SET last_connected_at = ?2 WHERE id = ?1")?
+            .execute(params![id, now])?;
+        Ok(())
     }
 
     fn delete_account(&self, id: i64) -> Result<bool, Error> {
@@ -281,27 +300,32 @@ impl Tx for SqliteTx<'_> {
         hash: &[u8; 32],
         account_id: i64,
         expires_at: i64,
+        purpose: Purpose,
     ) -> Result<(), Error> {
-        let c = self.conn;
-        c.prepare_cached(
-            "INSERT INTO mfa_challenges (token_hash, account_id, expires_at) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![&hash[..], account_id, expires_at])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO mfa_challenges (token_hash, account_id, expires_at, purpose)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![&hash[..], account_id, expires_at, purpose.code()])?;
         Ok(())
     }
 
     fn challenge(&self, hash: &[u8; 32]) -> Result<Option<Challenge>, Error> {
-        let c = self.conn;
-        Ok(c.prepare_cached(
-            "SELECT account_id, expires_at FROM mfa_challenges WHERE token_hash = ?1",
-        )?
-        .query_row([&hash[..]], |r| {
-            Ok(Challenge {
-                account_id: r.get(0)?,
-                expires_at: r.get(1)?,
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT account_id, expires_at, purpose FROM mfa_challenges
+                 WHERE token_hash = ?1",
+            )?
+            .query_row([&hash[..]], |r| {
+                Ok(Challenge {
+                    account_id: r.get(0)?,
+                    expires_at: r.get(1)?,
+                    purpose: Purpose::from_code(r.get(2)?),
+                })
             })
-        })
-        .optional()?)
+            .optional()?)
     }
 
     fn take_challenge(&self, hash: &[u8; 32]) -> Result<bool, Error> {
@@ -380,15 +404,58 @@ impl Tx for SqliteTx<'_> {
             .execute([account_id])?)
     }
 
+    fn insert_verification(
+        &self,
+        hash: &[u8; 32],
+        account_id: i64,
+        method: &str,
+        verified_at: i64,
+        expires_at: i64,
+    ) -> Result<(), Error> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO verifications (token_hash, account_id, method, verified_at,
+                                            expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                &hash[..],
+                account_id,
+                method,
+                verified_at,
+                expires_at
+            ])?;
+        Ok(())
+    }
+
+    fn take_verification(
+        &self,
+        hash: &[u8; 32],
+        account_id: i64,
+        now: i64,
+    ) -> Result<Option<(String, i64)>, Error> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "DELETE FROM verifications
+                 WHERE token_hash = ?1 AND account_id = ?2 AND expires_at > ?3
+                 RETURNING method, verified_at",
+            )?
+            .query_row(params![&hash[..], account_id, now], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
     fn purge_expired(&self, now: i64) -> Result<usize, Error> {
-        let c = self.conn;
-        let a = c
-            .prepare_cached("DELETE FROM mfa_challenges WHERE expires_at <= ?1")?
-            .execute([now])?;
-        let b = c
-            .prepare_cached("DELETE FROM refresh_tokens WHERE expires_at <= ?1")?
-            .execute([now])?;
-        Ok(a + b)
+        let mut n = 0;
+        for table in ["mfa_challenges", "verifications", "refresh_tokens"] {
+            n += self
+                .conn
+                .prepare_cached(&format!("DELETE FROM {table} WHERE expires_at <= ?1"))?
+                .execute([now])?;
+        }
+        Ok(n)
     }
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {

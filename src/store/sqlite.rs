@@ -21,7 +21,21 @@ use crate::config::Durability;
 use crate::error::Error;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+/// From each earlier version to the next: `MIGRATIONS[v - 1]` takes version v to v + 1.
+const MIGRATIONS: [&str; 1] = [
+    // 1 → 2: the current user's times, step-up challenges and their verifications.
+    "ALTER TABLE accounts ADD COLUMN updated_at INTEGER;
+     ALTER TABLE accounts ADD COLUMN last_connected_at INTEGER;
+     ALTER TABLE mfa_challenges ADD COLUMN purpose INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE verifications (
+         token_hash  BLOB PRIMARY KEY,
+         account_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         method      TEXT NOT NULL,
+         verified_at INTEGER NOT NULL,
+         expires_at  INTEGER NOT NULL
+     ) WITHOUT ROWID;",
+];
 /// SQLite's page cache per connection, in KiB.
 const PAGE_CACHE_KIB: u32 = 256;
 
@@ -224,6 +238,18 @@ impl Db {
                 "its schema version is {v}, newer than this mfad's {SCHEMA_VERSION}; \
                  run a newer mfad"
             )),
+            v @ 1.. => {
+                // In the same transaction: a migration that fails leaves the file as it was.
+                for (from, sql) in MIGRATIONS.iter().enumerate().skip(v as usize - 1) {
+                    tx.execute_batch(sql)
+                        .map_err(|e| format!("migrating from schema {}: {e}", from + 1))?;
+                }
+                tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+                    .map_err(|e| e.to_string())?;
+                tx.commit().map_err(|e| e.to_string())?;
+                log::info!("database schema migrated from version {v} to {SCHEMA_VERSION}");
+                Ok(())
+            }
             v => Err(format!("unknown schema version {v}")),
         }
     }
@@ -661,6 +687,9 @@ mod tests {
             email: Some("a@b.c".into()),
             password_hash: Some("pbkdf2-sha256$600000$c2FsdA$aGFzaA".into()),
             external_subject: None,
+            created_at: 1,
+            updated_at: None,
+            last_connected_at: None,
         };
         let shown = format!("{a:?}");
         assert!(

@@ -268,8 +268,10 @@ fn expected(method: &str, path: &str, body: &str, auth: bool) -> u16 {
         "/api/v1/me/mfa/totp/disable" => 200,
         "/api/v1/me/mfa/totp/enable" if missing || body == "wrong types" => 400,
         "/api/v1/me/mfa/totp/enable" => 422,
-        "/api/v1/me/mfa/backup-codes/regenerate" if body == "wrong types" => 400,
+        // The confirmation code of another type is a wrong one (Storno's 422).
         "/api/v1/me/mfa/backup-codes/regenerate" => 422,
+        // A refresh_token that is not a string counts as missing: Lexik's 401.
+        "/api/auth/refresh" => 401,
         _ if missing || body == "wrong types" => 400,
         // Login: no such account. Verify, refresh: no such token.
         _ => 401,

@@ -272,7 +272,7 @@ const H2C_UPGRADE: &str = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r
 #[test]
 fn an_upgrade_request_is_framed_like_any_other() {
     let s = Server::start(&[]);
-    for (body, status) in [(r#"{"refresh_token":"x"}"#, 401), ("{}", 400)] {
+    for (body, status) in [(r#"{"refresh_token":"x"}"#, 401), ("[1]", 400)] {
         let mut c = TcpStream::connect(s.addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let rq = format!(
@@ -328,9 +328,10 @@ fn trickling_upgrade_requests_do_not_hold_the_workers() {
         Duration::from_secs(1),
     );
     for c in conns {
-        // No body (no Content-Length): `{}`, refresh_token missing, 400 at once.
+        // No body (no Content-Length): `{}`, no refresh token, Lexik's 401 at once.
         let r = read_response(&mut BufReader::new(c)).expect("no answer");
-        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert_eq!(r.json()["message"], "Missing JWT Refresh Token");
     }
     trickle.join().unwrap();
 }

@@ -1,6 +1,11 @@
-//! The only file that touches tiny_http: the listening socket, the worker threads, the
+//! The only module that touches tiny_http: the listening socket, the worker threads, the
 //! router, the body cap, JSON in and out, the security headers, panic → 500, and one
 //! access-log line per request (method, path, status, time; never a token or a body).
+//! `web.rs` holds the browser-facing rules (CORS, the refresh cookie, the `Origin` rule).
+
+mod web;
+
+pub use web::{parse_origin, SameSite, WebPolicy};
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
@@ -34,10 +39,16 @@ enum Endpoint {
     Login,
     Verify,
     Refresh,
+    Logout,
+    Me,
+    StepUpChallenge,
+    StepUpVerify,
+    Redeem,
 }
 
-fn route(method: &Method, path: &str) -> Result<Endpoint, Error> {
-    let (endpoint, allow) = match path {
+/// The endpoint at `path` and the one method it takes.
+fn endpoint_at(path: &str) -> Option<(Endpoint, &'static str)> {
+    Some(match path {
         "/healthz" => (Endpoint::Health, "GET"),
         "/api/v1/me/mfa/totp/setup" => (Endpoint::Setup, "POST"),
         "/api/v1/me/mfa/totp/enable" => (Endpoint::Enable, "POST"),
@@ -47,8 +58,17 @@ fn route(method: &Method, path: &str) -> Result<Endpoint, Error> {
         "/api/auth" => (Endpoint::Login, "POST"),
         "/api/auth/mfa/verify" => (Endpoint::Verify, "POST"),
         "/api/auth/refresh" => (Endpoint::Refresh, "POST"),
-        _ => return Err(Error::NotFound),
-    };
+        "/api/auth/logout" => (Endpoint::Logout, "POST"),
+        "/api/v1/me" => (Endpoint::Me, "GET"),
+        "/api/v1/mfa/challenge" => (Endpoint::StepUpChallenge, "POST"),
+        "/api/v1/mfa/verify" => (Endpoint::StepUpVerify, "POST"),
+        "/api/v1/mfa/verification/redeem" => (Endpoint::Redeem, "POST"),
+        _ => return None,
+    })
+}
+
+fn route(method: &Method, path: &str) -> Result<Endpoint, Error> {
+    let (endpoint, allow) = endpoint_at(path).ok_or(Error::NotFound)?;
     if method.as_str() != allow {
         return Err(Error::MethodNotAllowed(allow));
     }
@@ -103,7 +123,76 @@ fn read_body(rq: &mut Request) -> Result<Map<String, Value>, Error> {
     })
 }
 
-fn handle(app: &App, db: &Db, rq: &mut Request, path: &str) -> Result<Value, Error> {
+/// A handler's answer: its status, its JSON body (none for 204), and what to do with the
+/// refresh cookie.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Reply {
+    status: u16,
+    body: Option<Value>,
+    cookie: Cookie,
+    /// A CORS preflight's `Access-Control-Allow-Methods`.
+    preflight: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Cookie {
+    Keep,
+    Set(String),
+    Clear,
+}
+
+impl Reply {
+    fn json(body: Value) -> Reply {
+        // Every answer that carries a refresh token also sets it as the cookie (Storno).
+        let cookie = match body.get("refresh_token") {
+            Some(Value::String(t)) => Cookie::Set(t.clone()),
+            _ => Cookie::Keep,
+        };
+        Reply {
+            status: 200,
+            body: Some(body),
+            cookie,
+            preflight: None,
+        }
+    }
+
+    fn no_content(cookie: Cookie) -> Reply {
+        Reply {
+            status: 204,
+            body: None,
+            cookie,
+            preflight: None,
+        }
+    }
+}
+
+/// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) on an API path:
+/// `204` with the path's method for a listed origin, `403` for any other.
+fn preflight(web: &WebPolicy, rq: &Request, path: &str) -> Option<Result<Reply, Error>> {
+    if *rq.method() != Method::Options
+        || !path.starts_with("/api/")
+        || header(rq, "Access-Control-Request-Method").is_none()
+    {
+        return None;
+    }
+    let listed = header(rq, "Origin").is_some_and(|o| web.cors_allows(o));
+    Some(match (listed, endpoint_at(path)) {
+        (false, _) => Err(Error::Forbidden("Origin not allowed.")),
+        (true, None) => Err(Error::NotFound),
+        (true, Some((_, allow))) => Ok(Reply {
+            preflight: Some(allow),
+            ..Reply::no_content(Cookie::Keep)
+        }),
+    })
+}
+
+fn handle(
+    app: &App,
+    db: &Db,
+    web: &WebPolicy,
+    rq: &mut Request,
+    path: &str,
+) -> Result<Reply, Error> {
     // Which of two Authorization headers counts is up to each reader (the first won
     // here); a proxy that checked the other one would be fooled. (Two Host headers are
     // refused by the HTTP layer, RFC 9112 §3.2.)
@@ -116,6 +205,9 @@ fn handle(app: &App, db: &Db, rq: &mut Request, path: &str) -> Result<Value, Err
     {
         return Err(Error::BadRequest("More than one Authorization header."));
     }
+    if let Some(answer) = preflight(web, rq, path) {
+        return answer;
+    }
     let endpoint = route(rq.method(), path)?;
     let body = match rq.method() {
         Method::Post => read_body(rq)?,
@@ -124,31 +216,34 @@ fn handle(app: &App, db: &Db, rq: &mut Request, path: &str) -> Result<Value, Err
     let now = crate::unix_now();
     let ip = rq.remote_addr().map(|a| a.ip());
     let me = |db: &Db| service::authenticate(app, db, header(rq, "Authorization"), now);
+    // Refresh and logout may be authenticated by the cookie alone: then a browser page
+    // of another site must not be able to use it (API.md, the Origin rule).
+    let cookie = || -> Result<Option<&str>, Error> {
+        let found = header(rq, "Cookie").and_then(web::refresh_cookie);
+        if found.is_some() && !web.cookie_origin_allowed(header(rq, "Origin"), header(rq, "Host")) {
+            return Err(Error::Forbidden("Origin not allowed."));
+        }
+        Ok(found)
+    };
+    let json = |v: Result<Value, Error>| v.map(Reply::json);
     match endpoint {
-        Endpoint::Health => service::health(db).map_err(|_| Error::Unavailable),
-        Endpoint::Setup => {
-            let who = me(db)?;
-            service::setup(app, db, &who)
+        Endpoint::Health => json(service::health(db).map_err(|_| Error::Unavailable)),
+        Endpoint::Setup => json(service::setup(app, db, &me(db)?)),
+        Endpoint::Enable => json(service::enable(app, db, &me(db)?, &body, now)),
+        Endpoint::Disable => json(service::disable(app, db, &me(db)?, &body, now)),
+        Endpoint::Status => json(service::status(db, &me(db)?)),
+        Endpoint::Regenerate => json(service::regenerate(app, db, &me(db)?, &body, now)),
+        Endpoint::Login => json(service::login(app, db, &body, ip, now)),
+        Endpoint::Verify => json(service::verify(app, db, &body, now)),
+        Endpoint::Refresh => json(service::refresh(app, db, &body, cookie()?, now)),
+        Endpoint::Logout => {
+            service::logout(app, db, &body, cookie()?, now)?;
+            Ok(Reply::no_content(Cookie::Clear))
         }
-        Endpoint::Enable => {
-            let who = me(db)?;
-            service::enable(app, db, &who, &body, now)
-        }
-        Endpoint::Disable => {
-            let who = me(db)?;
-            service::disable(app, db, &who, &body, now)
-        }
-        Endpoint::Status => {
-            let who = me(db)?;
-            service::status(db, &who)
-        }
-        Endpoint::Regenerate => {
-            let who = me(db)?;
-            service::regenerate(app, db, &who, &body, now)
-        }
-        Endpoint::Login => service::login(app, db, &body, ip, now),
-        Endpoint::Verify => service::verify(app, db, &body, now),
-        Endpoint::Refresh => service::refresh(app, db, &body, now),
+        Endpoint::Me => json(service::me(db, &me(db)?)),
+        Endpoint::StepUpChallenge => json(service::stepup_challenge(app, db, &me(db)?, now)),
+        Endpoint::StepUpVerify => json(service::stepup_verify(app, db, &me(db)?, &body, now)),
+        Endpoint::Redeem => json(service::redeem(app, db, &me(db)?, &body, now)),
     }
 }
 
@@ -159,12 +254,15 @@ pub(crate) fn error_body(e: &Error) -> Value {
         Error::Unauthenticated(_) => {
             serde_json::json!({ "code": 401, "message": message, "error": message })
         }
+        Error::WrongPassword => {
+            serde_json::json!({ "error": message, "messageKey": "error.auth.password_incorrect" })
+        }
         _ => serde_json::json!({ "error": message }),
     }
 }
 
 /// Runs a handler, turning a panic into an opaque 500 (the worker lives on).
-fn guarded(f: impl FnOnce() -> Result<Value, Error>) -> Result<Value, Error> {
+fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(Err(Error::Internal))
 }
 
@@ -187,26 +285,60 @@ impl CommonHeaders {
     }
 }
 
-fn respond(rq: Request, common: &CommonHeaders, result: &Result<Value, Error>) -> u16 {
+fn add(response: &mut Response<std::io::Cursor<Vec<u8>>>, name: &str, value: &str) {
+    if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+        response.add_header(h);
+    }
+}
+
+fn respond(
+    rq: Request,
+    common: &CommonHeaders,
+    web: &WebPolicy,
+    result: &Result<Reply, Error>,
+) -> u16 {
     let (status, body) = match result {
-        Ok(v) => (200, v.to_string()),
-        Err(e) => (e.status(), error_body(e).to_string()),
+        Ok(r) => (r.status, r.body.as_ref().map(Value::to_string)),
+        Err(e) => (e.status(), Some(error_body(e).to_string())),
     };
-    let mut response = Response::from_data(body.into_bytes()).with_status_code(status);
+    let mut response =
+        Response::from_data(body.unwrap_or_default().into_bytes()).with_status_code(status);
     for h in &common.0 {
         response.add_header(h.clone());
     }
-    let extra = match result {
-        Err(Error::MethodNotAllowed(allow)) => Some(("Allow", allow.to_string())),
+    match result {
+        Err(Error::MethodNotAllowed(allow)) => add(&mut response, "Allow", allow),
         Err(Error::TooManyRequests { retry_after, .. }) => {
-            Some(("Retry-After", retry_after.to_string()))
+            add(&mut response, "Retry-After", &retry_after.to_string())
         }
-        Err(Error::Busy) => Some(("Retry-After", "1".to_string())),
-        _ => None,
-    };
-    if let Some((name, value)) = extra {
-        if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            response.add_header(h);
+        Err(Error::Busy) => add(&mut response, "Retry-After", "1"),
+        Ok(r) => match &r.cookie {
+            Cookie::Set(token) => add(&mut response, "Set-Cookie", &web.set_cookie(token)),
+            Cookie::Clear => add(&mut response, "Set-Cookie", &web.clear_cookie()),
+            Cookie::Keep => {}
+        },
+        _ => {}
+    }
+    // CORS: a listed origin may read the answer (errors included: its page shows them).
+    if !web.cors_origins.is_empty() {
+        add(&mut response, "Vary", "Origin");
+    }
+    let listed = header(&rq, "Origin").filter(|o| web.cors_allows(o));
+    if let (Some(origin), false) = (listed, matches!(result, Err(Error::Forbidden(_)))) {
+        add(&mut response, "Access-Control-Allow-Origin", origin);
+        add(&mut response, "Access-Control-Allow-Credentials", "true");
+        if let Ok(Reply {
+            preflight: Some(allow),
+            ..
+        }) = result
+        {
+            add(&mut response, "Access-Control-Allow-Methods", allow);
+            add(
+                &mut response,
+                "Access-Control-Allow-Headers",
+                "Authorization, Content-Type",
+            );
+            add(&mut response, "Access-Control-Max-Age", "3600");
         }
     }
     if matches!(
@@ -214,9 +346,7 @@ fn respond(rq: Request, common: &CommonHeaders, result: &Result<Value, Error>) -
         Err(Error::PayloadTooLarge) | Err(Error::BadRequest(_))
     ) {
         // The body may be unread or unparseable: do not try to reuse the connection.
-        if let Ok(h) = Header::from_bytes(&b"Connection"[..], &b"close"[..]) {
-            response.add_header(h);
-        }
+        add(&mut response, "Connection", "close");
     }
     if let Err(e) = rq.respond(response) {
         log::debug!("writing a response failed: {e}");
@@ -253,22 +383,29 @@ fn log_safe(s: &str) -> String {
 }
 
 /// Routes and handles one request, a panic included; the response is not sent yet.
-fn answer(app: &App, db: &Db, rq: &mut Request, path: &str) -> Result<Value, Error> {
-    guarded(|| handle(app, db, rq, path))
+fn answer(
+    app: &App,
+    db: &Db,
+    web: &WebPolicy,
+    rq: &mut Request,
+    path: &str,
+) -> Result<Reply, Error> {
+    guarded(|| handle(app, db, web, rq, path))
 }
 
 /// Runs one request through the whole request-to-response path without a socket (the
 /// request can come from `tiny_http::TestRequest`): for fuzzing and tests. Returns the
 /// status and the JSON body that was sent.
 pub fn dispatch(app: &App, db: &Db, mut rq: Request) -> (u16, Value) {
+    let web = WebPolicy::default();
     let path = clean_path(rq.url());
-    let result = answer(app, db, &mut rq, &path);
+    let result = answer(app, db, &web, &mut rq, &path);
     let body = match &result {
-        Ok(v) => v.clone(),
+        Ok(r) => r.body.clone().unwrap_or(Value::Null),
         Err(e) => error_body(e),
     };
     let status = match CommonHeaders::new() {
-        Ok(common) => respond(rq, &common, &result),
+        Ok(common) => respond(rq, &common, &web, &result),
         Err(_) => 500,
     };
     (status, body)
@@ -292,17 +429,10 @@ struct SlowJob {
 }
 
 /// Handles one request and writes the access line.
-fn serve_one(
-    app: &App,
-    db: &Db,
-    common: &CommonHeaders,
-    mut rq: Request,
-    path: &str,
-    started: Instant,
-) {
+fn serve_one(shared: &Shared, mut rq: Request, path: &str, started: Instant) {
     let method = log_safe(rq.method().as_str());
-    let result = answer(app, db, &mut rq, path);
-    let status = respond(rq, common, &result);
+    let result = answer(&shared.app, &shared.db, &shared.web, &mut rq, path);
+    let status = respond(rq, &shared.common, &shared.web, &result);
     log::info!(
         target: crate::log::ACCESS,
         "{method} {path} {status} {:.1}ms",
@@ -316,6 +446,7 @@ struct Shared {
     app: Arc<App>,
     db: Arc<Db>,
     common: CommonHeaders,
+    web: WebPolicy,
     stopping: AtomicBool,
 }
 
@@ -347,7 +478,7 @@ fn worker(shared: Arc<Shared>, slow: mpsc::SyncSender<SlowJob>) {
             match slow.try_send(SlowJob { rq, path, started }) {
                 Ok(()) => continue,
                 Err(mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) => {
-                    let status = respond(job.rq, &shared.common, &Err(Error::Busy));
+                    let status = respond(job.rq, &shared.common, &shared.web, &Err(Error::Busy));
                     log::info!(
                         target: crate::log::ACCESS,
                         "POST {} {status} (password checks queue full)",
@@ -359,7 +490,7 @@ fn worker(shared: Arc<Shared>, slow: mpsc::SyncSender<SlowJob>) {
         } else {
             rq
         };
-        serve_one(&shared.app, &shared.db, &shared.common, rq, &path, started);
+        serve_one(&shared, rq, &path, started);
     }
 }
 
@@ -399,18 +530,11 @@ fn slow_lane_loop(shared: Arc<Shared>, jobs: Arc<std::sync::Mutex<mpsc::Receiver
             // of password hashing to the stop.
             let since = *draining_since.get_or_insert_with(Instant::now);
             if since.elapsed() > Duration::from_secs(1) {
-                respond(job.rq, &shared.common, &Err(Error::Busy));
+                respond(job.rq, &shared.common, &shared.web, &Err(Error::Busy));
                 continue;
             }
         }
-        serve_one(
-            &shared.app,
-            &shared.db,
-            &shared.common,
-            job.rq,
-            &job.path,
-            job.started,
-        );
+        serve_one(&shared, job.rq, &job.path, job.started);
     }
 }
 
@@ -534,6 +658,7 @@ pub fn start(
     workers: usize,
     db: Arc<Db>,
     limits: Limits,
+    web: WebPolicy,
 ) -> Result<Running, String> {
     let listener =
         TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -551,6 +676,7 @@ pub fn start(
         app,
         db,
         common,
+        web,
         stopping: AtomicBool::new(false),
     });
     let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -611,7 +737,7 @@ mod tests {
 
     #[test]
     fn a_panicking_handler_becomes_an_opaque_500() {
-        let r = guarded(|| panic!("secret detail"));
+        let r: Result<Value, Error> = guarded(|| panic!("secret detail"));
         assert_eq!(r, Err(Error::Internal));
         assert_eq!(
             error_body(&Error::Internal),

@@ -1,0 +1,199 @@
+//! What a browser on another page needs, and what protects the cookie it holds: the
+//! CORS policy (listed origins only, never `*`), the refresh-token cookie (`HttpOnly;
+//! Secure; SameSite`), and the `Origin` rule that refuses cross-site use of that
+//! cookie. Pure: header values in, decisions and header values out.
+
+/// The cookie Storno's backend sets and its frontend relies on.
+pub(crate) const REFRESH_COOKIE: &str = "__refresh__token";
+/// Its `Max-Age`: a login's 30 days.
+const COOKIE_MAX_AGE: i64 = 30 * 86_400;
+
+/// `SameSite` of the refresh cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+/// The settings behind this file's decisions.
+#[derive(Debug, Clone, Default)]
+pub struct WebPolicy {
+    /// `scheme://host[:port]` of each origin whose pages may call the API.
+    pub cors_origins: Vec<String>,
+    /// The origin mfad itself is served from (`--public-url`); without it, the one the
+    /// request's `Host` names.
+    pub public_origin: Option<String>,
+    pub same_site: Option<SameSite>,
+}
+
+impl WebPolicy {
+    /// Whether pages of `origin` may read mfad's answers.
+    pub(crate) fn cors_allows(&self, origin: &str) -> bool {
+        self.cors_origins.iter().any(|o| o == origin)
+    }
+
+    /// Whether `origin` is mfad's own: the public URL's, else the one `host` names
+    /// (whatever its scheme: TLS usually ends at a proxy in front).
+    pub(crate) fn is_own(&self, origin: &str, host: Option<&str>) -> bool {
+        match &self.public_origin {
+            Some(own) => own == origin,
+            None => match (origin.split_once("://"), host) {
+                (Some((_, authority)), Some(host)) => authority.eq_ignore_ascii_case(host),
+                _ => false,
+            },
+        }
+    }
+
+    /// The `Origin` rule for requests the cookie alone authenticates (refresh, logout):
+    /// a browser sends `Origin` on every cross-origin POST, so one that is neither
+    /// mfad's own nor a listed one is a page of another site using the cookie.
+    pub(crate) fn cookie_origin_allowed(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        match origin {
+            None => true,
+            Some(o) => self.is_own(o, host) || self.cors_allows(o),
+        }
+    }
+
+    /// `Set-Cookie` carrying a refresh token.
+    pub(crate) fn set_cookie(&self, token: &str) -> String {
+        format!(
+            "{REFRESH_COOKIE}={token}; HttpOnly; Secure; SameSite={}; Path=/api/auth; \
+             Max-Age={COOKIE_MAX_AGE}",
+            self.same_site_word()
+        )
+    }
+
+    /// `Set-Cookie` that removes it.
+    pub(crate) fn clear_cookie(&self) -> String {
+        format!(
+            "{REFRESH_COOKIE}=; HttpOnly; Secure; SameSite={}; Path=/api/auth; Max-Age=0",
+            self.same_site_word()
+        )
+    }
+
+    fn same_site_word(&self) -> &'static str {
+        match self.same_site.unwrap_or(SameSite::Strict) {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// The refresh token in a `Cookie` header, if any (the last one wins, as browsers send
+/// the most specific path first; a value that is empty counts as none).
+pub(crate) fn refresh_cookie(header: &str) -> Option<&str> {
+    header
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, value)| *name == REFRESH_COOKIE && !value.is_empty())
+        .map(|(_, value)| value.trim_matches('"'))
+        .next()
+}
+
+/// Checks an origin as written in configuration: `http` or `https`, a host, an optional
+/// port, nothing else (no path, no trailing slash, never `*`). Returns it as browsers
+/// send it in `Origin`.
+pub fn parse_origin(text: &str) -> Result<String, &'static str> {
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or("an origin like https://app.example.com")?;
+    if scheme != "http" && scheme != "https" {
+        return Err("an http:// or https:// origin");
+    }
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
+        _ => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b));
+    if !host_ok || host.contains("..") {
+        return Err("an origin with a host name (no path, no query, no wildcard)");
+    }
+    if let Some(p) = port {
+        if p.parse::<u16>().map_or(true, |n| n == 0) {
+            return Err("an origin with a port from 1 to 65535");
+        }
+    }
+    Ok(format!("{scheme}://{}", rest.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_exact_scheme_host_and_port() {
+        assert_eq!(
+            parse_origin("http://localhost:3000").as_deref(),
+            Ok("http://localhost:3000")
+        );
+        assert_eq!(
+            parse_origin("https://App.Example.com/").as_deref(),
+            Ok("https://app.example.com")
+        );
+        for bad in [
+            "*",
+            "null",
+            "localhost:3000",
+            "ftp://x",
+            "https://",
+            "https://x/path",
+            "https://x:0",
+            "https://x:99999",
+            "https://*.example.com",
+            "https://x?y",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_cookie_rule_knows_own_listed_and_foreign_origins() {
+        let p = WebPolicy {
+            cors_origins: vec!["http://localhost:3000".into()],
+            ..WebPolicy::default()
+        };
+        let host = Some("127.0.0.1:8080");
+        assert!(
+            p.cookie_origin_allowed(None, host),
+            "no Origin: not a browser's CORS"
+        );
+        assert!(p.cookie_origin_allowed(Some("http://127.0.0.1:8080"), host));
+        assert!(p.cookie_origin_allowed(Some("http://localhost:3000"), host));
+        assert!(!p.cookie_origin_allowed(Some("https://evil.example"), host));
+        assert!(!p.cookie_origin_allowed(Some("null"), host));
+        let public = WebPolicy {
+            public_origin: Some("https://auth.example.com".into()),
+            ..WebPolicy::default()
+        };
+        assert!(public.cookie_origin_allowed(Some("https://auth.example.com"), host));
+        assert!(!public.cookie_origin_allowed(Some("http://127.0.0.1:8080"), host));
+    }
+
+    #[test]
+    fn cookies_are_set_cleared_and_found() {
+        let p = WebPolicy::default();
+        assert_eq!(
+            p.set_cookie("ab12"),
+            "__refresh__token=ab12; HttpOnly; Secure; SameSite=Strict; Path=/api/auth; \
+             Max-Age=2592000"
+        );
+        assert!(p.clear_cookie().ends_with("Max-Age=0"));
+        let lax = WebPolicy {
+            same_site: Some(SameSite::Lax),
+            ..WebPolicy::default()
+        };
+        assert!(lax.set_cookie("x").contains("SameSite=Lax"));
+        assert_eq!(
+            refresh_cookie("a=1; __refresh__token=xyz; b=2"),
+            Some("xyz")
+        );
+        assert_eq!(refresh_cookie("__refresh__token="), None);
+        assert_eq!(refresh_cookie("x__refresh__token=1"), None);
+    }
+}
