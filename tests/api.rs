@@ -23,6 +23,8 @@ mod operations;
 mod resilience;
 #[path = "api/rules.rs"]
 mod rules;
+#[path = "api/storno.rs"]
+mod storno;
 
 use std::collections::BTreeSet;
 use std::io::{BufReader, Write};

@@ -130,6 +130,8 @@ fn issue_tokens(
         family,
         expires_at,
     )?;
+    // `lastConnectedAt`: every login and refresh.
+    tx.touch_connected(account.id, now)?;
     Ok(json!({ "token": token, "refresh_token": HEXLOWER_PERMISSIVE.encode(&refresh) }))
 }
 

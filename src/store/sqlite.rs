@@ -485,6 +485,50 @@ mod tests {
         Db::open(&dir.path().join("t.db"), Durability::Full).unwrap();
     }
 
+    /// A database made by the previous release (schema 1, as `schema.sql` was then)
+    /// opens as schema 2 with its rows kept.
+    #[test]
+    fn a_version_1_database_is_migrated_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(include_str!("../../tests/fixtures/schema-v1.sql"))
+                .unwrap();
+            c.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO accounts (email, created_at) VALUES ('old@example.com', 7);
+                 INSERT INTO mfa_challenges (token_hash, account_id, expires_at)
+                     VALUES (x'01', 1, 99);",
+            )
+            .unwrap();
+        }
+        let db = Db::open(&path, Durability::Normal).unwrap();
+        let v: i64 = db
+            .raw(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let a = db
+            .read(|tx| tx.account_by_email("old@example.com"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.created_at, a.updated_at, a.last_connected_at),
+            (7, None, None)
+        );
+        let mut hash = [0u8; 32];
+        hash[0] = 1;
+        let old = db.raw(|c| {
+            c.query_row("SELECT purpose FROM mfa_challenges", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        });
+        assert_eq!(old.unwrap(), 0, "an old challenge is a login challenge");
+        db.write(|tx| tx.insert_verification(&hash, a.id, "totp", 1, 2))
+            .unwrap();
+        assert_eq!(db.integrity_check(), Ok(()));
+    }
+
     #[test]
     fn newer_schema_is_refused() {
         let (dir, db) = db();
