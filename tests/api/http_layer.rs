@@ -183,13 +183,15 @@ fn pipelining_without_reading_holds_no_worker_and_is_cut_off() {
         let writer = pipeline_forever(c.try_clone().unwrap(), request, 25_000);
         attackers.push((c, writer));
     }
-    // While the attack goes on (at least 12 s), an innocent /healthz keeps answering.
+    // While the attack goes on (at least 5 s: more than twice the 2 s socket timeout,
+    // after which the old code had lost every worker), an innocent /healthz keeps
+    // answering.
     // An attacker is cut off once its answers fill the kernel's buffers (the server's
     // send buffer grows to 4 MiB: ~14,000 small 401s) and then wait 2 s (the socket
     // timeout here): the bound of 60 s is for a slow, shared machine.
     let started = Instant::now();
     let mut took = Vec::new();
-    while started.elapsed() < Duration::from_secs(12)
+    while started.elapsed() < Duration::from_secs(5)
         || (started.elapsed() < Duration::from_secs(60)
             && !attackers.iter().all(|(c, _)| reset_by_server(c)))
     {
@@ -200,7 +202,7 @@ fn pipelining_without_reading_holds_no_worker_and_is_cut_off() {
             Duration::from_secs(1),
         ));
     }
-    assert!(took.len() >= 20, "{took:?}");
+    assert!(took.len() >= 10, "{took:?}");
     for (i, (c, writer)) in attackers.into_iter().enumerate() {
         assert!(
             reset_by_server(&c),
