@@ -219,15 +219,9 @@ pub(super) fn parse_kind(
 /// `POST /api/auth/mfa/verify`.
 pub fn verify(app: &App, db: &Db, body: &Map<String, Value>, now: i64) -> Result<Value, Error> {
     const BAD_TYPE: &str = "Field \"type\" must be \"totp\" or \"backup\".";
-    // Storno's sentences: a field of another type is as missing as an absent one.
-    let token = match body.get("mfaToken") {
-        Some(Value::String(s)) => s.as_str(),
-        _ => return Err(Error::BadRequest("Missing mfaToken.")),
-    };
-    let code = match body.get("code") {
-        Some(Value::String(s)) => s.as_str(),
-        _ => return Err(Error::BadRequest("Missing code.")),
-    };
+    // Storno's sentences; a field of another type is as missing as an absent one.
+    let token = req_str(body, "mfaToken", "Missing mfaToken.")?;
+    let code = req_str(body, "code", "Missing code.")?;
     let kind = parse_kind(body, BAD_TYPE)?;
     let challenge = app
         .keys

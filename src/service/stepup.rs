@@ -14,7 +14,7 @@ use crate::time::rfc3339;
 
 use super::login::{new_challenge, parse_kind};
 use super::second_factor::{self, Answer, Asker, Verdict};
-use super::{hex32, locked, App, Principal};
+use super::{hex32, locked, req_str, App, Principal};
 
 /// How long a passed step-up may wait to be redeemed.
 pub const VERIFICATION_TTL: i64 = 120;
@@ -44,14 +44,8 @@ pub fn verify(
     now: i64,
 ) -> Result<Value, Error> {
     const BAD_TYPE: &str = "Field \"type\" must be \"totp\", \"backup\" or \"backup_code\".";
-    let token = match body.get("challengeToken") {
-        Some(Value::String(s)) => s.as_str(),
-        _ => return Err(Error::BadRequest("Missing challengeToken.")),
-    };
-    let code = match body.get("code") {
-        Some(Value::String(s)) => s.as_str(),
-        _ => return Err(Error::BadRequest("Missing code.")),
-    };
+    let token = req_str(body, "challengeToken", "Missing challengeToken.")?;
+    let code = req_str(body, "code", "Missing code.")?;
     let kind = parse_kind(body, BAD_TYPE)?;
     let challenge = app.keys.token_hash(&hex32(token).ok_or(INVALID_CHALLENGE)?);
     let answer = Answer::parse(code, kind);
@@ -94,10 +88,7 @@ pub fn redeem(
     now: i64,
 ) -> Result<Value, Error> {
     const INVALID: Error = Error::Rejected("Invalid or expired verification.");
-    let token = match body.get("verificationToken") {
-        Some(Value::String(s)) => s.as_str(),
-        _ => return Err(Error::BadRequest("Missing verificationToken.")),
-    };
+    let token = req_str(body, "verificationToken", "Missing verificationToken.")?;
     let hash = app.keys.token_hash(&hex32(token).ok_or(INVALID)?);
     let (method, at) = db
         .write(|tx| tx.take_verification(&hash, who.account.id, now))?
