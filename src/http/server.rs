@@ -1,0 +1,318 @@
+//! The running server: the listening socket and the vendored HTTP layer's options, the
+//! worker threads, the password lane, and the shutdown that drains them. Each request is
+//! answered by `mod.rs` ([`answer`], [`respond`]).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tiny_http::Request;
+
+use super::{answer, clean_path, log_safe, respond, route, CommonHeaders, Endpoint, WebPolicy};
+use crate::error::Error;
+use crate::service::App;
+use crate::store::Db;
+
+/// Endpoints whose work is PBKDF2 (about 0.2 s of a core): login and the password
+/// confirmations of disable and regenerate (600,000 rounds), and enable, which hashes
+/// ten new backup codes (10 × 100,000 rounds).
+fn is_slow(endpoint: Endpoint) -> bool {
+    matches!(
+        endpoint,
+        Endpoint::Login | Endpoint::Enable | Endpoint::Disable | Endpoint::Regenerate
+    )
+}
+
+/// A request handed from a worker to the slow lane.
+struct SlowJob {
+    rq: Request,
+    path: String,
+    started: Instant,
+}
+
+/// Handles one request and writes the access line.
+fn serve_one(shared: &Shared, mut rq: Request, path: &str, started: Instant) {
+    let method = log_safe(rq.method().as_str());
+    let result = answer(&shared.app, &shared.db, &shared.web, &mut rq, path);
+    let status = respond(rq, &shared.common, &shared.web, &result);
+    log::info!(
+        target: crate::log::ACCESS,
+        "{method} {path} {status} {:.1}ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+}
+
+/// The context every request thread shares.
+struct Shared {
+    server: Arc<tiny_http::Server>,
+    app: Arc<App>,
+    db: Arc<Db>,
+    common: CommonHeaders,
+    web: WebPolicy,
+    stopping: AtomicBool,
+}
+
+fn worker(shared: Arc<Shared>, slow: mpsc::SyncSender<SlowJob>) {
+    let mut draining_since: Option<Instant> = None;
+    loop {
+        // Polling with a timeout rather than `unblock()`: at shutdown every request
+        // already queued is still answered, and a worker leaves once the queue has been
+        // empty for a moment — or after SHUTDOWN_DRAIN, so a busy client cannot hold a
+        // shutdown open.
+        if shared.stopping.load(Ordering::SeqCst) {
+            let since = *draining_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > SHUTDOWN_DRAIN {
+                break;
+            }
+        }
+        let rq = match shared.server.recv_timeout(Duration::from_millis(250)) {
+            Ok(Some(rq)) => rq,
+            Ok(None) if shared.stopping.load(Ordering::SeqCst) => break,
+            Ok(None) => continue,
+            Err(e) => {
+                log::warn!("receiving a request failed: {e}");
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let path = clean_path(rq.url());
+        let rq = if route(rq.method(), &path).is_ok_and(is_slow) {
+            match slow.try_send(SlowJob { rq, path, started }) {
+                Ok(()) => continue,
+                Err(mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) => {
+                    let status = respond(job.rq, &shared.common, &shared.web, &Err(Error::Busy));
+                    log::info!(
+                        target: crate::log::ACCESS,
+                        "POST {} {status} (password checks queue full)",
+                        job.path
+                    );
+                    continue;
+                }
+            }
+        } else {
+            rq
+        };
+        serve_one(&shared, rq, &path, started);
+    }
+}
+
+/// The slow lane: password checks run here, on as many threads as there are cores and
+/// at a lower CPU priority, so that a burst of logins never leaves the workers busy —
+/// every other request still finds a worker and a core at once. Ends when every worker
+/// has gone and the queue is empty.
+fn slow_lane_loop(shared: Arc<Shared>, jobs: Arc<std::sync::Mutex<mpsc::Receiver<SlowJob>>>) {
+    // SAFETY: setpriority on this thread (Linux: the nice value is per thread).
+    let rc = unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::gettid() as libc::id_t,
+            SLOW_LANE_NICE,
+        )
+    };
+    if rc != 0 {
+        // A seccomp filter (systemd's @resources group) or a container may forbid it;
+        // password checks then compete with every other request at the same priority.
+        log::warn!(
+            "setpriority failed ({}): password checks run at the workers' priority",
+            std::io::Error::last_os_error()
+        );
+    }
+    let mut draining_since: Option<Instant> = None;
+    loop {
+        let job = match jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .recv()
+        {
+            Ok(job) => job,
+            Err(mpsc::RecvError) => break,
+        };
+        if shared.stopping.load(Ordering::SeqCst) {
+            // The workers drained for up to SHUTDOWN_DRAIN already: do not add seconds
+            // of password hashing to the stop.
+            let since = *draining_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(1) {
+                respond(job.rq, &shared.common, &shared.web, &Err(Error::Busy));
+                continue;
+            }
+        }
+        serve_one(&shared, job.rq, &job.path, job.started);
+    }
+}
+
+/// The slow lane's nice value: lower priority than the workers.
+const SLOW_LANE_NICE: libc::c_int = 5;
+/// Password checks that may wait per slow-lane thread (about 6 s of work each); beyond
+/// them a login gets 503 with `Retry-After` rather than a long wait.
+const SLOW_QUEUE_PER_THREAD: usize = 32;
+
+/// The longest a shutdown keeps answering queued requests.
+pub(crate) const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+
+/// A running server.
+pub struct Running {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    slow_lane: Vec<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl Running {
+    /// The address actually bound (the port is known even for `:0`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Answers what is queued and in flight (for at most [`SHUTDOWN_DRAIN`]), stops the
+    /// workers, closes the listening socket and returns.
+    pub fn shutdown(self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        for w in self.workers {
+            let _ = w.join();
+        }
+        // The workers' senders are gone: the slow lane finishes its queue and ends.
+        for t in self.slow_lane {
+            let _ = t.join();
+        }
+        // The last reference: tiny_http stops accepting and closes the listener.
+        drop(self.shared);
+    }
+}
+
+/// How long a connection may sit without sending a byte (idle keep-alive included), and
+/// how long an answer may wait for a client that does not read it.
+pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole request head (and a body up to 16 KiB) must arrive within this time of its
+/// first byte: a client trickling bytes is cut off with 408.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(20);
+/// The request line at most this long (414 beyond); the target of every mfad endpoint is
+/// under 50 bytes.
+const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// The header section at most this long (431 beyond): a bearer token, a few ordinary
+/// headers and a proxy's additions fit many times over.
+const MAX_HEADER_SECTION: usize = 16 * 1024;
+
+/// What the command line may change about the HTTP layer; `None` takes the default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// [`SOCKET_TIMEOUT`] unless set (tests set it short).
+    pub socket_timeout: Option<Duration>,
+    /// [`REQUEST_DEADLINE`] unless set (tests set it short).
+    pub request_deadline: Option<Duration>,
+}
+
+/// The vendored layer's options: mfad's limits, and its answers to malformed requests in
+/// the shape of every other error (API.md: a JSON `error`, the common headers).
+fn layer_options(limits: Limits, common: &CommonHeaders) -> tiny_http::Options {
+    tiny_http::Options {
+        request_line: MAX_REQUEST_LINE,
+        header_section: MAX_HEADER_SECTION,
+        request_deadline: limits.request_deadline.unwrap_or(REQUEST_DEADLINE),
+        socket_timeout: Some(limits.socket_timeout.unwrap_or(SOCKET_TIMEOUT)),
+        error_headers: common.0.clone(),
+        error_body: layer_error_body,
+    }
+}
+
+/// The body of an answer the HTTP layer writes itself, before mfad sees a request.
+fn layer_error_body(status: tiny_http::StatusCode) -> Vec<u8> {
+    let sentence = match status.0 {
+        400 => "Malformed request.",
+        408 => "The request took too long to arrive.",
+        414 => "The request line is too long.",
+        417 => "Unsupported expectation.",
+        431 => "The request headers are too large.",
+        505 => "Only HTTP/1.0 and HTTP/1.1 are supported.",
+        _ => "Internal error.",
+    };
+    serde_json::json!({ "error": sentence })
+        .to_string()
+        .into_bytes()
+}
+
+/// `TCP_NODELAY` on the listening socket, which Linux copies to every accepted socket:
+/// an answer and a `100 Continue` are separate writes, and without it the second waited
+/// ~40 ms for a delayed ACK on a keep-alive connection.
+fn set_socket_options(listener: &TcpListener) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket fd, a pointer to a live value and its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            std::ptr::from_ref(&one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Binds `listen` and starts `workers` workers sharing `db`, and the slow lane.
+pub fn start(
+    listen: SocketAddr,
+    app: Arc<App>,
+    workers: usize,
+    db: Arc<Db>,
+    limits: Limits,
+    web: WebPolicy,
+) -> Result<Running, String> {
+    let listener =
+        TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    set_socket_options(&listener).map_err(|e| format!("cannot set socket options: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let common = CommonHeaders::new()?;
+    let server = Arc::new(
+        tiny_http::Server::from_listener_with(listener, None, layer_options(limits, &common))
+            .map_err(|e| format!("cannot start the HTTP server: {e}"))?,
+    );
+    let shared = Arc::new(Shared {
+        server,
+        app,
+        db,
+        common,
+        web,
+        stopping: AtomicBool::new(false),
+    });
+    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (slow, slow_jobs) = mpsc::sync_channel(SLOW_QUEUE_PER_THREAD * lanes);
+    let slow_jobs = Arc::new(std::sync::Mutex::new(slow_jobs));
+    let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(f)
+            .map_err(|e| format!("cannot start a thread: {e}"))
+    };
+    let mut slow_lane = Vec::with_capacity(lanes);
+    for i in 0..lanes {
+        let (shared, jobs) = (shared.clone(), slow_jobs.clone());
+        slow_lane.push(spawn(
+            format!("mfad-slow-{i}"),
+            Box::new(move || slow_lane_loop(shared, jobs)),
+        )?);
+    }
+    let mut handles = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let (shared, slow) = (shared.clone(), slow.clone());
+        handles.push(spawn(
+            format!("mfad-worker-{i}"),
+            Box::new(move || worker(shared, slow)),
+        )?);
+    }
+    Ok(Running {
+        shared,
+        workers: handles,
+        slow_lane,
+        addr,
+    })
+}
