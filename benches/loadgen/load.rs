@@ -32,6 +32,13 @@ pub(crate) struct LoadOut {
     pub(crate) start_loaded: Option<(Spread, u64)>,
 }
 
+/// The seeded sections size their next run's items by the fastest run so far.
+fn keep_highest_rate(rate: &Cell<f64>, r: &RunResult) {
+    if r.rate().is_finite() {
+        rate.set(rate.get().max(r.rate()));
+    }
+}
+
 pub(crate) fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
     let mut out = LoadOut {
         mfad_hwm_kb: None,
@@ -167,11 +174,7 @@ pub(crate) fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
                         })
                         .collect())
                 },
-                &mut |r| {
-                    if r.rate().is_finite() {
-                        rate.set(rate.get().max(r.rate()));
-                    }
-                },
+                &mut |r| keep_highest_rate(&rate, r),
             )?;
             hwm("verify", &mut out);
         }
@@ -266,11 +269,7 @@ pub(crate) fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
                         })
                         .collect())
                 },
-                &mut |r| {
-                    if r.rate().is_finite() {
-                        rate.set(rate.get().max(r.rate()));
-                    }
-                },
+                &mut |r| keep_highest_rate(&rate, r),
             )?;
             hwm("pair", &mut out);
         }
