@@ -7,6 +7,7 @@ use std::num::NonZeroU32;
 
 use data_encoding::BASE64_NOPAD;
 use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{Ed25519KeyPair, KeyPair};
 use ring::{aead, hkdf, hmac, pbkdf2};
 
 /// Length of `mfad.key` and of every derived key.
@@ -104,6 +105,8 @@ const LABEL_JWT: &[u8] = b"mfad v1 jwt-hs256";
 const LABEL_SECRET_AEAD: &[u8] = b"mfad v1 totp-secret-aead";
 const LABEL_BACKUP_PEPPER: &[u8] = b"mfad v1 backup-code-pepper";
 const LABEL_TOKEN_HASH: &[u8] = b"mfad v1 token-hash";
+/// The seed of the Ed25519 key that signs mfad's own bearer tokens (RFC 8032 §5.1.5).
+const LABEL_TOKEN_SIGNING: &[u8] = b"mfad v2 token-signing-ed25519";
 
 fn derive(prk: &hkdf::Prk, label: &[u8]) -> [u8; KEY_LEN] {
     let mut out = [0u8; KEY_LEN];
@@ -114,9 +117,52 @@ fn derive(prk: &hkdf::Prk, label: &[u8]) -> [u8; KEY_LEN] {
     out
 }
 
+/// An Ed25519 signing key (RFC 8032).
+pub struct SigningKey(Ed25519KeyPair);
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey([redacted])")
+    }
+}
+
+impl SigningKey {
+    /// The key of a 32-byte seed (RFC 8032 §5.1.5: any 32 bytes are a seed; the error
+    /// arm is for form's sake).
+    pub(crate) fn from_seed(seed: &[u8; KEY_LEN]) -> Result<SigningKey, CryptoError> {
+        Ed25519KeyPair::from_seed_unchecked(seed)
+            .map(SigningKey)
+            .map_err(|_| CryptoError::Unseal)
+    }
+
+    /// The signature of `message` (deterministic: the same message, the same bytes).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(self.0.sign(message).as_ref());
+        out
+    }
+
+    /// The public half, in RFC 8032's 32-byte encoding.
+    pub fn public_key(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.0.public_key().as_ref());
+        out
+    }
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    out
+}
+
 /// The keys derived from `mfad.key`.
 pub struct Keys {
+    /// HS256, for the tokens of mfad before its EdDSA ones: verified, never signed.
     jwt: [u8; KEY_LEN],
+    /// The seed of the Ed25519 key that signs mfad's tokens.
+    signing_seed: [u8; KEY_LEN],
     aead: aead::LessSafeKey,
     pepper: hmac::Key,
     token: hmac::Key,
@@ -131,6 +177,7 @@ impl fmt::Debug for Keys {
 impl Drop for Keys {
     fn drop(&mut self) {
         wipe(&mut self.jwt);
+        wipe(&mut self.signing_seed);
     }
 }
 
@@ -147,6 +194,7 @@ impl Keys {
         wipe(&mut aead_key);
         let keys = Keys {
             jwt: derive(&prk, LABEL_JWT),
+            signing_seed: derive(&prk, LABEL_TOKEN_SIGNING),
             aead: aead::LessSafeKey::new(unbound?),
             pepper: hmac::Key::new(hmac::HMAC_SHA256, &pepper),
             token: hmac::Key::new(hmac::HMAC_SHA256, &token),
@@ -156,9 +204,14 @@ impl Keys {
         Ok(keys)
     }
 
-    /// The HS256 key for the tokens mfad issues itself.
+    /// The HS256 key of the tokens mfad issued before it signed with Ed25519.
     pub fn jwt_secret(&self) -> &[u8] {
         &self.jwt
+    }
+
+    /// The Ed25519 key that signs mfad's own bearer tokens.
+    pub fn token_signing_key(&self) -> Result<SigningKey, CryptoError> {
+        SigningKey::from_seed(&self.signing_seed)
     }
 
     /// Seals a TOTP secret with AES-256-GCM. The account id is associated data, so a
@@ -404,6 +457,7 @@ mod tests {
             LABEL_SECRET_AEAD,
             LABEL_BACKUP_PEPPER,
             LABEL_TOKEN_HASH,
+            LABEL_TOKEN_SIGNING,
         ];
         let derived: Vec<[u8; 32]> = labels.iter().map(|l| derive(&prk, l)).collect();
         for i in 0..derived.len() {
@@ -541,6 +595,10 @@ mod tests {
                 LABEL_TOKEN_HASH,
                 "e33486e3676f0ee56de6fec9be8b34113ef2dc27cc60559f7142926600ddfb55",
             ),
+            (
+                LABEL_TOKEN_SIGNING,
+                "500b579df7cd39cb1b10cd6ebbadc687396a05390c594ff5040e4a7c0801cf9a",
+            ),
         ];
         for (label, want) in expected {
             assert_eq!(hex(&derive(&prk, label)), want, "{label:?}");
@@ -560,6 +618,34 @@ mod tests {
         assert_eq!(
             hex(&k.token_hash(b"mfad refresh token for the known-answer test")),
             "30b238cf0f064d443bb1434c586a53201257a11bb0f830147aa08ebccb4cc169"
+        );
+    }
+
+    /// The token-signing key from the KAT instance key: its public half and one
+    /// signature (Ed25519 is deterministic), reproduced with Python's cryptography.
+    #[test]
+    fn kat_token_signing_key() {
+        let k = Keys::derive(&kat_master())
+            .unwrap()
+            .token_signing_key()
+            .unwrap();
+        assert_eq!(
+            hex(&k.public_key()),
+            "b79e410a8792f211f428bd13e8344fdc41d14e71ea8c1237515b19bc78ae573b"
+        );
+        assert_eq!(
+            hex(&k.sign(b"mfad token signing known-answer test")),
+            "222726b76f6038ac73cbbdca8cc64de0ab9aa20ded4912705922008aba0e2926\
+             db9a5838da936b20b5a49ef92ec5b2192bdf4aa6e51de297f134065cc64c0001"
+        );
+        let other = Keys::derive(&[9u8; KEY_LEN]).unwrap();
+        assert_ne!(
+            other.token_signing_key().unwrap().public_key(),
+            k.public_key()
+        );
+        assert_eq!(
+            hex(&sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
 
