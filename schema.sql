@@ -1,4 +1,4 @@
--- mfad's database schema, version 2 (recorded in PRAGMA user_version). A database of
+-- mfad's database schema, version 3 (recorded in PRAGMA user_version). A database of
 -- an earlier version is brought here by the migrations in src/store/sqlite.rs.
 -- Applied at start by the binary, which embeds this file. Secrets never appear here in
 -- the clear: TOTP secrets are sealed with AES-256-GCM (account id as associated data);
@@ -67,7 +67,11 @@ CREATE TABLE refresh_tokens (
     account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     family     BLOB NOT NULL,                   -- shared by every token of one login
     expires_at INTEGER NOT NULL,
-    rotated    INTEGER NOT NULL DEFAULT 0       -- 1 once exchanged for a newer token
+    rotated    INTEGER NOT NULL DEFAULT 0,      -- 1 once exchanged for a newer token
+    -- How the login was made ('pwd', 'totp', 'backup_code'): the `amr` and
+    -- `mfa_method` of the access tokens a refresh gives. Kept by every rotation.
+    sign_in    TEXT NOT NULL DEFAULT 'pwd',
+    auth_time  INTEGER NOT NULL DEFAULT 0       -- when that login was made
 ) WITHOUT ROWID;
 CREATE INDEX refresh_tokens_family ON refresh_tokens(family);
 
@@ -83,6 +87,8 @@ CREATE INDEX audit_account ON audit(account_id, id);
 
 -- Instance facts. 'key_check' is an HMAC of a fixed label under a key derived from
 -- mfad.key: a start with another key file is refused instead of failing every secret.
+-- 'hs256_upgraded_at' (Unix seconds, as ASCII digits): when a database of an mfad that
+-- signed its tokens HS256 was migrated; those tokens are accepted for an hour after.
 CREATE TABLE meta (
     name  TEXT PRIMARY KEY,
     value BLOB NOT NULL

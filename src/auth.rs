@@ -1,20 +1,95 @@
-//! Bearer tokens: issuing mfad's own HS256 tokens and verifying them, plus (optionally)
+//! Bearer tokens: issuing mfad's own tokens (EdDSA, Ed25519, with the `kid` of the key
+//! that `GET /.well-known/jwks.json` publishes) and verifying them; the HS256 tokens of
+//! an mfad from before that change, for the hour after the upgrade; and (optionally) the
 //! tokens of one external issuer signed with RS256, ES256 or EdDSA. The algorithm is
 //! pinned by the key that verifies it: a token is checked only by the key whose
-//! algorithm its header names, and `alg: none` or an HS256 token "signed" with the
-//! external public key never reaches a key that would accept it.
+//! algorithm (and, for ours, `kid`) its header names, and `alg: none` or an HS256 token
+//! "signed" with a public key never reaches a key that would accept it.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use data_encoding::BASE64URL_NOPAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use crate::config::ExternalAlgorithm;
+use crate::crypto::{self, CryptoError, Keys, SigningKey};
 
 /// Allowed clock skew for `exp` and `nbf`, in seconds.
-const LEEWAY: u64 = 60;
+const LEEWAY: i64 = 60;
 /// Anything longer is not a token we issue or expect; refuse before parsing it.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// The longest life of a token that an mfad before EdDSA issued at login: its HS256
+/// tokens are accepted for this long after the upgrade, then never again.
+const LEGACY_WINDOW: i64 = 3600;
+/// Verified tokens remembered (each under 1 KiB): far more than the tokens in use at
+/// once on a small deployment; past it, the expired ones go, then all of them.
+const VERDICTS_MAX: usize = 10_000;
+
+/// How the login behind a token was made: its `amr` (RFC 8176) and `mfa_method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignIn {
+    /// A password alone.
+    Password,
+    /// A password and a TOTP code.
+    PasswordTotp,
+    /// A password and a backup code.
+    PasswordBackupCode,
+    /// `mfad token`: an administrator's, no sign-in at all.
+    Issued,
+}
+
+impl SignIn {
+    /// The `amr` claim.
+    pub fn amr(self) -> &'static [&'static str] {
+        match self {
+            SignIn::Password => &["pwd"],
+            SignIn::PasswordTotp | SignIn::PasswordBackupCode => &["pwd", "otp"],
+            SignIn::Issued => &[],
+        }
+    }
+
+    /// The `mfa_method` claim: which second factor, when there was one.
+    pub fn mfa_method(self) -> Option<&'static str> {
+        match self {
+            SignIn::PasswordTotp => Some("totp"),
+            SignIn::PasswordBackupCode => Some("backup_code"),
+            SignIn::Password | SignIn::Issued => None,
+        }
+    }
+
+    /// As stored with a login's refresh tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignIn::Password => "pwd",
+            SignIn::PasswordTotp => "totp",
+            SignIn::PasswordBackupCode => "backup_code",
+            SignIn::Issued => "issued",
+        }
+    }
+
+    /// The inverse of [`SignIn::as_str`].
+    pub fn from_stored(s: &str) -> Option<SignIn> {
+        [
+            SignIn::Password,
+            SignIn::PasswordTotp,
+            SignIn::PasswordBackupCode,
+            SignIn::Issued,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+    }
+}
+
+/// A login: how it was made and when (`auth_time`). Refresh keeps both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Login {
+    pub how: SignIn,
+    pub at: i64,
+}
 
 /// Who a verified token names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +123,10 @@ struct OwnClaims<'a> {
     iat: i64,
     exp: i64,
     iss: &'a str,
+    auth_time: i64,
+    amr: &'static [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mfa_method: Option<&'static str>,
 }
 
 /// The claims we read. `exp`, `nbf`, `iss` and `aud` are checked by jsonwebtoken (≥ 10.3,
@@ -59,7 +138,11 @@ struct Claims {
     username: Option<String>,
     /// jsonwebtoken accepts an array here when any element is the configured issuer;
     /// RFC 7519 §4.1.1 says a string, and so do we.
-    iss: Option<serde_json::Value>,
+    iss: Option<Value>,
+    /// Read for a legacy HS256 token (issued before the upgrade?) only.
+    iat: Option<Value>,
+    /// Already checked; read to know how long the verdict holds.
+    exp: Option<Value>,
 }
 
 /// Half the order of the P-256 group, big-endian: an ECDSA signature `(r, s)` is as
@@ -76,6 +159,25 @@ fn high_s(signature: &[u8]) -> bool {
         Some(s) if signature.len() == 64 => s > &P256_HALF_ORDER[..],
         _ => true,
     }
+}
+
+/// The RFC 7638 thumbprint of an Ed25519 public key (RFC 8037 §2): SHA-256 of its
+/// required members in lexicographic order, base64url.
+pub fn thumbprint(public_key: &[u8; 32]) -> String {
+    let x = BASE64URL_NOPAD.encode(public_key);
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    BASE64URL_NOPAD.encode(&crypto::sha256(canonical.as_bytes()))
+}
+
+/// A compact JWS (RFC 7515 §7.1) of `payload` under `header`, signed by `key`.
+fn jws(key: &SigningKey, header: &[u8], payload: &[u8]) -> String {
+    let mut out = BASE64URL_NOPAD.encode(header);
+    out.push('.');
+    out.push_str(&BASE64URL_NOPAD.encode(payload));
+    let signature = key.sign(out.as_bytes());
+    out.push('.');
+    out.push_str(&BASE64URL_NOPAD.encode(&signature));
+    out
 }
 
 struct External {
@@ -96,19 +198,69 @@ pub struct ExternalIssuer<'a> {
     pub audience: Option<&'a str>,
 }
 
+/// The HS256 tokens of the mfad before the upgrade, accepted for [`LEGACY_WINDOW`].
+struct Legacy {
+    key: DecodingKey,
+    validation: Validation,
+    /// When this mfad first opened the database: HS256 tokens issued after it are
+    /// not ours (we never issue them), and none is accepted an hour after.
+    upgraded_at: i64,
+}
+
+/// Tokens already verified, by the SHA-256 of the token, with the moment their verdict
+/// ends (`exp` plus leeway): an Ed25519 check costs tens of µs and every `/api/v1/`
+/// request presents a token, usually one it presented before. Only the signature and
+/// claims verdict is kept; the account is still read on every request, so a deleted
+/// account's token fails at once.
+#[derive(Default)]
+struct Verdicts(Mutex<HashMap<[u8; 32], (Verified, i64)>>);
+
+impl Verdicts {
+    fn get(&self, key: &[u8; 32], now: i64) -> Option<Verified> {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match map.get(key) {
+            Some((v, until)) if now <= *until => Some(v.clone()),
+            Some(_) => {
+                map.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, key: [u8; 32], verified: Verified, until: i64, now: i64) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= VERDICTS_MAX {
+            map.retain(|_, (_, u)| *u >= now);
+            if map.len() >= VERDICTS_MAX {
+                map.clear();
+            }
+        }
+        map.insert(key, (verified, until));
+    }
+}
+
 /// Issues and verifies bearer tokens.
 pub struct Tokens {
-    encoding: EncodingKey,
+    signing: SigningKey,
+    /// `{"alg":"EdDSA","typ":"JWT","kid":…}`, the header of every token we sign.
+    header: Vec<u8>,
+    kid: String,
+    public_x: String,
     own_key: DecodingKey,
     own_validation: Validation,
+    legacy: Option<Legacy>,
     issuer: String,
     external: Option<External>,
+    verdicts: Verdicts,
 }
 
 impl fmt::Debug for Tokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tokens")
+            .field("kid", &self.kid)
             .field("issuer", &self.issuer)
+            .field("legacy", &self.legacy.as_ref().map(|l| l.upgraded_at))
             .field("external", &self.external.as_ref().map(|e| e.algorithm))
             .finish_non_exhaustive()
     }
@@ -116,7 +268,7 @@ impl fmt::Debug for Tokens {
 
 fn validation(algorithm: Algorithm, issuer: Option<&str>, audience: Option<&str>) -> Validation {
     let mut v = Validation::new(algorithm);
-    v.leeway = LEEWAY;
+    v.leeway = LEEWAY as u64;
     v.validate_exp = true;
     v.validate_nbf = true;
     let mut required = vec!["exp"];
@@ -135,13 +287,33 @@ fn validation(algorithm: Algorithm, issuer: Option<&str>, audience: Option<&str>
     v
 }
 
+/// Why [`Tokens::new`] failed.
+#[derive(Debug)]
+pub enum SetupError {
+    Key(CryptoError),
+    ExternalKey(String),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Key(e) => write!(f, "cannot make the token-signing key: {e}"),
+            SetupError::ExternalKey(e) => f.write_str(e),
+        }
+    }
+}
+
 impl Tokens {
-    /// `secret` signs our own tokens, with `issuer` as their `iss`.
+    /// Our tokens are signed with the instance's Ed25519 key, with `issuer` as their
+    /// `iss`. `upgraded_at`: when this database was brought from an mfad that signed
+    /// HS256 (its tokens are accepted for an hour after); `None` for a database that
+    /// never knew one.
     pub fn new(
-        secret: &[u8],
+        keys: &Keys,
         issuer: &str,
+        upgraded_at: Option<i64>,
         external: Option<ExternalIssuer<'_>>,
-    ) -> Result<Tokens, String> {
+    ) -> Result<Tokens, SetupError> {
         let external = match external {
             None => None,
             Some(ExternalIssuer {
@@ -155,7 +327,9 @@ impl Tokens {
                     ExternalAlgorithm::Es256 => (DecodingKey::from_ec_pem(pem), Algorithm::ES256),
                     ExternalAlgorithm::EdDsa => (DecodingKey::from_ed_pem(pem), Algorithm::EdDSA),
                 };
-                let key = key.map_err(|e| format!("not a {algorithm:?} public key in PEM: {e}"))?;
+                let key = key.map_err(|e| {
+                    SetupError::ExternalKey(format!("not a {algorithm:?} public key in PEM: {e}"))
+                })?;
                 Some(External {
                     key,
                     validation: validation(algorithm, ext_issuer, audience),
@@ -163,44 +337,112 @@ impl Tokens {
                 })
             }
         };
+        let signing = keys.token_signing_key().map_err(SetupError::Key)?;
+        let public = signing.public_key();
+        let kid = thumbprint(&public);
+        let public_x = BASE64URL_NOPAD.encode(&public);
+        let header = json!({ "alg": "EdDSA", "typ": "JWT", "kid": kid })
+            .to_string()
+            .into_bytes();
+        let own_key = DecodingKey::from_ed_components(&public_x)
+            .map_err(|e| SetupError::ExternalKey(format!("the token key: {e}")))?;
         Ok(Tokens {
-            encoding: EncodingKey::from_secret(secret),
-            own_key: DecodingKey::from_secret(secret),
-            own_validation: validation(Algorithm::HS256, Some(issuer), None),
+            signing,
+            header,
+            kid,
+            public_x,
+            own_key,
+            own_validation: validation(Algorithm::EdDSA, Some(issuer), None),
+            legacy: upgraded_at.map(|at| Legacy {
+                key: DecodingKey::from_secret(keys.jwt_secret()),
+                validation: validation(Algorithm::HS256, Some(issuer), None),
+                upgraded_at: at,
+            }),
             issuer: issuer.to_string(),
             external,
+            verdicts: Verdicts::default(),
         })
     }
 
-    /// Issues one of our own tokens.
+    /// The `iss` of our tokens.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The `kid` of our tokens: the RFC 7638 thumbprint of the signing key.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The JWK Set (RFC 7517 §5) of the keys that sign our tokens: public parts only.
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": [{
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": self.public_x,
+            "kid": self.kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        }] })
+    }
+
+    /// Issues one of our own tokens for the login `login`, valid `ttl` seconds.
     pub fn issue(
         &self,
         account_id: i64,
         email: Option<&str>,
+        login: Login,
         now: i64,
         ttl: i64,
-    ) -> Result<String, jsonwebtoken::errors::Error> {
+    ) -> Result<String, serde_json::Error> {
         let claims = OwnClaims {
             sub: account_id.to_string(),
             email,
             iat: now,
             exp: now.saturating_add(ttl),
             iss: &self.issuer,
+            auth_time: login.at,
+            amr: login.how.amr(),
+            mfa_method: login.how.mfa_method(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        Ok(self.sign(&serde_json::to_vec(&claims)?))
     }
 
-    /// Verifies a token (signature, algorithm, `exp`, `nbf`, `iss`, `aud`).
-    pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
+    fn sign(&self, payload: &[u8]) -> String {
+        jws(&self.signing, &self.header, payload)
+    }
+
+    /// Verifies a token (signature, algorithm, `kid`, `exp`, `nbf`, `iss`, `aud`); a
+    /// token verified before is answered from memory until its `exp`.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Invalid);
         }
-        // The header is read only to choose a key. `kid`, `jku`, `x5u` and friends are
+        let key = crypto::sha256(token.as_bytes());
+        if let Some(v) = self.verdicts.get(&key, now) {
+            return Ok(v);
+        }
+        let (verified, until) = self.verify_uncached(token, now)?;
+        self.verdicts.put(key, verified.clone(), until, now);
+        Ok(verified)
+    }
+
+    /// [`Tokens::verify`] without the memory: what a token costs the first time. Also
+    /// returns the moment until which the verdict holds.
+    pub fn verify_uncached(&self, token: &str, now: i64) -> Result<(Verified, i64), TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Invalid);
+        }
+        // The header is read only to choose a key. `jku`, `x5u` and friends are
         // ignored: keys come from configuration, never from the token.
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
-        let (key, validation, own) = match (&self.external, header.alg) {
-            (_, Algorithm::HS256) => (&self.own_key, &self.own_validation, true),
-            (Some(ext), alg) if alg == ext.algorithm => (&ext.key, &ext.validation, false),
+        let ours = header.kid.as_deref() == Some(self.kid.as_str());
+        let (key, validation, own, legacy) = match (header.alg, &self.legacy, &self.external) {
+            (Algorithm::EdDSA, _, _) if ours => (&self.own_key, &self.own_validation, true, None),
+            (Algorithm::HS256, Some(l), _) if now <= l.upgraded_at + LEGACY_WINDOW + LEEWAY => {
+                (&l.key, &l.validation, true, Some(l))
+            }
+            (alg, _, Some(ext)) if alg == ext.algorithm => (&ext.key, &ext.validation, false, None),
             _ => return Err(TokenError::Invalid),
         };
         let data =
@@ -216,10 +458,29 @@ impl Tokens {
             let signature = token
                 .rsplit('.')
                 .next()
-                .and_then(|s| data_encoding::BASE64URL_NOPAD.decode(s.as_bytes()).ok());
+                .and_then(|s| BASE64URL_NOPAD.decode(s.as_bytes()).ok());
             if signature.as_deref().is_none_or(high_s) {
                 return Err(TokenError::Invalid);
             }
+        }
+        // jsonwebtoken has checked `exp` (an integer) against the clock; against `now`
+        // too, so that a verdict ends at the same moment whoever decides it.
+        let exp = claims
+            .exp
+            .as_ref()
+            .and_then(Value::as_i64)
+            .ok_or(TokenError::Invalid)?;
+        let mut until = exp.saturating_add(LEEWAY);
+        if until < now {
+            return Err(TokenError::Expired);
+        }
+        if let Some(l) = legacy {
+            // Issued by the mfad before the upgrade, or not at all.
+            match claims.iat.as_ref().and_then(Value::as_i64) {
+                Some(iat) if iat <= l.upgraded_at => {}
+                _ => return Err(TokenError::Invalid),
+            }
+            until = until.min(l.upgraded_at + LEGACY_WINDOW + LEEWAY);
         }
         let subject = if own {
             // Only the form we write: "+1" or "01" must not name account 1.
@@ -236,27 +497,47 @@ impl Tokens {
                 _ => return Err(TokenError::Invalid),
             }
         };
-        Ok(Verified {
+        let verified = Verified {
             subject,
             email: claims.email,
             username: claims.username,
-        })
+        };
+        Ok((verified, until))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    fn keys() -> Keys {
+        Keys::derive(&[1u8; 32]).unwrap()
+    }
 
     fn tokens() -> Tokens {
-        Tokens::new(&[1u8; 32], "mfad", None).unwrap()
+        Tokens::new(&keys(), "mfad", None, None).unwrap()
     }
 
     fn now() -> i64 {
         jsonwebtoken::get_current_timestamp() as i64
     }
 
-    fn sign_hs256(secret: &[u8], claims: serde_json::Value) -> String {
+    const PASSWORD_NOW: fn() -> Login = || Login {
+        how: SignIn::Password,
+        at: now(),
+    };
+
+    fn b64(v: &Value) -> String {
+        BASE64URL_NOPAD.encode(v.to_string().as_bytes())
+    }
+
+    fn part(token: &str, i: usize) -> Value {
+        let seg = token.split('.').nth(i).unwrap();
+        serde_json::from_slice(&BASE64URL_NOPAD.decode(seg.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn sign_hs256(secret: &[u8], claims: Value) -> String {
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
@@ -265,22 +546,151 @@ mod tests {
         .unwrap()
     }
 
+    /// RFC 8037 appendix A.1 (the key), A.3 (its thumbprint) and A.4 (a signature).
     #[test]
-    fn own_token_round_trips() {
+    fn rfc8037_vectors() {
+        let d = BASE64URL_NOPAD
+            .decode(b"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
+            .unwrap();
+        let key = SigningKey::from_seed(&d.try_into().unwrap()).unwrap();
+        assert_eq!(
+            BASE64URL_NOPAD.encode(&key.public_key()),
+            "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+        );
+        assert_eq!(
+            thumbprint(&key.public_key()),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+        assert_eq!(
+            jws(&key, br#"{"alg":"EdDSA"}"#, b"Example of Ed25519 signing"),
+            "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.\
+             hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg"
+        );
+    }
+
+    #[test]
+    fn own_token_round_trips_with_how_and_when_the_user_signed_in() {
         let t = tokens();
-        let token = t.issue(42, Some("a@b.c"), now(), 3600).unwrap();
-        let v = t.verify(&token).unwrap();
+        let login = Login {
+            how: SignIn::PasswordBackupCode,
+            at: now() - 100,
+        };
+        let token = t.issue(42, Some("a@b.c"), login, now(), 3600).unwrap();
+        let v = t.verify(&token, now()).unwrap();
         assert_eq!(v.subject, Subject::Account(42));
         assert_eq!(v.email.as_deref(), Some("a@b.c"));
+        assert_eq!(
+            part(&token, 0),
+            json!({"alg": "EdDSA", "typ": "JWT", "kid": t.kid()})
+        );
+        let claims = part(&token, 1);
+        assert_eq!(claims["amr"], json!(["pwd", "otp"]));
+        assert_eq!(claims["mfa_method"], "backup_code");
+        assert_eq!(claims["auth_time"], login.at);
+        assert_eq!(claims["iss"], "mfad");
+        assert_eq!(claims["sub"], "42");
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            3600
+        );
+        for (how, amr, method) in [
+            (SignIn::Password, json!(["pwd"]), Value::Null),
+            (SignIn::PasswordTotp, json!(["pwd", "otp"]), json!("totp")),
+            (SignIn::Issued, json!([]), Value::Null),
+        ] {
+            let token = t.issue(1, None, Login { how, at: 5 }, now(), 60).unwrap();
+            let claims = part(&token, 1);
+            assert_eq!(claims["amr"], amr, "{how:?}");
+            assert_eq!(claims["mfa_method"], method, "{how:?}");
+            assert_eq!(SignIn::from_stored(how.as_str()), Some(how));
+        }
+        assert_eq!(SignIn::from_stored("otp"), None);
+    }
+
+    #[test]
+    fn the_key_and_its_kid_follow_the_instance_key() {
+        let a = tokens();
+        let b = Tokens::new(&keys(), "other issuer", None, None).unwrap();
+        let c = Tokens::new(&Keys::derive(&[2u8; 32]).unwrap(), "mfad", None, None).unwrap();
+        assert_eq!(a.jwks(), b.jwks());
+        assert_ne!(a.jwks(), c.jwks());
+        assert_ne!(a.kid(), c.kid());
+        let jwk = &a.jwks()["keys"][0];
+        assert_eq!(jwk["kid"], a.kid());
+        assert_eq!(jwk["kty"], "OKP");
+        assert!(jwk.get("d").is_none(), "no private part: {jwk}");
+        let x: [u8; 32] = BASE64URL_NOPAD
+            .decode(jwk["x"].as_str().unwrap().as_bytes())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert_eq!(thumbprint(&x), a.kid());
     }
 
     #[test]
     fn expired_beyond_leeway_is_refused_within_is_accepted() {
         let t = tokens();
-        let old = t.issue(1, None, now() - 7200, 3600).unwrap();
-        assert_eq!(t.verify(&old), Err(TokenError::Expired));
-        let just = t.issue(1, None, now() - 3630, 3600).unwrap();
-        assert!(t.verify(&just).is_ok());
+        let old = t
+            .issue(1, None, PASSWORD_NOW(), now() - 7200, 3600)
+            .unwrap();
+        assert_eq!(t.verify(&old, now()), Err(TokenError::Expired));
+        let just = t
+            .issue(1, None, PASSWORD_NOW(), now() - 3630, 3600)
+            .unwrap();
+        assert!(t.verify(&just, now()).is_ok());
+    }
+
+    #[test]
+    fn a_remembered_verdict_ends_with_the_token() {
+        let t = tokens();
+        let token = t.issue(1, None, PASSWORD_NOW(), now(), 600).unwrap();
+        assert!(t.verify(&token, now()).is_ok());
+        assert!(t.verify(&token, now() + 600 + LEEWAY).is_ok());
+        assert_eq!(
+            t.verify(&token, now() + 601 + LEEWAY),
+            Err(TokenError::Expired)
+        );
+        // A refused token is not remembered as anything: the same bytes stay refused.
+        let forged = format!("{}x", &token[..token.len() - 1]);
+        assert!(t.verify(&forged, now()).is_err());
+        assert!(t.verify(&forged, now()).is_err());
+    }
+
+    #[test]
+    fn the_memory_of_verdicts_is_bounded() {
+        let verified = Verified {
+            subject: Subject::Account(1),
+            email: None,
+            username: None,
+        };
+        let key = |i: usize| {
+            let mut k = [0u8; 32];
+            k[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            k
+        };
+        let len = |v: &Verdicts| v.0.lock().unwrap().len();
+        // Full of live verdicts: all go, the new one stays.
+        let v = Verdicts::default();
+        for i in 0..VERDICTS_MAX + 10 {
+            v.put(key(i), verified.clone(), 1000, 10);
+        }
+        assert_eq!(len(&v), 10);
+        assert!(v.get(&key(0), 10).is_none());
+        assert!(v.get(&key(VERDICTS_MAX + 9), 10).is_some());
+        // Full with some ended: only those go.
+        let v = Verdicts::default();
+        for i in 0..VERDICTS_MAX {
+            v.put(
+                key(i),
+                verified.clone(),
+                if i % 2 == 0 { 5 } else { 1000 },
+                1,
+            );
+        }
+        v.put(key(VERDICTS_MAX), verified.clone(), 1000, 10);
+        assert_eq!(len(&v), VERDICTS_MAX / 2 + 1);
+        assert!(v.get(&key(1), 10).is_some());
+        assert!(v.get(&key(0), 10).is_none());
     }
 
     #[test]
@@ -288,22 +698,24 @@ mod tests {
         let t = tokens();
         let exp = now() + 600;
         for claims in [
-            serde_json::json!({"sub": "1", "iss": "mfad", "exp": exp.to_string()}),
-            serde_json::json!({"sub": "1", "iss": "mfad"}),
-            serde_json::json!({"sub": "1", "iss": "mfad", "exp": exp, "nbf": "0"}),
-            serde_json::json!({"sub": "1", "iss": "mfad", "exp": exp, "nbf": now() + 600}),
-            serde_json::json!({"sub": "1", "iss": "other", "exp": exp}),
-            serde_json::json!({"sub": "1", "exp": exp}),
-            serde_json::json!({"sub": "x", "iss": "mfad", "exp": exp}),
+            json!({"sub": "1", "iss": "mfad", "exp": exp.to_string()}),
+            json!({"sub": "1", "iss": "mfad", "exp": exp as f64 + 0.5}),
+            json!({"sub": "1", "iss": "mfad"}),
+            json!({"sub": "1", "iss": "mfad", "exp": exp, "nbf": "0"}),
+            json!({"sub": "1", "iss": "mfad", "exp": exp, "nbf": now() + 600}),
+            json!({"sub": "1", "iss": "other", "exp": exp}),
+            json!({"sub": "1", "exp": exp}),
+            json!({"sub": "x", "iss": "mfad", "exp": exp}),
         ] {
-            let token = sign_hs256(&[1u8; 32], claims.clone());
-            assert!(t.verify(&token).is_err(), "{claims}");
+            let token = t.sign(claims.to_string().as_bytes());
+            assert!(t.verify(&token, now()).is_err(), "{claims}");
         }
-        let ok = sign_hs256(
-            &[1u8; 32],
-            serde_json::json!({"sub": "1", "iss": "mfad", "exp": exp}),
+        let ok = t.sign(
+            json!({"sub": "1", "iss": "mfad", "exp": exp})
+                .to_string()
+                .as_bytes(),
         );
-        assert!(t.verify(&ok).is_ok());
+        assert!(t.verify(&ok, now()).is_ok());
     }
 
     #[test]
@@ -311,22 +723,27 @@ mod tests {
         let t = tokens();
         let exp = now() + 600;
         for claims in [
-            serde_json::json!({"sub": "+1", "iss": "mfad", "exp": exp}),
-            serde_json::json!({"sub": "01", "iss": "mfad", "exp": exp}),
-            serde_json::json!({"sub": " 1", "iss": "mfad", "exp": exp}),
-            serde_json::json!({"sub": "0", "iss": "mfad", "exp": exp}),
-            serde_json::json!({"sub": "-1", "iss": "mfad", "exp": exp}),
-            serde_json::json!({"sub": "1", "iss": ["other", "mfad"], "exp": exp}),
-            serde_json::json!({"sub": "1", "iss": ["mfad"], "exp": exp}),
+            json!({"sub": "+1", "iss": "mfad", "exp": exp}),
+            json!({"sub": "01", "iss": "mfad", "exp": exp}),
+            json!({"sub": " 1", "iss": "mfad", "exp": exp}),
+            json!({"sub": "0", "iss": "mfad", "exp": exp}),
+            json!({"sub": "-1", "iss": "mfad", "exp": exp}),
+            json!({"sub": "1", "iss": ["other", "mfad"], "exp": exp}),
+            json!({"sub": "1", "iss": ["mfad"], "exp": exp}),
         ] {
-            let token = sign_hs256(&[1u8; 32], claims.clone());
-            assert_eq!(t.verify(&token), Err(TokenError::Invalid), "{claims}");
+            let token = t.sign(claims.to_string().as_bytes());
+            assert_eq!(
+                t.verify(&token, now()),
+                Err(TokenError::Invalid),
+                "{claims}"
+            );
         }
-        let ok = sign_hs256(
-            &[1u8; 32],
-            serde_json::json!({"sub": "10", "iss": "mfad", "exp": exp}),
+        let ok = t.sign(
+            json!({"sub": "10", "iss": "mfad", "exp": exp})
+                .to_string()
+                .as_bytes(),
         );
-        assert_eq!(t.verify(&ok).unwrap().subject, Subject::Account(10));
+        assert_eq!(t.verify(&ok, now()).unwrap().subject, Subject::Account(10));
     }
 
     #[test]
@@ -346,20 +763,112 @@ mod tests {
     }
 
     #[test]
-    fn another_instance_and_alg_none_are_refused() {
+    fn another_instance_another_kid_and_alg_none_are_refused() {
         let t = tokens();
-        let other = Tokens::new(&[2u8; 32], "mfad", None).unwrap();
-        let token = other.issue(1, None, now(), 3600).unwrap();
-        assert_eq!(t.verify(&token), Err(TokenError::Invalid));
-        let b64 =
-            |v: serde_json::Value| data_encoding::BASE64URL_NOPAD.encode(v.to_string().as_bytes());
+        let claims = json!({"sub": "1", "iss": "mfad", "exp": now() + 600});
+        let other = Tokens::new(&Keys::derive(&[2u8; 32]).unwrap(), "mfad", None, None).unwrap();
+        let token = other.issue(1, None, PASSWORD_NOW(), now(), 3600).unwrap();
+        assert_eq!(t.verify(&token, now()), Err(TokenError::Invalid));
+        // Our key, but a header that names another key, or none.
+        for header in [
+            json!({"alg": "EdDSA", "typ": "JWT", "kid": other.kid()}),
+            json!({"alg": "EdDSA", "typ": "JWT"}),
+            json!({"alg": "EdDSA", "typ": "JWT", "kid": ""}),
+        ] {
+            let forged = jws(
+                &t.signing,
+                header.to_string().as_bytes(),
+                claims.to_string().as_bytes(),
+            );
+            assert_eq!(
+                t.verify(&forged, now()),
+                Err(TokenError::Invalid),
+                "{header}"
+            );
+        }
         let none = format!(
             "{}.{}.",
-            b64(serde_json::json!({"alg": "none", "typ": "JWT"})),
-            b64(serde_json::json!({"sub": "1", "iss": "mfad", "exp": now() + 600}))
+            b64(&json!({"alg": "none", "typ": "JWT"})),
+            b64(&claims)
         );
-        assert_eq!(t.verify(&none), Err(TokenError::Invalid));
-        assert_eq!(t.verify("garbage"), Err(TokenError::Invalid));
-        assert_eq!(t.verify(&"a".repeat(100_000)), Err(TokenError::Invalid));
+        assert_eq!(t.verify(&none, now()), Err(TokenError::Invalid));
+        let none_kid = format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "kid": t.kid()})),
+            b64(&claims)
+        );
+        assert_eq!(t.verify(&none_kid, now()), Err(TokenError::Invalid));
+        assert_eq!(t.verify("garbage", now()), Err(TokenError::Invalid));
+        assert_eq!(
+            t.verify(&"a".repeat(100_000), now()),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn hs256_is_refused_without_an_upgrade_even_under_the_old_key() {
+        let keys = keys();
+        let t = Tokens::new(&keys, "mfad", None, None).unwrap();
+        let claims = json!({"sub": "1", "iss": "mfad", "iat": now() - 10, "exp": now() + 600});
+        let old = sign_hs256(keys.jwt_secret(), claims.clone());
+        assert_eq!(t.verify(&old, now()), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn hs256_signed_with_the_public_key_is_refused() {
+        let keys = keys();
+        let upgraded = Tokens::new(&keys, "mfad", Some(now() - 60), None).unwrap();
+        let public = keys.token_signing_key().unwrap().public_key();
+        let claims = json!({"sub": "1", "iss": "mfad", "iat": now() - 100, "exp": now() + 600});
+        let jwk = upgraded.jwks()["keys"][0].to_string();
+        let x = upgraded.jwks()["keys"][0]["x"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for secret in [&public[..], jwk.as_bytes(), x.as_bytes()] {
+            let token = sign_hs256(secret, claims.clone());
+            assert_eq!(upgraded.verify(&token, now()), Err(TokenError::Invalid));
+        }
+    }
+
+    #[test]
+    fn hs256_of_before_the_upgrade_is_accepted_for_an_hour_then_refused() {
+        let keys = keys();
+        let at = now() - 120;
+        let t = Tokens::new(&keys, "mfad", Some(at), None).unwrap();
+        // Made by `mfad token --ttl 7200`, say: it would outlive the window.
+        let token = |iat: i64| {
+            sign_hs256(
+                keys.jwt_secret(),
+                json!({"sub": "7", "iss": "mfad", "iat": iat, "exp": iat + 7200}),
+            )
+        };
+        let before = token(at - 60);
+        assert_eq!(
+            t.verify(&before, now()).unwrap().subject,
+            Subject::Account(7)
+        );
+        // Remembered, but not past the end of the window.
+        let end = at + LEGACY_WINDOW + LEEWAY;
+        assert!(t.verify(&before, end).is_ok());
+        assert_eq!(t.verify(&before, end + 1), Err(TokenError::Invalid));
+        let fresh = Tokens::new(&keys, "mfad", Some(at), None).unwrap();
+        assert_eq!(
+            fresh.verify_uncached(&before, end + 1).map(|_| ()),
+            Err(TokenError::Invalid)
+        );
+        // Never issued after the upgrade: one that says so is not ours.
+        assert_eq!(t.verify(&token(at + 1), now()), Err(TokenError::Invalid));
+        let no_iat = sign_hs256(
+            keys.jwt_secret(),
+            json!({"sub": "7", "iss": "mfad", "exp": now() + 600}),
+        );
+        assert_eq!(t.verify(&no_iat, now()), Err(TokenError::Invalid));
+        // Another instance's HS256 key is as wrong as ever.
+        let other = sign_hs256(
+            Keys::derive(&[2u8; 32]).unwrap().jwt_secret(),
+            json!({"sub": "7", "iss": "mfad", "iat": at - 60, "exp": now() + 600}),
+        );
+        assert_eq!(t.verify(&other, now()), Err(TokenError::Invalid));
     }
 }

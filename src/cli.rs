@@ -43,9 +43,15 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
         Command::Token { email, ttl } => {
             let email = check_email(email)?;
             let account = admin::token_account(&db, &email, now).map_err(fail)?;
-            let tokens = crate::auth::Tokens::new(keys.jwt_secret(), &config.jwt_issuer, None)?;
+            let tokens = crate::auth::Tokens::new(&keys, &config.jwt_issuer, None, None)
+                .map_err(|e| e.to_string())?;
+            // No sign-in: `amr` is empty, and `auth_time` the moment of issue.
+            let login = crate::auth::Login {
+                how: crate::auth::SignIn::Issued,
+                at: now,
+            };
             let token = tokens
-                .issue(account.id, Some(&email), now, *ttl as i64)
+                .issue(account.id, Some(&email), login, now, *ttl as i64)
                 .map_err(|e| format!("cannot sign the token: {e}"))?;
             Ok(format!("{token}\n"))
         }

@@ -204,8 +204,29 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
     Ok(Instance { keys, db })
 }
 
-/// Builds the shared request state from the configuration and the instance's keys.
-pub fn app(config: &Config, keys: Keys) -> Result<service::App, String> {
+/// When this database was brought from an mfad that signed HS256 (the migration to
+/// schema 3 records it); `None` for one that never knew such tokens.
+pub fn hs256_upgraded_at(db: &store::Db) -> Result<Option<i64>, String> {
+    let stored = db
+        .read(|tx| tx.meta("hs256_upgraded_at"))
+        .map_err(|_| "cannot read the database (see the log above)".to_string())?;
+    match stored {
+        None => Ok(None),
+        Some(v) => std::str::from_utf8(&v)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .map(Some)
+            .ok_or_else(|| "the database's hs256_upgraded_at is not a number".to_string()),
+    }
+}
+
+/// Builds the shared request state from the configuration, the instance's keys and
+/// the database's `hs256_upgraded_at`.
+pub fn app(
+    config: &Config,
+    keys: Keys,
+    hs256_upgraded_at: Option<i64>,
+) -> Result<service::App, String> {
     let external_pem = match &config.jwt_public_key {
         Some(p) => Some(
             fs::read(p)
@@ -222,8 +243,11 @@ pub fn app(config: &Config, keys: Keys) -> Result<service::App, String> {
         }),
         _ => None,
     };
-    let tokens = auth::Tokens::new(keys.jwt_secret(), &config.jwt_issuer, external)
-        .map_err(|e| format!("--jwt-public-key: {e}"))?;
+    let tokens = auth::Tokens::new(&keys, &config.jwt_issuer, hs256_upgraded_at, external)
+        .map_err(|e| match e {
+            auth::SetupError::ExternalKey(e) => format!("--jwt-public-key: {e}"),
+            e => e.to_string(),
+        })?;
     service::App::new(keys, tokens, config.issuer.clone(), config.login_rate)
         .map_err(|_| "cannot initialise (the random number generator failed)".to_string())
 }
@@ -292,7 +316,7 @@ pub fn serve(config: &Config) -> Result<Running, String> {
     ensure_data_dir(dir)?;
     let lock = lock_data_dir(dir)?;
     let Instance { keys, db } = open_instance(config)?;
-    let app = app(config, keys)?;
+    let app = app(config, keys, hs256_upgraded_at(&db)?)?;
     let db = Arc::new(db);
     let janitor = store::Janitor::start(db.clone())?;
     let limits = http::Limits {

@@ -25,6 +25,8 @@ mod resilience;
 mod rules;
 #[path = "api/storno.rs"]
 mod storno;
+#[path = "api/tokens.rs"]
+mod tokens;
 
 use std::collections::BTreeSet;
 use std::io::{BufReader, Write};
@@ -133,11 +135,41 @@ fn sign(claims: &Value, alg: Algorithm, key: &EncodingKey) -> String {
     jsonwebtoken::encode(&Header::new(alg), claims, key).unwrap()
 }
 
+/// The HS256 key of the tokens an mfad before EdDSA signed, derived from the server's
+/// key file as it did.
 fn own_secret(s: &Server) -> Vec<u8> {
     mfad::crypto::Keys::derive(&s.key())
         .unwrap()
         .jwt_secret()
         .to_vec()
+}
+
+/// A compact JWS of `claims` under `header`, signed by `key`.
+fn jws(key: &mfad::crypto::SigningKey, header: &Value, claims: &Value) -> String {
+    let b64 = |v: &Value| data_encoding::BASE64URL_NOPAD.encode(v.to_string().as_bytes());
+    let input = format!("{}.{}", b64(header), b64(claims));
+    let signature = data_encoding::BASE64URL_NOPAD.encode(&key.sign(input.as_bytes()));
+    format!("{input}.{signature}")
+}
+
+/// A token of `claims` signed with the Ed25519 key of the instance whose key file is
+/// `key` (derived as the server derives it), under the header mfad writes.
+fn sign_with_instance_key(key: &[u8; 32], claims: &Value) -> String {
+    let signing = mfad::crypto::Keys::derive(key)
+        .unwrap()
+        .token_signing_key()
+        .unwrap();
+    let kid = mfad::auth::thumbprint(&signing.public_key());
+    jws(
+        &signing,
+        &json!({"alg": "EdDSA", "typ": "JWT", "kid": kid}),
+        claims,
+    )
+}
+
+/// A token of `claims` signed as the server `s` signs its own.
+fn sign_own(s: &Server, claims: &Value) -> String {
+    sign_with_instance_key(&s.key(), claims)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -239,8 +271,7 @@ fn setup_is_409_once_enabled() {
 fn bearer_failures_are_401_in_storno_shape() {
     let s = Server::start(&[]);
     let good = s.token("user@example.com");
-    let secret = own_secret(&s);
-    let hs = EncodingKey::from_secret(&secret);
+    let hs = EncodingKey::from_secret(&own_secret(&s));
     let exp = now() as i64 + 600;
     let mut tampered = good.clone().into_bytes();
     let n = tampered.len();
@@ -252,24 +283,21 @@ fn bearer_failures_are_401_in_storno_shape() {
         b64(json!({"alg": "none", "typ": "JWT"})),
         b64(json!({"sub": "1", "iss": "mfad", "exp": exp, "email": "user@example.com"}))
     );
-    let other_instance = sign(
-        &json!({"sub": "1", "iss": "mfad", "exp": exp}),
-        Algorithm::HS256,
-        &EncodingKey::from_secret(&[9u8; 32]),
-    );
-    let expired = sign(
+    let other_instance =
+        sign_with_instance_key(&[9u8; 32], &json!({"sub": "1", "iss": "mfad", "exp": exp}));
+    let expired = sign_own(
+        &s,
         &json!({"sub": "1", "iss": "mfad", "exp": now() as i64 - 3600}),
-        Algorithm::HS256,
-        &hs,
     );
-    let exp_string = sign(
+    let exp_string = sign_own(
+        &s,
         &json!({"sub": "1", "iss": "mfad", "exp": exp.to_string()}),
-        Algorithm::HS256,
-        &hs,
     );
-    let no_exp = sign(&json!({"sub": "1", "iss": "mfad"}), Algorithm::HS256, &hs);
-    let unknown_account = sign(
-        &json!({"sub": "999", "iss": "mfad", "exp": exp}),
+    let no_exp = sign_own(&s, &json!({"sub": "1", "iss": "mfad"}));
+    let unknown_account = sign_own(&s, &json!({"sub": "999", "iss": "mfad", "exp": exp}));
+    // A new instance never signed HS256: its old key opens nothing.
+    let hs256 = sign(
+        &json!({"sub": "1", "iss": "mfad", "iat": now() as i64 - 10, "exp": exp}),
         Algorithm::HS256,
         &hs,
     );
@@ -285,6 +313,10 @@ fn bearer_failures_are_401_in_storno_shape() {
         ("exp is a string", Some(format!("Bearer {exp_string}"))),
         ("no exp", Some(format!("Bearer {no_exp}"))),
         ("unknown account", Some(format!("Bearer {unknown_account}"))),
+        (
+            "HS256 under the instance's old key",
+            Some(format!("Bearer {hs256}")),
+        ),
     ];
     for (name, auth) in cases {
         let headers: Vec<(&str, &str)> =
@@ -302,11 +334,7 @@ fn bearer_failures_are_401_in_storno_shape() {
     }
     // The same forging path with the right key and a good exp is accepted, so the
     // refusals above are about what they vary.
-    let ok = sign(
-        &json!({"sub": "1", "iss": "mfad", "exp": exp}),
-        Algorithm::HS256,
-        &hs,
-    );
+    let ok = sign_own(&s, &json!({"sub": "1", "iss": "mfad", "exp": exp}));
     assert_eq!(s.post(SETUP, Some(&ok), &json!({})).status, 200);
     assert_eq!(s.post(SETUP, Some(&good), &json!({})).status, 200);
 }

@@ -20,7 +20,7 @@
 use std::net::SocketAddr;
 
 use data_encoding::{BASE32_NOPAD, BASE64URL_NOPAD, HEXLOWER, HEXUPPER};
-use mfad::auth::Tokens;
+use mfad::auth::{Login, SignIn, Tokens};
 use mfad::crypto;
 use mfad::service::App;
 use mfad::store::{self, Db};
@@ -195,8 +195,7 @@ impl Harness {
         )
         .expect("config");
         let mfad::Instance { keys, db } = mfad::open_instance(&config).expect("instance");
-        let jwt_secret = keys.jwt_secret().to_vec();
-        let mut app = mfad::app(&config, keys).expect("app");
+        let mut app = mfad::app(&config, keys, None).expect("app");
         // Logins for an unknown email check the password against this hash; with 600,000
         // iterations every such login costs ~0.2 s and the fuzzer crawls. Same code path,
         // one iteration.
@@ -226,23 +225,36 @@ impl Harness {
         };
         let ten_years = 10 * 366 * 86_400;
         let own = &app.tokens;
+        let login = Login {
+            how: SignIn::Password,
+            at: now,
+        };
         let b64 = |v: Value| BASE64URL_NOPAD.encode(v.to_string().as_bytes());
         let tokens = AuthTokens {
-            p: own.issue(p_id, Some(P_EMAIL), now, ten_years).expect("jwt"),
-            n: own.issue(n_id, Some(N_EMAIL), now, ten_years).expect("jwt"),
+            p: own
+                .issue(p_id, Some(P_EMAIL), login, now, ten_years)
+                .expect("jwt"),
+            n: own
+                .issue(n_id, Some(N_EMAIL), login, now, ten_years)
+                .expect("jwt"),
             expired: own
-                .issue(p_id, Some(P_EMAIL), now - 100_000, 3600)
+                .issue(p_id, Some(P_EMAIL), login, now - 100_000, 3600)
                 .expect("jwt"),
-            other_instance: Tokens::new(&[9u8; 32], "mfad", None)
-                .expect("tokens")
-                .issue(p_id, Some(P_EMAIL), now, ten_years)
-                .expect("jwt"),
+            other_instance: Tokens::new(
+                &crypto::Keys::derive(&[9u8; 32]).expect("keys"),
+                "mfad",
+                None,
+                None,
+            )
+            .expect("tokens")
+            .issue(p_id, Some(P_EMAIL), login, now, ten_years)
+            .expect("jwt"),
             no_account: own
-                .issue(1_000_000, Some("ghost@example.com"), now, ten_years)
+                .issue(1_000_000, Some("ghost@example.com"), login, now, ten_years)
                 .expect("jwt"),
-            wrong_issuer: Tokens::new(&jwt_secret, "someone-else", None)
+            wrong_issuer: Tokens::new(keys, "someone-else", None, None)
                 .expect("tokens")
-                .issue(p_id, Some(P_EMAIL), now, ten_years)
+                .issue(p_id, Some(P_EMAIL), login, now, ten_years)
                 .expect("jwt"),
             alg_none: format!(
                 "{}.{}.",
@@ -336,15 +348,21 @@ impl Harness {
                 }
                 if scenario & 0x40 != 0 {
                     let f = &REFRESH_FAMILY;
-                    c.insert_refresh_token(&keys.token_hash(&REFRESH_LIVE), p, f, now + 3600)?;
+                    let login = Login {
+                        how: SignIn::PasswordTotp,
+                        at: now - 60,
+                    };
+                    let live = keys.token_hash(&REFRESH_LIVE);
+                    c.insert_refresh_token(&live, p, f, now + 3600, login)?;
                     let rotated = keys.token_hash(&REFRESH_ROTATED);
-                    c.insert_refresh_token(&rotated, p, f, now + 3600)?;
+                    c.insert_refresh_token(&rotated, p, f, now + 3600, login)?;
                     c.rotate_refresh_token(&rotated)?;
                     c.insert_refresh_token(
                         &keys.token_hash(&REFRESH_EXPIRED),
                         p,
                         &[0x78; 16],
                         now - 1,
+                        login,
                     )?;
                 }
                 Ok(())

@@ -42,6 +42,8 @@ enum Endpoint {
     StepUpChallenge,
     StepUpVerify,
     Redeem,
+    Jwks,
+    OpenIdConfiguration,
 }
 
 /// The endpoint at `path` and the one method it takes.
@@ -61,6 +63,8 @@ fn endpoint_at(path: &str) -> Option<(Endpoint, &'static str)> {
         "/api/v1/mfa/challenge" => (Endpoint::StepUpChallenge, "POST"),
         "/api/v1/mfa/verify" => (Endpoint::StepUpVerify, "POST"),
         "/api/v1/mfa/verification/redeem" => (Endpoint::Redeem, "POST"),
+        "/.well-known/jwks.json" => (Endpoint::Jwks, "GET"),
+        "/.well-known/openid-configuration" => (Endpoint::OpenIdConfiguration, "GET"),
         _ => return None,
     })
 }
@@ -130,7 +134,13 @@ pub(crate) struct Reply {
     cookie: Cookie,
     /// A CORS preflight's `Access-Control-Allow-Methods`.
     preflight: Option<&'static str>,
+    /// Public keys, which caches may keep this many seconds; every other answer is
+    /// `no-store`.
+    max_age: Option<u32>,
 }
+
+/// How long the JWKS and the discovery document may be cached (API.md: 5 minutes).
+const KEYS_MAX_AGE: u32 = 300;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Cookie {
@@ -151,6 +161,14 @@ impl Reply {
             body: Some(body),
             cookie,
             preflight: None,
+            max_age: None,
+        }
+    }
+
+    fn public(body: Value) -> Reply {
+        Reply {
+            max_age: Some(KEYS_MAX_AGE),
+            ..Reply::json(body)
         }
     }
 
@@ -160,6 +178,7 @@ impl Reply {
             body: None,
             cookie,
             preflight: None,
+            max_age: None,
         }
     }
 }
@@ -183,6 +202,9 @@ fn preflight(web: &WebPolicy, rq: &Request, path: &str) -> Option<Result<Reply, 
         }),
     })
 }
+
+const NO_BASE_URL: &str =
+    "The request has no usable Host header, and no --public-url is set to name mfad's address.";
 
 fn handle(
     app: &App,
@@ -242,6 +264,13 @@ fn handle(
         Endpoint::StepUpChallenge => json(service::stepup_challenge(app, db, &me(db)?, now)),
         Endpoint::StepUpVerify => json(service::stepup_verify(app, db, &me(db)?, &body, now)),
         Endpoint::Redeem => json(service::redeem(app, db, &me(db)?, &body, now)),
+        Endpoint::Jwks => Ok(Reply::public(app.tokens.jwks())),
+        Endpoint::OpenIdConfiguration => {
+            let base = web
+                .base_url(header(rq, "Host"))
+                .ok_or(Error::BadRequest(NO_BASE_URL))?;
+            Ok(Reply::public(service::openid_configuration(app, &base)))
+        }
     }
 }
 
@@ -271,7 +300,7 @@ impl CommonHeaders {
     fn new() -> Result<Self, String> {
         let pairs: [(&[u8], &[u8]); 3] = [
             (b"Content-Type", b"application/json"),
-            // Bodies hold secrets and tokens: no cache may keep them.
+            // Bodies hold secrets and tokens: no cache may keep them (public keys aside).
             (b"Cache-Control", b"no-store"),
             (b"X-Content-Type-Options", b"nosniff"),
         ];
@@ -301,8 +330,18 @@ fn respond(
     };
     let mut response =
         Response::from_data(body.unwrap_or_default().into_bytes()).with_status_code(status);
+    let max_age = result.as_ref().ok().and_then(|r| r.max_age);
     for h in &common.0 {
-        response.add_header(h.clone());
+        if max_age.is_none() || !h.field.equiv("Cache-Control") {
+            response.add_header(h.clone());
+        }
+    }
+    if let Some(secs) = max_age {
+        add(
+            &mut response,
+            "Cache-Control",
+            &format!("public, max-age={secs}"),
+        );
     }
     match result {
         Err(Error::MethodNotAllowed(allow)) => add(&mut response, "Allow", allow),

@@ -45,6 +45,19 @@ impl WebPolicy {
         }
     }
 
+    /// Where mfad is reached, for the addresses it names in its answers: the public
+    /// URL's origin, else `http://` and the request's `Host` (a host name or address
+    /// and a port, nothing else: it is copied into a document caches keep).
+    pub(crate) fn base_url(&self, host: Option<&str>) -> Option<String> {
+        if let Some(own) = &self.public_origin {
+            return Some(own.clone());
+        }
+        let host = host?.trim();
+        let fits = |b: u8| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b);
+        (!host.is_empty() && host.len() <= 255 && host.bytes().all(fits))
+            .then(|| format!("http://{host}"))
+    }
+
     /// The `Origin` rule for requests the cookie alone authenticates (refresh, logout):
     /// a browser sends `Origin` on every cross-origin POST, so one that is neither
     /// mfad's own nor a listed one is a page of another site using the cookie.
@@ -125,6 +138,31 @@ pub fn parse_origin(text: &str) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_base_url_is_the_public_one_or_a_plain_host() {
+        let p = WebPolicy::default();
+        assert_eq!(
+            p.base_url(Some("127.0.0.1:8080")).as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            p.base_url(Some("[::1]:80")).as_deref(),
+            Some("http://[::1]:80")
+        );
+        for bad in ["", "a/b", "evil.example\"/x", "a b", "x@y", "a?b"] {
+            assert_eq!(p.base_url(Some(bad)), None, "{bad:?}");
+        }
+        assert_eq!(p.base_url(None), None);
+        let public = WebPolicy {
+            public_origin: Some("https://auth.example.org".into()),
+            ..WebPolicy::default()
+        };
+        assert_eq!(
+            public.base_url(Some("evil.example")).as_deref(),
+            Some("https://auth.example.org")
+        );
+    }
 
     #[test]
     fn origins_are_exact_scheme_host_and_port() {

@@ -8,6 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use data_encoding::HEXLOWER_PERMISSIVE;
 use serde_json::{json, Map, Value};
 
+use crate::auth::{Login, SignIn};
 use crate::crypto::{self, PasswordCheck};
 use crate::error::Error;
 use crate::store::{Account, Db, Purpose, Tx};
@@ -100,17 +101,18 @@ impl LoginLimiter {
 
 /// A login's tokens: a JWT and a refresh token, starting a new family (a new login,
 /// which ends [`REFRESH_TTL`] from now) unless `family` says which login this is and
-/// when it ends: a refresh never moves that end.
+/// when it ends: a refresh never moves that end, nor how and when the login was made.
 fn issue_tokens(
     app: &App,
     tx: &dyn Tx,
     account: &Account,
+    login: Login,
     family: Option<(&[u8], i64)>,
     now: i64,
 ) -> Result<Value, Error> {
     let token = app
         .tokens
-        .issue(account.id, account.email.as_deref(), now, ACCESS_TTL)
+        .issue(account.id, account.email.as_deref(), login, now, ACCESS_TTL)
         .map_err(|e| {
             log::error!("signing a token failed: {e}");
             Error::Internal
@@ -129,6 +131,7 @@ fn issue_tokens(
         account.id,
         family,
         expires_at,
+        login,
     )?;
     // `lastConnectedAt`: every login and refresh.
     tx.touch_connected(account.id, now)?;
@@ -170,7 +173,11 @@ pub fn login(
     }
     let id = account.id;
     if !db.read(|tx| tx.totp_enabled(id))? {
-        return db.write(|tx| issue_tokens(app, tx, &account, None, now));
+        let login = Login {
+            how: SignIn::Password,
+            at: now,
+        };
+        return db.write(|tx| issue_tokens(app, tx, &account, login, None, now));
     }
     let (challenge, methods) = new_challenge(app, db, id, Purpose::Login, now)?;
     Ok(json!({
@@ -227,6 +234,11 @@ pub fn verify(app: &App, db: &Db, body: &Map<String, Value>, now: i64) -> Result
         .keys
         .token_hash(&hex32(token).ok_or(Error::Rejected(INVALID_CHALLENGE))?);
     let answer = Answer::parse(code, kind);
+    // What the login will say it was made with, if this answer is right.
+    let how = match answer {
+        Answer::Backup(_) => SignIn::PasswordBackupCode,
+        Answer::Totp(_) | Answer::Unreadable => SignIn::PasswordTotp,
+    };
     let verdict = second_factor::check(
         app,
         db,
@@ -237,7 +249,7 @@ pub fn verify(app: &App, db: &Db, body: &Map<String, Value>, now: i64) -> Result
             let account = tx
                 .account_by_id(id)?
                 .ok_or(Error::Rejected(INVALID_CHALLENGE))?;
-            issue_tokens(app, tx, &account, None, now)
+            issue_tokens(app, tx, &account, Login { how, at: now }, None, now)
         },
     )?;
     match verdict {
@@ -298,6 +310,9 @@ pub fn refresh(
             // Committed, not rolled back: the revocation is the point.
             return Ok(Err(REFRESH_INVALID));
         }
+        let Some(login) = row.login else {
+            return Err(REFRESH_INVALID);
+        };
         if row.expires_at <= now || !tx.rotate_refresh_token(&hash)? {
             return Err(REFRESH_INVALID);
         }
@@ -308,6 +323,7 @@ pub fn refresh(
             app,
             tx,
             &account,
+            login,
             Some((&row.family, row.expires_at)),
             now,
         )?))

@@ -124,7 +124,7 @@ pub(crate) fn authenticate(
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(Error::Unauthenticated(TOKEN_NOT_FOUND));
     }
-    let verified = app.tokens.verify(token.trim()).map_err(|e| match e {
+    let verified = app.tokens.verify(token.trim(), now).map_err(|e| match e {
         TokenError::Expired => Error::Unauthenticated(TOKEN_EXPIRED),
         TokenError::Invalid => Error::Unauthenticated(TOKEN_INVALID),
     })?;
@@ -148,6 +148,15 @@ pub(crate) fn authenticate(
         .or_else(|| account.external_subject.clone())
         .unwrap_or_else(|| account.id.to_string());
     Ok(Principal { account, label })
+}
+
+/// `GET /.well-known/openid-configuration`: where a relying service finds the keys of
+/// mfad's tokens. Nothing more is promised: mfad is not an OpenID provider.
+pub(crate) fn openid_configuration(app: &App, base_url: &str) -> Value {
+    json!({
+        "issuer": app.tokens.issuer(),
+        "jwks_uri": format!("{base_url}/.well-known/jwks.json"),
+    })
 }
 
 /// `GET /healthz`.

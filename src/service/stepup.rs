@@ -134,7 +134,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.db"), Durability::Normal).unwrap();
         let keys = Keys::derive(&[7u8; 32]).unwrap();
-        let tokens = Tokens::new(keys.jwt_secret(), "mfad", None).unwrap();
+        let tokens = Tokens::new(&keys, "mfad", None, None).unwrap();
         let app = App::new(keys, tokens, "Storno".into(), 5).unwrap();
         let (a, b) = db
             .write(|tx| {

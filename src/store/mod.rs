@@ -16,6 +16,7 @@ mod sqlite;
 pub use janitor::Janitor;
 pub use sqlite::{Db, OpenError, MAX_BATCH, SCHEMA_VERSION};
 
+use crate::auth::Login;
 use crate::error::Error;
 
 /// An account row.
@@ -127,6 +128,9 @@ pub struct RefreshToken {
     pub family: Vec<u8>,
     pub expires_at: i64,
     pub rotated: bool,
+    /// How and when its login was made; `None` for a way this mfad does not know (a
+    /// newer one wrote it): never refreshed.
+    pub login: Option<Login>,
 }
 
 /// One audit event.
@@ -226,6 +230,7 @@ pub trait Tx {
         account_id: i64,
         family: &[u8],
         expires_at: i64,
+        login: Login,
     ) -> Result<(), Error>;
     fn refresh_token(&self, hash: &[u8; 32]) -> Result<Option<RefreshToken>, Error>;
     /// Marks a token as exchanged; `false` if it already was (a concurrent refresh won).

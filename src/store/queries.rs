@@ -8,6 +8,7 @@ use super::{
     normalize_email, Account, AccountSummary, AuditEvent, Challenge, Purpose, RefreshToken, Totp,
     Tx,
 };
+use crate::auth::{Login, SignIn};
 use crate::error::Error;
 
 /// A transaction (or, for reads, the connection between transactions) of the SQLite
@@ -353,30 +354,43 @@ impl Tx for SqliteTx<'_> {
         account_id: i64,
         family: &[u8],
         expires_at: i64,
+        login: Login,
     ) -> Result<(), Error> {
         let c = self.conn;
         c.prepare_cached(
-            "INSERT INTO refresh_tokens (token_hash, account_id, family, expires_at)
-         VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO refresh_tokens
+                 (token_hash, account_id, family, expires_at, sign_in, auth_time)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
-        .execute(params![&hash[..], account_id, family, expires_at])?;
+        .execute(params![
+            &hash[..],
+            account_id,
+            family,
+            expires_at,
+            login.how.as_str(),
+            login.at
+        ])?;
         Ok(())
     }
 
     fn refresh_token(&self, hash: &[u8; 32]) -> Result<Option<RefreshToken>, Error> {
         let c = self.conn;
         Ok(c.prepare_cached(
-        "SELECT account_id, family, expires_at, rotated FROM refresh_tokens WHERE token_hash = ?1",
-    )?
-    .query_row([&hash[..]], |r| {
-        Ok(RefreshToken {
-            account_id: r.get(0)?,
-            family: r.get(1)?,
-            expires_at: r.get(2)?,
-            rotated: r.get(3)?,
+            "SELECT account_id, family, expires_at, rotated, sign_in, auth_time
+         FROM refresh_tokens WHERE token_hash = ?1",
+        )?
+        .query_row([&hash[..]], |r| {
+            let how: String = r.get(4)?;
+            let at: i64 = r.get(5)?;
+            Ok(RefreshToken {
+                account_id: r.get(0)?,
+                family: r.get(1)?,
+                expires_at: r.get(2)?,
+                rotated: r.get(3)?,
+                login: SignIn::from_stored(&how).map(|how| Login { how, at }),
+            })
         })
-    })
-    .optional()?)
+        .optional()?)
     }
 
     fn rotate_refresh_token(&self, hash: &[u8; 32]) -> Result<bool, Error> {

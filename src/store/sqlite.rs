@@ -21,9 +21,9 @@ use crate::config::Durability;
 use crate::error::Error;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// From each earlier version to the next: `MIGRATIONS[v - 1]` takes version v to v + 1.
-const MIGRATIONS: [&str; 1] = [
+const MIGRATIONS: [&str; 2] = [
     // 1 → 2: the current user's times, step-up challenges and their verifications.
     "ALTER TABLE accounts ADD COLUMN updated_at INTEGER;
      ALTER TABLE accounts ADD COLUMN last_connected_at INTEGER;
@@ -35,6 +35,15 @@ const MIGRATIONS: [&str; 1] = [
          verified_at INTEGER NOT NULL,
          expires_at  INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 2 → 3: EdDSA tokens with `amr` and `auth_time`. How an existing login was made
+    // was never recorded: it is said to be a password alone (claiming less than what
+    // happened, never more), made when its 30 days began. The HS256 tokens issued
+    // until now are accepted for an hour from this moment.
+    "ALTER TABLE refresh_tokens ADD COLUMN sign_in TEXT NOT NULL DEFAULT 'pwd';
+     ALTER TABLE refresh_tokens ADD COLUMN auth_time INTEGER NOT NULL DEFAULT 0;
+     UPDATE refresh_tokens SET auth_time = expires_at - 2592000;
+     INSERT OR REPLACE INTO meta (name, value)
+         VALUES ('hs256_upgraded_at', CAST(strftime('%s', 'now') AS BLOB));",
 ];
 /// SQLite's page cache per connection, in KiB.
 const PAGE_CACHE_KIB: u32 = 256;
@@ -483,6 +492,44 @@ mod tests {
         drop(db);
         // Opening again must not re-run CREATE TABLE (which would fail).
         Db::open(&dir.path().join("t.db"), Durability::Full).unwrap();
+    }
+
+    /// Schema 2's refresh tokens gain how their login was made (a password, as far as
+    /// anyone can tell) and when (the start of their 30 days); the moment of the
+    /// upgrade is recorded for the HS256 tokens of before. A new database has no such
+    /// moment: it never knew HS256.
+    #[test]
+    fn a_version_2_database_is_migrated_with_its_logins_and_the_upgrade_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(include_str!("../../tests/fixtures/schema-v2.sql"))
+                .unwrap();
+            c.execute_batch(
+                "PRAGMA user_version = 2;
+                 INSERT INTO accounts (email, created_at) VALUES ('old@example.com', 7);
+                 INSERT INTO refresh_tokens (token_hash, account_id, family, expires_at)
+                     VALUES (x'02', 1, x'aa', 2592100);",
+            )
+            .unwrap();
+        }
+        let before = crate::unix_now();
+        let db = Db::open(&path, Durability::Normal).unwrap();
+        let row = db.raw(|c| {
+            c.query_row(
+                "SELECT sign_in, auth_time FROM refresh_tokens WHERE token_hash = x'02'",
+                [],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )
+        });
+        assert_eq!(row.unwrap(), ("pwd".to_string(), 100));
+        let at = db.read(|tx| tx.meta("hs256_upgraded_at")).unwrap().unwrap();
+        let at: i64 = std::str::from_utf8(&at).unwrap().parse().unwrap();
+        assert!((before..=crate::unix_now()).contains(&at), "{at}");
+        assert_eq!(db.integrity_check(), Ok(()));
+        let (_d, fresh) = super::tests::db();
+        assert_eq!(fresh.read(|tx| tx.meta("hs256_upgraded_at")).unwrap(), None);
     }
 
     /// A database made by the previous release (schema 1, as `schema.sql` was then)

@@ -12,8 +12,8 @@ use serde_json::json;
 
 use crate::common::*;
 use crate::{
-    challenge, enable, fixture, login, own_secret, setup, sign, user_token, verify, DISABLE,
-    ENABLE, LOGIN, PASSWORD, REFRESH, SETUP,
+    challenge, enable, fixture, login, setup, sign, sign_own, user_token, verify, DISABLE, ENABLE,
+    LOGIN, PASSWORD, REFRESH, SETUP,
 };
 
 /// A server that was used once and stopped: its data directory holds a key and a
@@ -102,10 +102,9 @@ fn a_setup_refused_for_its_label_keeps_the_scanned_secret() {
         .find(|l| l.contains("label@example.com"))
         .and_then(|l| l.split_whitespace().next().map(String::from))
         .unwrap();
-    let long = sign(
+    let long = sign_own(
+        &s,
         &json!({"sub": id, "iss": "mfad", "exp": now() + 600, "email": "x".repeat(3000)}),
-        Algorithm::HS256,
-        &EncodingKey::from_secret(&own_secret(&s)),
     );
     let r = s.post(SETUP, Some(&long), &json!({}));
     assert_eq!(r.status, 400, "{}", r.text());
