@@ -33,7 +33,7 @@ use tiny_http::{Header, Method, TestRequest};
 pub const MAX_REQUESTS: usize = 4;
 
 /// The paths the router knows, with the one method each takes.
-pub const PATHS: [(&str, &str); 14] = [
+pub const PATHS: [(&str, &str); 16] = [
     ("/healthz", "GET"),
     ("/api/v1/me/mfa/totp/setup", "POST"),
     ("/api/v1/me/mfa/totp/enable", "POST"),
@@ -48,6 +48,8 @@ pub const PATHS: [(&str, &str); 14] = [
     ("/api/v1/mfa/challenge", "POST"),
     ("/api/v1/mfa/verify", "POST"),
     ("/api/v1/mfa/verification/redeem", "POST"),
+    ("/.well-known/jwks.json", "GET"),
+    ("/.well-known/openid-configuration", "GET"),
 ];
 
 /// The statuses API.md allows (500 is a handler that panicked or failed inside).
@@ -988,6 +990,18 @@ pub fn check_answer(built: &Built, status: u16, body: &Value) -> Result<(), Stri
     }
     if path == "/healthz" && built.method == Method::Get && status != 200 {
         return Err(format!("GET /healthz answered {status}"));
+    }
+    if path == "/.well-known/jwks.json" && built.method == Method::Get {
+        if status != 200 {
+            return Err(format!("GET /.well-known/jwks.json answered {status}"));
+        }
+        let keys = body["keys"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if keys.len() != 1 || keys.iter().any(|k| k.get("d").is_some()) {
+            return Err(format!("the JWKS is not one public key: {body}"));
+        }
     }
     Ok(())
 }

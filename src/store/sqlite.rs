@@ -494,6 +494,14 @@ mod tests {
         Db::open(&dir.path().join("t.db"), Durability::Full).unwrap();
     }
 
+    /// A database as an earlier release left it: its `schema.sql`, then `rows` (which
+    /// set `user_version`).
+    fn old_database(path: &std::path::Path, schema: &str, rows: &str) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(schema).unwrap();
+        c.execute_batch(rows).unwrap();
+    }
+
     /// Schema 2's refresh tokens gain how their login was made (a password, as far as
     /// anyone can tell) and when (the start of their 30 days); the moment of the
     /// upgrade is recorded for the HS256 tokens of before. A new database has no such
@@ -502,18 +510,14 @@ mod tests {
     fn a_version_2_database_is_migrated_with_its_logins_and_the_upgrade_time() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v2.db");
-        {
-            let c = Connection::open(&path).unwrap();
-            c.execute_batch(include_str!("../../tests/fixtures/schema-v2.sql"))
-                .unwrap();
-            c.execute_batch(
-                "PRAGMA user_version = 2;
-                 INSERT INTO accounts (email, created_at) VALUES ('old@example.com', 7);
-                 INSERT INTO refresh_tokens (token_hash, account_id, family, expires_at)
-                     VALUES (x'02', 1, x'aa', 2592100);",
-            )
-            .unwrap();
-        }
+        old_database(
+            &path,
+            include_str!("../../tests/fixtures/schema-v2.sql"),
+            "PRAGMA user_version = 2;
+             INSERT INTO accounts (email, created_at) VALUES ('old@example.com', 7);
+             INSERT INTO refresh_tokens (token_hash, account_id, family, expires_at)
+                 VALUES (x'02', 1, x'aa', 2592100);",
+        );
         let before = crate::unix_now();
         let db = Db::open(&path, Durability::Normal).unwrap();
         let row = db.raw(|c| {
@@ -532,24 +536,20 @@ mod tests {
         assert_eq!(fresh.read(|tx| tx.meta("hs256_upgraded_at")).unwrap(), None);
     }
 
-    /// A database made by the previous release (schema 1, as `schema.sql` was then)
-    /// opens as schema 2 with its rows kept.
+    /// A database made by the first release (schema 1, as `schema.sql` was then) opens
+    /// as today's schema with its rows kept.
     #[test]
     fn a_version_1_database_is_migrated_keeping_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1.db");
-        {
-            let c = Connection::open(&path).unwrap();
-            c.execute_batch(include_str!("../../tests/fixtures/schema-v1.sql"))
-                .unwrap();
-            c.execute_batch(
-                "PRAGMA user_version = 1;
-                 INSERT INTO accounts (email, created_at) VALUES ('old@example.com', 7);
-                 INSERT INTO mfa_challenges (token_hash, account_id, expires_at)
-                     VALUES (x'01', 1, 99);",
-            )
-            .unwrap();
-        }
+        old_database(
+            &path,
+            include_str!("../../tests/fixtures/schema-v1.sql"),
+            "PRAGMA user_version = 1;
+             INSERT INTO accounts (email, created_at) VALUES ('old@example.com', 7);
+             INSERT INTO mfa_challenges (token_hash, account_id, expires_at)
+                 VALUES (x'01', 1, 99);",
+        );
         let db = Db::open(&path, Durability::Normal).unwrap();
         let v: i64 = db
             .raw(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
