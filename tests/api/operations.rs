@@ -119,14 +119,18 @@ fn thread_nice(pid: u32) -> Vec<(String, i64)> {
 #[test]
 fn the_password_lane_runs_at_nice_5_and_the_workers_do_not() {
     let s = Server::start(&[]);
-    // A lane thread sets its priority as its first act; give a just-started one a moment.
+    // A thread takes its name, and a lane thread its priority, as its first acts; give
+    // just-started ones a moment (under load, a read can find them still unnamed).
     let deadline = Instant::now() + Duration::from_secs(5);
     let threads = loop {
         let threads = thread_nice(s.pid());
-        let settled = threads
-            .iter()
-            .filter(|(n, _)| n.starts_with("mfad-slow"))
-            .all(|(_, nice)| *nice == 5);
+        let named = |prefix: &str| threads.iter().any(|(n, _)| n.starts_with(prefix));
+        let settled = named("mfad-slow")
+            && named("mfad-worker")
+            && threads
+                .iter()
+                .filter(|(n, _)| n.starts_with("mfad-slow"))
+                .all(|(_, nice)| *nice == 5);
         if settled || Instant::now() > deadline {
             break threads;
         }
