@@ -18,6 +18,7 @@ pub mod service;
 pub mod store;
 pub mod time;
 pub mod totp;
+pub mod webauthn;
 
 use std::fs;
 use std::io::{Read, Write};
