@@ -1213,3 +1213,77 @@ pub fn check_png(text: &str, read_back: bool) -> Result<(), String> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// The `webauthn` target
+
+/// Runs one `webauthn` input: its first byte picks the parser, the rest is what a browser
+/// could send there. None may panic; what parses must be self-consistent; nothing made
+/// without the authenticator's key may pass a ceremony. `Err` names the broken property.
+pub fn run_webauthn(data: &[u8]) -> Result<(), String> {
+    use mfad::webauthn::{self, auth_data, cose, Expected, Stored};
+    let Some((&mode, rest)) = data.split_first() else {
+        return Ok(());
+    };
+    let origins = vec!["http://localhost:8080".to_string()];
+    let challenge = [0x11u8; 32];
+    let expected = Expected {
+        challenge: &challenge,
+        origins: &origins,
+        rp_id: "localhost",
+    };
+    let client_data = |ty: &str| {
+        format!(
+            r#"{{"type":"{ty}","challenge":"{}","origin":"http://localhost:8080"}}"#,
+            BASE64URL_NOPAD.encode(&challenge)
+        )
+    };
+    match mode % 4 {
+        0 => {
+            if let Ok(parsed) = auth_data::parse(rest) {
+                if let Some(c) = &parsed.attested {
+                    if c.id.is_empty() || c.id.len() > auth_data::MAX_CREDENTIAL_ID {
+                        return Err(format!("a credential id of {} bytes", c.id.len()));
+                    }
+                    if cose::parse(&c.cose_key).as_ref() != Ok(&c.public_key) {
+                        return Err("the stored COSE key does not read back as itself".into());
+                    }
+                }
+            }
+        }
+        1 => {
+            if let Ok(key) = cose::parse(rest) {
+                // A key that parses checks signatures without panicking, and refuses an
+                // empty one.
+                if key.verifies(b"message", &[]) {
+                    return Err(format!("{:?} accepted an empty signature", key.alg()));
+                }
+            }
+        }
+        2 => {
+            let cdj = client_data("webauthn.create");
+            if let Ok(r) = webauthn::verify_registration(cdj.as_bytes(), rest, &expected) {
+                if r.credential.id.is_empty() || r.format.len() > 32 {
+                    return Err(format!("a registration passed with {r:?}"));
+                }
+            }
+        }
+        _ => {
+            // The first bytes of `rest` are taken for a stored key, the others for the
+            // authenticatorData; the signature is empty, so nothing may pass.
+            let split = usize::from(rest.first().copied().unwrap_or(0)).min(rest.len());
+            let (key, auth) = rest.split_at(split);
+            let cdj = client_data("webauthn.get");
+            let stored = Stored {
+                cose_key: key,
+                sign_count: 0,
+            };
+            if let Ok(a) =
+                webauthn::verify_assertion(cdj.as_bytes(), auth, &[], &expected, stored, false)
+            {
+                return Err(format!("an assertion without a signature passed: {a:?}"));
+            }
+        }
+    }
+    Ok(())
+}

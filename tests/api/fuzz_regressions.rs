@@ -133,3 +133,8 @@ fn fuzz_request_framing_inputs_mean_what_they_say() {
 fn fuzz_otpauth_corpus_replays_cleanly() {
     replay("otpauth", mapping::run_otpauth);
 }
+
+#[test]
+fn fuzz_webauthn_corpus_replays_cleanly() {
+    replay("webauthn", mapping::run_webauthn);
+}
