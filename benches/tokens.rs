@@ -14,28 +14,20 @@
 )]
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mfad::auth::{Login, SignIn, Tokens};
 use mfad::crypto::Keys;
 
+#[path = "common/timing.rs"]
+mod timing;
+
 const ROUNDS: usize = 7;
 const PER_ROUND: u32 = 20_000;
 
-/// The median over [`ROUNDS`] of the time `f` takes, in µs per call.
-fn median_us(mut f: impl FnMut()) -> f64 {
-    let mut rounds: Vec<f64> = (0..ROUNDS)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..PER_ROUND {
-                f();
-            }
-            start.elapsed().as_secs_f64() * 1e6 / f64::from(PER_ROUND)
-        })
-        .collect();
-    rounds.sort_by(f64::total_cmp);
-    rounds[ROUNDS / 2]
+/// The median of [`ROUNDS`] rounds of [`PER_ROUND`] calls, in µs per call.
+fn median_us(f: impl FnMut()) -> f64 {
+    timing::median_us(ROUNDS, PER_ROUND, f)
 }
 
 fn main() {

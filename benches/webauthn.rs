@@ -14,10 +14,12 @@
 )]
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use mfad::webauthn::{verify_assertion, Expected, Stored};
 use serde_json::Value;
+
+#[path = "common/timing.rs"]
+mod timing;
 
 const ROUNDS: usize = 7;
 const PER_ROUND: u32 = 5_000;
@@ -50,28 +52,17 @@ fn main() {
             cose_key: &key,
             sign_count: 0,
         };
-        let mut rounds: Vec<f64> = (0..ROUNDS)
-            .map(|_| {
-                let start = Instant::now();
-                for _ in 0..PER_ROUND {
-                    black_box(verify_assertion(
-                        black_box(&cdj),
-                        &data,
-                        &sig,
-                        &expected,
-                        stored,
-                        true,
-                    ))
-                    .unwrap();
-                }
-                start.elapsed().as_secs_f64() * 1e6 / f64::from(PER_ROUND)
-            })
-            .collect();
-        rounds.sort_by(f64::total_cmp);
-        println!(
-            "  {:<6} {:8.1} µs",
-            v["alg"].as_str().unwrap(),
-            rounds[ROUNDS / 2]
-        );
+        let us = timing::median_us(ROUNDS, PER_ROUND, || {
+            black_box(verify_assertion(
+                black_box(&cdj),
+                &data,
+                &sig,
+                &expected,
+                stored,
+                true,
+            ))
+            .unwrap();
+        });
+        println!("  {:<6} {us:8.1} µs", v["alg"].as_str().unwrap());
     }
 }

@@ -83,9 +83,9 @@ pub fn parse(bytes: &[u8]) -> Result<AuthData, AuthDataError> {
         let id = rest.get(18..18 + len).ok_or(AuthDataError::Truncated)?;
         rest = &rest[18 + len..];
         let mut d = Decoder::new(rest);
-        let public_key = cose::read(&mut d).map_err(|e| match (e, d.position()) {
-            (KeyError::Malformed, _) if rest.is_empty() => AuthDataError::Truncated,
-            (e, _) => AuthDataError::Key(e),
+        let public_key = cose::read(&mut d).map_err(|e| match e {
+            KeyError::Malformed if rest.is_empty() => AuthDataError::Truncated,
+            e => AuthDataError::Key(e),
         })?;
         let (key_bytes, after) = rest.split_at(d.position());
         rest = after;

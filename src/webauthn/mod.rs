@@ -167,11 +167,11 @@ pub fn verify_registration(
     let (format, raw) = attestation_object(attestation_object_bytes)?;
     let data = auth_data::parse(raw).map_err(Refusal::AuthData)?;
     check_auth_data(&data, expected, false)?;
-    let credential = data.attested.clone().ok_or(Refusal::NoCredential)?;
+    let user_verified = data.user_verified();
     Ok(Registered {
-        credential,
+        credential: data.attested.ok_or(Refusal::NoCredential)?,
         sign_count: data.sign_count,
-        user_verified: data.user_verified(),
+        user_verified,
         format,
     })
 }
