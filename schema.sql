@@ -1,8 +1,9 @@
--- mfad's database schema, version 3 (recorded in PRAGMA user_version). A database of
+-- mfad's database schema, version 4 (recorded in PRAGMA user_version). A database of
 -- an earlier version is brought here by the migrations in src/store/sqlite.rs.
 -- Applied at start by the binary, which embeds this file. Secrets never appear here in
 -- the clear: TOTP secrets are sealed with AES-256-GCM (account id as associated data);
--- backup codes, refresh tokens and MFA challenges are stored only as keyed hashes.
+-- backup codes, refresh tokens, MFA and passkey challenges are stored only as keyed
+-- hashes. Passkeys are public keys: nothing of them is secret.
 
 -- Ids are never reused (AUTOINCREMENT), so a token naming a deleted account can never
 -- name a later one.
@@ -18,8 +19,12 @@ CREATE TABLE accounts (
     -- The last change of the account itself (its password); NULL: never changed.
     updated_at       INTEGER,
     -- The last successful login or refresh; NULL: never.
-    last_connected_at INTEGER
+    last_connected_at INTEGER,
+    -- WebAuthn's user handle: 16 random bytes, made at the first passkey registration
+    -- (never the email or the id, which an authenticator would then carry around).
+    user_handle      BLOB
 );
+CREATE UNIQUE INDEX accounts_user_handle ON accounts(user_handle);
 
 -- One row per account that has started TOTP setup.
 CREATE TABLE totp (
@@ -57,7 +62,7 @@ CREATE TABLE mfa_challenges (
 CREATE TABLE verifications (
     token_hash  BLOB PRIMARY KEY,               -- HMAC of the 32-byte verification token
     account_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
-    method      TEXT NOT NULL,                  -- totp, backup_code
+    method      TEXT NOT NULL,                  -- totp, backup_code, passkey
     verified_at INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
@@ -68,12 +73,43 @@ CREATE TABLE refresh_tokens (
     family     BLOB NOT NULL,                   -- shared by every token of one login
     expires_at INTEGER NOT NULL,
     rotated    INTEGER NOT NULL DEFAULT 0,      -- 1 once exchanged for a newer token
-    -- How the login was made ('pwd', 'totp', 'backup_code'): the `amr` and
-    -- `mfa_method` of the access tokens a refresh gives. Kept by every rotation.
+    -- How the login was made ('pwd', 'totp', 'backup_code', 'pwd_passkey', 'passkey'):
+    -- the `amr` and `mfa_method` of the access tokens a refresh gives; kept by rotation.
     sign_in    TEXT NOT NULL DEFAULT 'pwd',
     auth_time  INTEGER NOT NULL DEFAULT 0       -- when that login was made
 ) WITHOUT ROWID;
 CREATE INDEX refresh_tokens_family ON refresh_tokens(family);
+
+-- Registered passkeys (WebAuthn public-key credentials).
+CREATE TABLE passkeys (
+    id            BLOB PRIMARY KEY,             -- 16 random bytes, shown as a UUID
+    account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    -- The authenticator's credential id: one account's, never two.
+    credential_id BLOB NOT NULL UNIQUE,
+    public_key    BLOB NOT NULL,                -- the COSE key, as registered
+    alg           INTEGER NOT NULL,             -- its COSE algorithm: -7, -8 or -257
+    -- The highest signature counter seen; raised only by `UPDATE … WHERE sign_count < ?`.
+    sign_count    INTEGER NOT NULL DEFAULT 0,
+    name          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    last_used_at  INTEGER
+) WITHOUT ROWID;
+CREATE INDEX passkeys_account ON passkeys(account_id);
+
+-- A WebAuthn ceremony between its options and its answer: 5 minutes, single use (the
+-- delete is the check), in the database so that any node can finish it.
+CREATE TABLE passkey_ceremonies (
+    challenge_hash BLOB PRIMARY KEY,            -- HMAC of the 32-byte WebAuthn challenge
+    -- 0: registering a passkey; 1: a passwordless login; 2: a second factor.
+    purpose        INTEGER NOT NULL,
+    -- The account registering or answering; NULL for a passwordless login (the
+    -- passkey names its account).
+    account_id     INTEGER REFERENCES accounts(id) ON DELETE CASCADE,
+    -- HMAC of what else the answer must carry: a passwordless login's sessionId, the
+    -- MFA or step-up challenge a second factor answers; NULL for a registration.
+    bound_to       BLOB,
+    expires_at     INTEGER NOT NULL
+) WITHOUT ROWID;
 
 -- Security events. No foreign key: the trail outlives a deleted account.
 CREATE TABLE audit (

@@ -38,6 +38,10 @@ pub enum SignIn {
     PasswordTotp,
     /// A password and a backup code.
     PasswordBackupCode,
+    /// A password and a passkey.
+    PasswordPasskey,
+    /// A passkey with user verification alone (passwordless): both factors in one.
+    Passkey,
     /// `mfad token`: an administrator's, no sign-in at all.
     Issued,
 }
@@ -48,6 +52,8 @@ impl SignIn {
         match self {
             SignIn::Password => &["pwd"],
             SignIn::PasswordTotp | SignIn::PasswordBackupCode => &["pwd", "otp"],
+            SignIn::PasswordPasskey => &["pwd", "hwk"],
+            SignIn::Passkey => &["hwk", "user"],
             SignIn::Issued => &[],
         }
     }
@@ -57,7 +63,9 @@ impl SignIn {
         match self {
             SignIn::PasswordTotp => Some("totp"),
             SignIn::PasswordBackupCode => Some("backup_code"),
-            SignIn::Password | SignIn::Issued => None,
+            SignIn::PasswordPasskey => Some("passkey"),
+            // A passkey alone is no second factor added to a first: `amr` says it all.
+            SignIn::Password | SignIn::Passkey | SignIn::Issued => None,
         }
     }
 
@@ -67,6 +75,8 @@ impl SignIn {
             SignIn::Password => "pwd",
             SignIn::PasswordTotp => "totp",
             SignIn::PasswordBackupCode => "backup_code",
+            SignIn::PasswordPasskey => "pwd_passkey",
+            SignIn::Passkey => "passkey",
             SignIn::Issued => "issued",
         }
     }
@@ -77,6 +87,8 @@ impl SignIn {
             SignIn::Password,
             SignIn::PasswordTotp,
             SignIn::PasswordBackupCode,
+            SignIn::PasswordPasskey,
+            SignIn::Passkey,
             SignIn::Issued,
         ]
         .into_iter()
@@ -593,6 +605,12 @@ mod tests {
         for (how, amr, method) in [
             (SignIn::Password, json!(["pwd"]), Value::Null),
             (SignIn::PasswordTotp, json!(["pwd", "otp"]), json!("totp")),
+            (
+                SignIn::PasswordPasskey,
+                json!(["pwd", "hwk"]),
+                json!("passkey"),
+            ),
+            (SignIn::Passkey, json!(["hwk", "user"]), Value::Null),
             (SignIn::Issued, json!([]), Value::Null),
         ] {
             let token = t.issue(1, None, Login { how, at: 5 }, now(), 60).unwrap();

@@ -8,6 +8,7 @@ use crate::config::{Command, Config};
 use crate::crypto;
 use crate::service::admin;
 use crate::store;
+use crate::time::rfc3339;
 use crate::Instance;
 
 /// NIST SP 800-63B 5.1.1.2: at least 8 characters, no composition rules.
@@ -74,17 +75,18 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
         Command::UserList => {
             let rows = admin::list(&db).map_err(read)?;
             let mut out = format!(
-                "{:>6}  {:<40}  {:<8}  {:<4}  {}\n",
-                "ID", "EMAIL", "PASSWORD", "TOTP", "CREATED"
+                "{:>6}  {:<40}  {:<8}  {:<4}  {:<8}  {}\n",
+                "ID", "EMAIL", "PASSWORD", "TOTP", "PASSKEYS", "CREATED"
             );
             for r in rows {
                 out.push_str(&format!(
-                    "{:>6}  {:<40}  {:<8}  {:<4}  {}\n",
+                    "{:>6}  {:<40}  {:<8}  {:<4}  {:<8}  {}\n",
                     r.id,
                     printable(&r.name),
                     if r.has_password { "yes" } else { "no" },
                     if r.totp_enabled { "on" } else { "off" },
-                    r.created_at
+                    r.passkeys,
+                    rfc3339(r.created_at)
                 ));
             }
             Ok(out)
@@ -110,6 +112,15 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
                     report.totp.locked_until - now
                 ));
             }
+            out.push_str(&format!("  passkeys:     {}\n", report.passkeys.len()));
+            for p in &report.passkeys {
+                out.push_str(&format!(
+                    "    {}  created {}  last used {}\n",
+                    printable(&p.name),
+                    rfc3339(p.created_at),
+                    p.last_used_at.map_or("never".to_string(), rfc3339),
+                ));
+            }
             out.push_str("  last events (newest first):\n");
             for e in report.events {
                 out.push_str(&format!("    {}  {}", e.at, printable(&e.event)));
@@ -120,14 +131,26 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
             }
             Ok(out)
         }
-        Command::UserResetMfa { email } => {
+        Command::UserResetMfa {
+            email,
+            keep_passkeys,
+        } => {
             let account = find(email)?;
-            let had = admin::reset_mfa(&db, account.id, now).map_err(fail)?;
-            Ok(if had {
-                format!("TOTP turned off for {email}; they can set it up again\n")
+            let reset = admin::reset_mfa(&db, account.id, *keep_passkeys, now).map_err(fail)?;
+            let totp = if reset.totp_was_on {
+                "TOTP turned off"
             } else {
-                format!("TOTP was not enabled for {email}; pending setup cleared\n")
-            })
+                "TOTP was not enabled (any pending setup cleared)"
+            };
+            let passkeys = if *keep_passkeys {
+                "passkeys kept".to_string()
+            } else {
+                format!("{} passkeys removed", reset.passkeys_removed)
+            };
+            Ok(format!(
+                "{totp} and {passkeys} for {email}; every login ended; they can set up their \
+                 second factors again\n"
+            ))
         }
         Command::UserDelete { email } => {
             let account = find(email)?;

@@ -18,7 +18,7 @@ pub enum Command {
     UserAdd { email: String },
     UserList,
     UserPasswd { email: String },
-    UserResetMfa { email: String },
+    UserResetMfa { email: String, keep_passkeys: bool },
     UserDelete { email: String },
     UserShow { email: String },
     Help,
@@ -70,6 +70,9 @@ pub struct Config {
     pub init: bool,
     /// CORS origins, the refresh cookie's `SameSite`, the public URL.
     pub web: WebPolicy,
+    /// `--rp-id`: the WebAuthn relying party; see [`Config::relying_party`].
+    pub rp_id: Option<String>,
+    pub rp_name: Option<String>,
     /// Whether a `--cors-origin` flag has replaced `MFAD_CORS_ORIGINS`.
     cors_from_flags: bool,
     /// Hidden, for tests: the socket timeout instead of `http::SOCKET_TIMEOUT`.
@@ -106,7 +109,8 @@ USAGE:
     mfad user list                       list accounts and their MFA state
     mfad user show --email E             an account's MFA state and its last 20 events
     mfad user passwd --email E           set an account's password (as for add)
-    mfad user reset-mfa --email E        turn TOTP off for an account (lost phone)
+    mfad user reset-mfa --email E        turn TOTP off and remove the passkeys of an
+                                         account (lost device); --keep-passkeys keeps them
     mfad user delete --email E           delete an account and everything it owns
 
 Every command works on the same data directory as a running server.
@@ -138,9 +142,14 @@ OPTIONS (each also an environment variable; a flag wins over the variable):
                                                  another site [strict]
     --public-url URL         MFAD_PUBLIC_URL     the origin mfad is reached at, e.g.
                                                  https://auth.example.com [the request's Host]
+    --rp-id DOMAIN           MFAD_RP_ID          the passkeys' relying party: the public URL's
+                                                 host or a parent domain of it [that host,
+                                                 else localhost]
+    --rp-name NAME           MFAD_RP_NAME        the name authenticators show [the issuer]
     --email EMAIL                                account for token and user commands
     --ttl SECONDS                                lifetime of a token from `mfad token` [3600]
     --password-stdin                             read the password from standard input
+    --keep-passkeys                              reset-mfa: remove only TOTP
     --init                                       create a new, empty database even though
                                                  the key exists and mfad.db is missing or
                                                  empty (starting over on purpose)
@@ -156,6 +165,25 @@ pub fn default_workers() -> usize {
 }
 
 impl Config {
+    /// The WebAuthn relying party: `--rp-id`, else the host of `--public-url`, else
+    /// `localhost`; `--rp-name`, else the issuer.
+    pub fn relying_party(&self) -> crate::webauthn::RelyingParty {
+        let from_url = self
+            .web
+            .public_origin
+            .as_deref()
+            .and_then(crate::webauthn::origin_host)
+            .map(str::to_ascii_lowercase);
+        crate::webauthn::RelyingParty {
+            id: self
+                .rp_id
+                .clone()
+                .or(from_url)
+                .unwrap_or_else(|| "localhost".into()),
+            name: self.rp_name.clone().unwrap_or_else(|| self.issuer.clone()),
+        }
+    }
+
     /// Defaults only (the data directory still follows `$STATE_DIRECTORY`).
     fn defaults(env: &dyn Fn(&str) -> Option<String>) -> Config {
         Config {
@@ -180,6 +208,8 @@ impl Config {
             password_stdin: false,
             init: false,
             web: WebPolicy::default(),
+            rp_id: None,
+            rp_name: None,
             cors_from_flags: false,
             test_socket_timeout: None,
             test_request_deadline: None,
@@ -205,6 +235,7 @@ impl Config {
         let mut words = Vec::new();
         let mut email = None;
         let mut ttl = 3600u64;
+        let mut keep_passkeys = false;
         let mut parser = lexopt::Parser::from_args(args);
         while let Some(arg) = parser.next()? {
             match arg {
@@ -214,6 +245,7 @@ impl Config {
                 }
                 lexopt::Arg::Long("password-stdin") => c.password_stdin = true,
                 lexopt::Arg::Long("init") => c.init = true,
+                lexopt::Arg::Long("keep-passkeys") => keep_passkeys = true,
                 lexopt::Arg::Long("email") => email = Some(string(parser.value()?, "--email")?),
                 lexopt::Arg::Long("ttl") => {
                     let v = string(parser.value()?, "--ttl")?;
@@ -240,7 +272,7 @@ impl Config {
         if matches!(c.command, Command::Help | Command::Version) {
             return Ok(c);
         }
-        c.command = command(&words, email, ttl)?;
+        c.command = command(&words, email, ttl, keep_passkeys)?;
         c.check()?;
         Ok(c)
     }
@@ -328,6 +360,24 @@ impl Config {
                     _ => return Err(bad(shown, value, "strict, lax or none")),
                 })
             }
+            "rp-id" => {
+                let id = value.trim().to_ascii_lowercase();
+                if !crate::webauthn::valid_rp_id(&id) {
+                    return Err(bad(
+                        shown,
+                        value,
+                        "a domain name such as example.com (no scheme, port or path, not an \
+                         IP address)",
+                    ));
+                }
+                self.rp_id = Some(id)
+            }
+            "rp-name" => {
+                if value.trim().is_empty() || value.len() > 200 {
+                    return Err(bad(shown, value, "a non-empty name of at most 200 bytes"));
+                }
+                self.rp_name = Some(value.trim().to_string())
+            }
             "public-url" => {
                 self.web.public_origin =
                     Some(crate::http::parse_origin(value).map_err(|e| bad(shown, value, e))?)
@@ -351,6 +401,16 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        if let (Some(rp_id), Some(public)) = (&self.rp_id, &self.web.public_origin) {
+            let host = crate::webauthn::origin_host(public).unwrap_or_default();
+            if !crate::webauthn::rp_id_allows(rp_id, host) {
+                return Err(ConfigError(format!(
+                    "--rp-id {rp_id} is neither the host of --public-url {public} nor a \
+                     domain it belongs to: browsers would refuse every passkey ceremony \
+                     (leave --rp-id out to use {host}, or name a parent domain of it)"
+                )));
+            }
+        }
         match (&self.jwt_public_key, self.jwt_algorithm) {
             (Some(_), None) => Err(ConfigError(
                 "--jwt-public-key needs --jwt-algorithm (RS256, ES256 or EdDSA)".into(),
@@ -364,7 +424,9 @@ impl Config {
 }
 
 /// Settings that are both a flag (`--name`) and an environment variable.
-const SETTINGS: [(&str, &str); 18] = [
+const SETTINGS: [(&str, &str); 20] = [
+    ("rp-id", "MFAD_RP_ID"),
+    ("rp-name", "MFAD_RP_NAME"),
     ("listen", "MFAD_LISTEN"),
     ("data-dir", "MFAD_DATA_DIR"),
     ("key-file", "MFAD_KEY_FILE"),
@@ -411,13 +473,23 @@ fn nonempty_path(value: &str, shown: &str) -> Result<PathBuf, ConfigError> {
     Ok(PathBuf::from(value))
 }
 
-fn command(words: &[String], email: Option<String>, ttl: u64) -> Result<Command, ConfigError> {
+fn command(
+    words: &[String],
+    email: Option<String>,
+    ttl: u64,
+    keep_passkeys: bool,
+) -> Result<Command, ConfigError> {
     let need_email = |cmd: &str| {
         email
             .clone()
             .ok_or_else(|| ConfigError(format!("{cmd} needs --email EMAIL")))
     };
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    if keep_passkeys && words != ["user", "reset-mfa"] {
+        return Err(ConfigError(
+            "--keep-passkeys belongs to mfad user reset-mfa".into(),
+        ));
+    }
     Ok(match words.as_slice() {
         [] | ["serve"] => Command::Serve,
         ["token"] => Command::Token {
@@ -433,6 +505,7 @@ fn command(words: &[String], email: Option<String>, ttl: u64) -> Result<Command,
         },
         ["user", "reset-mfa"] => Command::UserResetMfa {
             email: need_email("mfad user reset-mfa")?,
+            keep_passkeys,
         },
         ["user", "delete"] => Command::UserDelete {
             email: need_email("mfad user delete")?,

@@ -12,8 +12,10 @@ pub enum Error {
     Unauthenticated(&'static str),
     /// 401 from MFA verification: `{"error": …}` only.
     Rejected(&'static str),
-    /// 404.
+    /// 404: no such endpoint.
     NotFound,
+    /// 404: the endpoint is there, the thing its path names is not (or not the caller's).
+    NoSuch(&'static str),
     /// 403: a cookie-authenticated request from an origin that is not allowed, or a
     /// CORS preflight from one.
     Forbidden(&'static str),
@@ -47,7 +49,7 @@ impl Error {
             Error::BadRequest(_) => 400,
             Error::Unauthenticated(_) | Error::Rejected(_) => 401,
             Error::Forbidden(_) => 403,
-            Error::NotFound => 404,
+            Error::NotFound | Error::NoSuch(_) => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::Conflict(_) => 409,
             Error::PayloadTooLarge => 413,
@@ -65,6 +67,7 @@ impl Error {
             | Error::Rejected(m)
             | Error::Conflict(m)
             | Error::Forbidden(m)
+            | Error::NoSuch(m)
             | Error::Unprocessable(m)
             | Error::TooManyRequests { message: m, .. } => m,
             Error::NotFound => "No such endpoint.",

@@ -249,7 +249,16 @@ pub fn app(
             auth::SetupError::ExternalKey(e) => format!("--jwt-public-key: {e}"),
             e => e.to_string(),
         })?;
-    service::App::new(keys, tokens, config.issuer.clone(), config.login_rate)
+    let rp = config.relying_party();
+    if !webauthn::valid_rp_id(&rp.id) {
+        // An address, not a name: browsers refuse passkeys there. Everything else works.
+        ::log::warn!(
+            "passkeys: the RP ID {} is not a domain name, so browsers will refuse to register \
+             or use passkeys; give --public-url a host name (or set --rp-id)",
+            rp.id
+        );
+    }
+    service::App::new(keys, tokens, config.issuer.clone(), config.login_rate, rp)
         .map_err(|_| "cannot initialise (the random number generator failed)".to_string())
 }
 

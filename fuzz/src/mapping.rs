@@ -33,7 +33,7 @@ use tiny_http::{Header, Method, TestRequest};
 pub const MAX_REQUESTS: usize = 4;
 
 /// The paths the router knows, with the one method each takes.
-pub const PATHS: [(&str, &str); 16] = [
+pub const PATHS: [(&str, &str); 24] = [
     ("/healthz", "GET"),
     ("/api/v1/me/mfa/totp/setup", "POST"),
     ("/api/v1/me/mfa/totp/enable", "POST"),
@@ -50,12 +50,25 @@ pub const PATHS: [(&str, &str); 16] = [
     ("/api/v1/mfa/verification/redeem", "POST"),
     ("/.well-known/jwks.json", "GET"),
     ("/.well-known/openid-configuration", "GET"),
+    ("/api/v1/passkey/register/options", "POST"),
+    ("/api/v1/passkey/register", "POST"),
+    ("/api/v1/me/passkeys", "GET"),
+    (
+        "/api/v1/me/passkeys/6f1c2d3e-4a5b-4c6d-8e7f-0123456789ab",
+        "DELETE",
+    ),
+    ("/api/auth/passkey/login/options", "POST"),
+    ("/api/auth/passkey/login", "POST"),
+    ("/api/auth/mfa/passkey/options", "POST"),
+    ("/api/v1/mfa/passkey/options", "POST"),
 ];
 
 /// The statuses API.md allows (500 is a handler that panicked or failed inside).
-/// (204: logout; 403: a CORS preflight or a cookie from a foreign origin.)
-pub const ALLOWED_STATUSES: [u16; 12] =
-    [200, 204, 400, 401, 403, 404, 405, 409, 413, 422, 429, 503];
+/// (201: a passkey registered; 204: logout, a passkey removed; 403: a CORS preflight or
+/// a cookie from a foreign origin.)
+pub const ALLOWED_STATUSES: [u16; 13] = [
+    200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 422, 429, 503,
+];
 
 const MAX_BODY: usize = mfad::http::MAX_BODY;
 

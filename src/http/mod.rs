@@ -19,7 +19,7 @@ use tiny_http::{Header, Method, Request, Response};
 
 use crate::error::Error;
 use crate::json::BodyError;
-use crate::service::{self, App};
+use crate::service::{self, passkey, App};
 use crate::store::Db;
 
 /// Request bodies larger than this are refused with 413 (API.md).
@@ -44,7 +44,18 @@ enum Endpoint {
     Redeem,
     Jwks,
     OpenIdConfiguration,
+    PasskeyRegisterOptions,
+    PasskeyRegister,
+    Passkeys,
+    PasskeyDelete,
+    PasskeyLoginOptions,
+    PasskeyLogin,
+    MfaPasskeyOptions,
+    StepUpPasskeyOptions,
 }
+
+/// Where one passkey is (`DELETE …/{id}`).
+const PASSKEY_PREFIX: &str = "/api/v1/me/passkeys/";
 
 /// The endpoint at `path` and the one method it takes.
 fn endpoint_at(path: &str) -> Option<(Endpoint, &'static str)> {
@@ -65,6 +76,19 @@ fn endpoint_at(path: &str) -> Option<(Endpoint, &'static str)> {
         "/api/v1/mfa/verification/redeem" => (Endpoint::Redeem, "POST"),
         "/.well-known/jwks.json" => (Endpoint::Jwks, "GET"),
         "/.well-known/openid-configuration" => (Endpoint::OpenIdConfiguration, "GET"),
+        "/api/v1/passkey/register/options" => (Endpoint::PasskeyRegisterOptions, "POST"),
+        "/api/v1/passkey/register" => (Endpoint::PasskeyRegister, "POST"),
+        "/api/v1/me/passkeys" => (Endpoint::Passkeys, "GET"),
+        "/api/auth/passkey/login/options" => (Endpoint::PasskeyLoginOptions, "POST"),
+        "/api/auth/passkey/login" => (Endpoint::PasskeyLogin, "POST"),
+        "/api/auth/mfa/passkey/options" => (Endpoint::MfaPasskeyOptions, "POST"),
+        "/api/v1/mfa/passkey/options" => (Endpoint::StepUpPasskeyOptions, "POST"),
+        p if p
+            .strip_prefix(PASSKEY_PREFIX)
+            .is_some_and(|id| !id.is_empty() && !id.contains('/')) =>
+        {
+            (Endpoint::PasskeyDelete, "DELETE")
+        }
         _ => return None,
     })
 }
@@ -165,6 +189,13 @@ impl Reply {
         }
     }
 
+    fn created(body: Value) -> Reply {
+        Reply {
+            status: 201,
+            ..Reply::json(body)
+        }
+    }
+
     fn public(body: Value) -> Reply {
         Reply {
             max_age: Some(KEYS_MAX_AGE),
@@ -246,6 +277,8 @@ fn handle(
         Ok(found)
     };
     let json = |v: Result<Value, Error>| v.map(Reply::json);
+    // The pages a passkey ceremony may run on (API.md, Passkeys).
+    let origins = || web.ceremony_origins(header(rq, "Host"), &app.rp.id);
     match endpoint {
         Endpoint::Health => json(service::health(db).map_err(|_| Error::Unavailable)),
         Endpoint::Setup => json(service::setup(app, db, &me(db)?)),
@@ -254,7 +287,7 @@ fn handle(
         Endpoint::Status => json(service::status(db, &me(db)?)),
         Endpoint::Regenerate => json(service::regenerate(app, db, &me(db)?, &body, now)),
         Endpoint::Login => json(service::login(app, db, &body, ip, now)),
-        Endpoint::Verify => json(service::verify(app, db, &body, now)),
+        Endpoint::Verify => json(service::verify(app, db, &body, &origins(), now)),
         Endpoint::Refresh => json(service::refresh(app, db, &body, cookie()?, now)),
         Endpoint::Logout => {
             service::logout(app, db, &body, cookie()?, now)?;
@@ -262,7 +295,14 @@ fn handle(
         }
         Endpoint::Me => json(service::me(db, &me(db)?)),
         Endpoint::StepUpChallenge => json(service::stepup_challenge(app, db, &me(db)?, now)),
-        Endpoint::StepUpVerify => json(service::stepup_verify(app, db, &me(db)?, &body, now)),
+        Endpoint::StepUpVerify => json(service::stepup_verify(
+            app,
+            db,
+            &me(db)?,
+            &body,
+            &origins(),
+            now,
+        )),
         Endpoint::Redeem => json(service::redeem(app, db, &me(db)?, &body, now)),
         Endpoint::Jwks => Ok(Reply::public(app.tokens.jwks())),
         Endpoint::OpenIdConfiguration => {
@@ -270,6 +310,22 @@ fn handle(
                 .base_url(header(rq, "Host"))
                 .ok_or(Error::BadRequest(NO_BASE_URL))?;
             Ok(Reply::public(service::openid_configuration(app, &base)))
+        }
+        Endpoint::PasskeyRegisterOptions => json(passkey::register_options(app, db, &me(db)?, now)),
+        Endpoint::PasskeyRegister => {
+            passkey::register(app, db, &me(db)?, &body, &origins(), now).map(Reply::created)
+        }
+        Endpoint::Passkeys => json(passkey::list(db, &me(db)?)),
+        Endpoint::PasskeyDelete => {
+            let id = path.strip_prefix(PASSKEY_PREFIX).unwrap_or_default();
+            passkey::delete(db, &me(db)?, id, now)?;
+            Ok(Reply::no_content(Cookie::Keep))
+        }
+        Endpoint::PasskeyLoginOptions => json(passkey::login_options(app, db, ip, now)),
+        Endpoint::PasskeyLogin => json(passkey::login(app, db, &body, &origins(), now)),
+        Endpoint::MfaPasskeyOptions => json(passkey::mfa_options(app, db, &body, now)),
+        Endpoint::StepUpPasskeyOptions => {
+            json(passkey::stepup_options(app, db, &me(db)?, &body, now))
         }
     }
 }

@@ -58,6 +58,29 @@ impl WebPolicy {
             .then(|| format!("http://{host}"))
     }
 
+    /// The origins a passkey ceremony may come from: mfad's own (the public URL's, else
+    /// the request's `Host` under either scheme, as TLS usually ends at a proxy in
+    /// front) and the listed ones, each only if its host is `rp_id` or under it.
+    pub(crate) fn ceremony_origins(&self, host: Option<&str>, rp_id: &str) -> Vec<String> {
+        let mut own = Vec::with_capacity(2);
+        match &self.public_origin {
+            Some(o) => own.push(o.clone()),
+            None => {
+                if let Some(http) = self.base_url(host) {
+                    own.push(format!("https{}", &http[4..]));
+                    own.push(http);
+                }
+            }
+        }
+        own.into_iter()
+            .chain(self.cors_origins.iter().cloned())
+            .filter(|o| {
+                crate::webauthn::origin_host(o)
+                    .is_some_and(|h| crate::webauthn::rp_id_allows(rp_id, h))
+            })
+            .collect()
+    }
+
     /// The `Origin` rule for requests the cookie alone authenticates (refresh, logout):
     /// a browser sends `Origin` on every cross-origin POST, so one that is neither
     /// mfad's own nor a listed one is a page of another site using the cookie.
@@ -161,6 +184,42 @@ mod tests {
         assert_eq!(
             public.base_url(Some("evil.example")).as_deref(),
             Some("https://auth.example.org")
+        );
+    }
+
+    #[test]
+    fn ceremonies_run_on_own_and_listed_origins_under_the_rp_id() {
+        let p = WebPolicy {
+            cors_origins: vec![
+                "https://app.example.com".into(),
+                "http://localhost:3000".into(),
+            ],
+            ..WebPolicy::default()
+        };
+        assert_eq!(
+            p.ceremony_origins(Some("localhost:8080"), "localhost"),
+            [
+                "https://localhost:8080",
+                "http://localhost:8080",
+                "http://localhost:3000"
+            ]
+        );
+        assert_eq!(
+            p.ceremony_origins(Some("127.0.0.1:8080"), "localhost"),
+            ["http://localhost:3000"],
+            "an address is under no RP ID"
+        );
+        assert_eq!(
+            p.ceremony_origins(Some("evil\"/x"), "localhost"),
+            ["http://localhost:3000"]
+        );
+        let public = WebPolicy {
+            public_origin: Some("https://auth.example.com".into()),
+            ..p
+        };
+        assert_eq!(
+            public.ceremony_origins(Some("localhost:8080"), "example.com"),
+            ["https://auth.example.com", "https://app.example.com"]
         );
     }
 

@@ -3,7 +3,7 @@
 //! are one transaction.
 
 use crate::error::Error;
-use crate::store::{Account, AccountSummary, AuditEvent, Db, Totp};
+use crate::store::{Account, AccountSummary, AuditEvent, Db, Passkey, Totp};
 
 /// Events `mfad user show` prints.
 pub(crate) const SHOWN_EVENTS: i64 = 20;
@@ -54,6 +54,7 @@ pub struct Report {
     pub totp_enabled: bool,
     pub backup_codes_remaining: i64,
     pub totp: Totp,
+    pub passkeys: Vec<Passkey>,
     pub events: Vec<AuditEvent>,
 }
 
@@ -63,22 +64,40 @@ pub fn show(db: &Db, id: i64) -> Result<Report, Error> {
             totp_enabled: tx.totp_enabled(id)?,
             backup_codes_remaining: tx.backup_codes_remaining(id)?,
             totp: tx.totp(id)?.unwrap_or_default(),
+            passkeys: tx.passkeys(id)?,
             events: tx.recent_audit(id, SHOWN_EVENTS)?,
         })
     })
 }
 
-/// Turns TOTP off (the lost-phone path) and ends every login; `true` if it was on.
-pub(crate) fn reset_mfa(db: &Db, id: i64, now: i64) -> Result<bool, Error> {
-    let had = db.write(|tx| {
-        let had = tx.clear_totp(id)?;
-        // The lost phone may be a stolen one: its logins end too.
+/// What `mfad user reset-mfa` removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reset {
+    pub totp_was_on: bool,
+    pub passkeys_removed: usize,
+}
+
+/// Turns TOTP off and, unless `keep_passkeys`, removes the passkeys (the lost-device
+/// path), and ends every login.
+pub(crate) fn reset_mfa(db: &Db, id: i64, keep_passkeys: bool, now: i64) -> Result<Reset, Error> {
+    let reset = db.write(|tx| {
+        let totp_was_on = tx.clear_totp(id)?;
+        let passkeys_removed = if keep_passkeys {
+            0
+        } else {
+            tx.delete_passkeys(id)?
+        };
+        // The lost device may be a stolen one: its logins end too.
         tx.revoke_sessions(id)?;
-        tx.audit(Some(id), now, "mfa_reset_by_admin", None)?;
-        Ok(had)
+        let detail = format!("totp removed; {passkeys_removed} passkeys removed");
+        tx.audit(Some(id), now, "mfa_reset_by_admin", Some(&detail))?;
+        Ok(Reset {
+            totp_was_on,
+            passkeys_removed,
+        })
     })?;
     log::info!("audit: mfa_reset_by_admin account={id}");
-    Ok(had)
+    Ok(reset)
 }
 
 /// Deletes an account and everything it owns; the audit trail stays.

@@ -24,6 +24,8 @@ pub const REFRESH_TTL: i64 = 30 * 86_400;
 const INVALID_CREDENTIALS: &str = "Invalid credentials.";
 const INVALID_CHALLENGE: &str = "Invalid or expired MFA challenge.";
 const INVALID_CODE: &str = "Invalid code.";
+/// The login throttle's `429`.
+pub(crate) const FAILED_LOGINS: &str = "Too many failed login attempts. Try again later.";
 
 /// Failed logins per client address in a sliding minute. An attempt takes its place in
 /// the window *before* its password is checked ([`LoginLimiter::reserve`]) and gives it
@@ -31,6 +33,8 @@ const INVALID_CODE: &str = "Invalid code.";
 /// check already running slip past the limit.
 pub struct LoginLimiter {
     limit: u32,
+    /// What the `429` says.
+    message: &'static str,
     attempts: Mutex<HashMap<IpAddr, VecDeque<i64>>>,
 }
 
@@ -46,9 +50,10 @@ pub struct Attempt {
 }
 
 impl LoginLimiter {
-    pub fn new(limit: u32) -> Self {
+    pub fn new(limit: u32, message: &'static str) -> Self {
         LoginLimiter {
             limit,
+            message,
             attempts: Mutex::new(HashMap::new()),
         }
     }
@@ -76,7 +81,7 @@ impl LoginLimiter {
         if times.len() >= self.limit as usize {
             let oldest = times.front().copied().unwrap_or(now);
             return Err(Error::TooManyRequests {
-                message: "Too many failed login attempts. Try again later.",
+                message: self.message,
                 retry_after: (oldest + 60 - now).max(1) as u64,
             });
         }
@@ -102,7 +107,7 @@ impl LoginLimiter {
 /// A login's tokens: a JWT and a refresh token, starting a new family (a new login,
 /// which ends [`REFRESH_TTL`] from now) unless `family` says which login this is and
 /// when it ends: a refresh never moves that end, nor how and when the login was made.
-fn issue_tokens(
+pub(super) fn issue_tokens(
     app: &App,
     tx: &dyn Tx,
     account: &Account,
@@ -172,7 +177,8 @@ pub fn login(
         db.write(|tx| tx.set_password(account.id, &upgraded))?;
     }
     let id = account.id;
-    if !db.read(|tx| tx.totp_enabled(id))? {
+    // Storno: a passkey asks for a second factor as TOTP does, even without TOTP.
+    if !db.read(|tx| tx.second_factors(id))?.any() {
         let login = Login {
             how: SignIn::Password,
             at: now,
@@ -195,22 +201,18 @@ pub(super) fn new_challenge(
     account: i64,
     purpose: Purpose,
     now: i64,
-) -> Result<(String, &'static [&'static str]), Error> {
+) -> Result<(String, Vec<&'static str>), Error> {
     let challenge: [u8; 32] = crypto::random()?;
     let hash = app.keys.token_hash(&challenge);
-    let remaining = db.write(|tx| {
+    let factors = db.write(|tx| {
         tx.insert_challenge(&hash, account, now + CHALLENGE_TTL, purpose)?;
-        tx.backup_codes_remaining(account)
+        tx.second_factors(account)
     })?;
-    let methods: &[&str] = if remaining > 0 {
-        &["totp", "backup_code"]
-    } else {
-        &["totp"]
-    };
-    Ok((HEXLOWER_PERMISSIVE.encode(&challenge), methods))
+    Ok((HEXLOWER_PERMISSIVE.encode(&challenge), factors.methods()))
 }
 
-/// The `type` of an answer: `totp`, `backup` (or Storno's `backup_code`), or none.
+/// The `type` of an answer: `totp`, `backup` (or Storno's `backup_code`), `passkey`,
+/// or none.
 pub(super) fn parse_kind(
     body: &Map<String, Value>,
     bad: &'static str,
@@ -218,25 +220,48 @@ pub(super) fn parse_kind(
     match opt_str(body, "type", bad)? {
         Some("totp") => Ok(Some(Kind::Totp)),
         Some("backup" | "backup_code") => Ok(Some(Kind::Backup)),
+        Some("passkey") => Ok(Some(Kind::Passkey)),
         None => Ok(None),
         Some(_) => Err(Error::BadRequest(bad)),
     }
 }
 
+/// The answer of a verify body: `credential` for `type: "passkey"`, else `code`.
+pub(super) fn read_answer(
+    body: &Map<String, Value>,
+    kind: Option<Kind>,
+    origins: &[String],
+) -> Result<Answer, Error> {
+    if kind == Some(Kind::Passkey) {
+        return match body.get("credential") {
+            None | Some(Value::Null) => Err(Error::BadRequest("Missing credential.")),
+            Some(credential) => Ok(Answer::passkey(credential, origins)),
+        };
+    }
+    let code = req_str(body, "code", "Missing code.")?;
+    Ok(Answer::parse(code, kind))
+}
+
 /// `POST /api/auth/mfa/verify`.
-pub fn verify(app: &App, db: &Db, body: &Map<String, Value>, now: i64) -> Result<Value, Error> {
-    const BAD_TYPE: &str = "Field \"type\" must be \"totp\" or \"backup\".";
+pub fn verify(
+    app: &App,
+    db: &Db,
+    body: &Map<String, Value>,
+    origins: &[String],
+    now: i64,
+) -> Result<Value, Error> {
+    const BAD_TYPE: &str = "Field \"type\" must be \"totp\", \"backup\" or \"passkey\".";
     // Storno's sentences; a field of another type is as missing as an absent one.
     let token = req_str(body, "mfaToken", "Missing mfaToken.")?;
-    let code = req_str(body, "code", "Missing code.")?;
     let kind = parse_kind(body, BAD_TYPE)?;
+    let answer = read_answer(body, kind, origins)?;
     let challenge = app
         .keys
         .token_hash(&hex32(token).ok_or(Error::Rejected(INVALID_CHALLENGE))?);
-    let answer = Answer::parse(code, kind);
     // What the login will say it was made with, if this answer is right.
     let how = match answer {
         Answer::Backup(_) => SignIn::PasswordBackupCode,
+        Answer::Passkey(_) => SignIn::PasswordPasskey,
         Answer::Totp(_) | Answer::Unreadable => SignIn::PasswordTotp,
     };
     let verdict = second_factor::check(
@@ -358,7 +383,7 @@ mod tests {
 
     #[test]
     fn login_limiter_slides_and_forgets() {
-        let l = LoginLimiter::new(3);
+        let l = LoginLimiter::new(3, FAILED_LOGINS);
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
         for t in 0..3 {
             let _failed = l.reserve(ip, 100 + t).unwrap();
@@ -369,12 +394,12 @@ mod tests {
         }
         assert!(l.reserve(Some(IpAddr::from([10, 0, 0, 2])), 103).is_ok());
         assert!(l.reserve(ip, 161).is_ok(), "the first failure has slid out");
-        assert!(LoginLimiter::new(0).reserve(ip, 103).is_ok());
+        assert!(LoginLimiter::new(0, FAILED_LOGINS).reserve(ip, 103).is_ok());
     }
 
     #[test]
     fn attempts_in_flight_count_and_successes_give_their_place_back() {
-        let l = LoginLimiter::new(2);
+        let l = LoginLimiter::new(2, FAILED_LOGINS);
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
         // Two checks running at once: a third is refused before its password is looked at.
         let a = l.reserve(ip, 100).unwrap();

@@ -83,11 +83,11 @@ pub fn enable(
 
 /// `GET /api/v1/me/mfa/status`.
 pub fn status(db: &Db, who: &Principal) -> Result<Value, Error> {
-    let (enabled, remaining) = db.read(|tx| tx.mfa_status(who.account.id))?;
+    let f = db.read(|tx| tx.second_factors(who.account.id))?;
     Ok(json!({
-        "totpEnabled": enabled,
-        "backupCodesRemaining": remaining,
-        "passkeysCount": 0,
+        "totpEnabled": f.totp,
+        "backupCodesRemaining": f.backup_codes,
+        "passkeysCount": f.passkeys,
     }))
 }
 

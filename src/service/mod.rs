@@ -7,6 +7,7 @@
 pub mod admin;
 mod login;
 mod mfa;
+pub mod passkey;
 pub mod second_factor;
 mod stepup;
 
@@ -17,6 +18,7 @@ use crate::auth::{Subject, TokenError, Tokens};
 use crate::crypto::{self, Keys};
 use crate::error::Error;
 use crate::store::{Account, Db, Tx};
+use crate::webauthn::RelyingParty;
 
 pub use login::{login, logout, refresh, verify, LoginLimiter, ACCESS_TTL, REFRESH_TTL};
 pub use mfa::{disable, enable, regenerate, setup, status};
@@ -32,6 +34,10 @@ pub struct App {
     pub tokens: Tokens,
     pub issuer: String,
     pub login_limiter: LoginLimiter,
+    /// Passwordless-login ceremonies per client address ([`passkey::LOGIN_OPTIONS_RATE`]).
+    pub passkey_limiter: LoginLimiter,
+    /// The WebAuthn relying party (`--rp-id`, `--rp-name`).
+    pub rp: RelyingParty,
     /// A hash string of today's cost with a random salt and a random "hash": login for an
     /// unknown email checks against it, so it costs exactly what a wrong password costs
     /// (and no password matches it).
@@ -39,13 +45,21 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(keys: Keys, tokens: Tokens, issuer: String, login_rate: u32) -> Result<App, Error> {
+    pub fn new(
+        keys: Keys,
+        tokens: Tokens,
+        issuer: String,
+        login_rate: u32,
+        rp: RelyingParty,
+    ) -> Result<App, Error> {
         let dummy = crypto::unmatchable_password_hash()?;
         Ok(App {
             keys,
             tokens,
             issuer,
-            login_limiter: LoginLimiter::new(login_rate),
+            login_limiter: LoginLimiter::new(login_rate, login::FAILED_LOGINS),
+            passkey_limiter: passkey::login_options_limiter(passkey::LOGIN_OPTIONS_RATE),
+            rp,
             dummy_password_hash: dummy,
         })
     }

@@ -1,15 +1,17 @@
-//! The one rule every second-factor answer goes through — the code at login verify, the
-//! code that confirms disable or regenerate for an account without a password, and the
-//! callers still to come (step-up, passkeys). In one transaction: the lock, the replay
-//! step, the single-use spend, the failure counts (per challenge and per account), the
-//! lock after [`ACCOUNT_MAX_FAILURES`], and the audit events. An answer is parsed once,
+//! The one rule every second-factor answer goes through — a TOTP code, a backup code or
+//! a passkey assertion, at login verify and at step-up verify, and the code that
+//! confirms disable or regenerate for an account without a password. In one
+//! transaction: the lock, the replay step, the single-use spend (of the backup code, of
+//! the passkey ceremony, and the counter's move), the failure counts (per challenge and
+//! per account), the lock after [`ACCOUNT_MAX_FAILURES`], and the audit events. An answer is parsed once,
 //! at the edge ([`Answer::parse`]); the callers only say what the verdict means to them.
 
 use crate::crypto;
 use crate::error::Error;
-use crate::store::{Db, Purpose, Tx};
+use crate::store::{Ceremony, Db, Purpose, Tx};
 use crate::totp;
 
+use super::passkey::{self, PasskeyAnswer};
 use super::{audit, App};
 
 /// Wrong answers that kill one challenge.
@@ -26,6 +28,7 @@ pub(crate) const BACKUP_ALPHABET: &[u8; 31] = b"abcdefghjkmnpqrstuvwxyz23456789"
 pub enum Kind {
     Totp,
     Backup,
+    Passkey,
 }
 
 /// A second-factor answer, normalised.
@@ -35,6 +38,8 @@ pub enum Answer {
     Totp([u8; 6]),
     /// Eight characters of the backup alphabet, lower case, without the dash.
     Backup([u8; 8]),
+    /// A WebAuthn assertion, and the pages it may come from.
+    Passkey(Box<PasskeyAnswer>),
     /// Neither shape (or not the shape its `type` names): always wrong, and counted as
     /// wrong like any other guess.
     Unreadable,
@@ -45,6 +50,7 @@ impl std::fmt::Debug for Answer {
         f.write_str(match self {
             Answer::Totp(_) => "Totp([redacted])",
             Answer::Backup(_) => "Backup([redacted])",
+            Answer::Passkey(_) => "Passkey(..)",
             Answer::Unreadable => "Unreadable",
         })
     }
@@ -59,9 +65,23 @@ impl Answer {
         let parsed = match kind {
             Some(Kind::Totp) => as_totp(),
             Some(Kind::Backup) => as_backup(),
+            // An assertion is no typed text (see `Answer::passkey`).
+            Some(Kind::Passkey) => None,
             None => as_totp().or_else(as_backup),
         };
         parsed.unwrap_or(Answer::Unreadable)
+    }
+
+    /// Reads a passkey answer: `credential` in WebAuthn's JSON encoding, made on one of
+    /// `origins`. One that cannot be read is unreadable, and as wrong as any.
+    pub fn passkey(credential: &serde_json::Value, origins: &[String]) -> Answer {
+        match passkey::Assertion::from_json(credential) {
+            Ok(assertion) => Answer::Passkey(Box::new(PasskeyAnswer {
+                assertion,
+                origins: origins.to_vec(),
+            })),
+            Err(_) => Answer::Unreadable,
+        }
     }
 
     /// The name of the method, as audit events and the step-up redeem name it.
@@ -69,6 +89,7 @@ impl Answer {
         match self {
             Answer::Totp(_) => "totp",
             Answer::Backup(_) => "backup_code",
+            Answer::Passkey(_) => "passkey",
             Answer::Unreadable => "unreadable",
         }
     }
@@ -151,26 +172,57 @@ pub fn check<T>(
     now: i64,
     on_accept: impl FnOnce(&dyn Tx, i64) -> Result<T, Error>,
 ) -> Result<Verdict<T>, Error> {
-    // A backup code costs a PBKDF2, which must not run inside the transaction (every
-    // writer waits for it): the account's salt is read first and the hash made outside.
-    // A salt replaced meanwhile (regenerate) only makes the spend find nothing.
-    let backup_hash = match answer {
-        Answer::Backup(code) => {
-            let state = db.read(|tx| match account_of(tx, asker, now)? {
-                Some(id) => Ok(Some(tx.totp(id)?.unwrap_or_default())),
+    // A backup code costs a PBKDF2 and a passkey a signature check, which must not run
+    // inside the transaction (every writer waits for it): what they need is read first
+    // and the work done outside. A state that moved meanwhile (codes regenerated, the
+    // passkey removed, its counter moved) only makes the spend or the counter's move
+    // find nothing.
+    let pre = match answer {
+        Answer::Backup(_) | Answer::Passkey(_) => {
+            db.read(|tx| match account_of(tx, asker, now)? {
+                Some(id) => {
+                    let state = tx.totp(id)?.unwrap_or_default();
+                    let found = match answer {
+                        Answer::Passkey(p) => {
+                            tx.passkey_by_credential(&p.assertion.credential_id)?
+                        }
+                        _ => None,
+                    };
+                    let handle = match answer {
+                        Answer::Passkey(_) => tx.user_handle(id)?,
+                        _ => None,
+                    };
+                    Ok(Some((id, state, found, handle)))
+                }
                 None => Ok(None),
-            })?;
-            let Some(state) = state else {
-                return Ok(Verdict::NoChallenge);
-            };
-            if state.locked_until > now {
-                return Ok(Verdict::Locked(state.locked_until - now));
-            }
-            state
-                .backup_salt
-                .map(|salt| app.keys.backup_code_hash(&salt, backup_str(code)))
+            })?
         }
         _ => None,
+    };
+    let (backup_hash, judged) = match (answer, pre) {
+        (Answer::Backup(_) | Answer::Passkey(_), None) => return Ok(Verdict::NoChallenge),
+        (_, Some((_, state, ..))) if state.locked_until > now => {
+            return Ok(Verdict::Locked(state.locked_until - now))
+        }
+        (Answer::Backup(code), Some((_, state, ..))) => (
+            state
+                .backup_salt
+                .map(|salt| app.keys.backup_code_hash(&salt, backup_str(code))),
+            None,
+        ),
+        (Answer::Passkey(p), Some((id, _, found, handle))) => {
+            let judged = passkey::judge(
+                app,
+                &p.assertion,
+                &p.origins,
+                found,
+                Some(id),
+                handle.as_deref(),
+                false,
+            );
+            (None, Some(judged))
+        }
+        _ => (None, None),
     };
     let verdict = db.write(|tx| {
         let Some(id) = account_of(tx, asker, now)? else {
@@ -180,15 +232,19 @@ pub fn check<T>(
         if state.locked_until > now {
             return Ok(Verdict::Locked(state.locked_until - now));
         }
-        let Some(active) = state.active_secret.filter(|_| state.backup_salt.is_some()) else {
+        let active = state.active_secret.filter(|_| state.backup_salt.is_some());
+        if active.is_none() && tx.second_factors(id)?.passkeys == 0 {
             if let Some(hash) = asker.challenge() {
                 tx.take_challenge(hash)?;
             }
             return Ok(Verdict::NoSecondFactor);
-        };
+        }
         let right = match (answer, &backup_hash) {
             (Answer::Totp(code), _) => {
-                let secret = app.keys.open(&active, id)?;
+                let Some(active) = &active else {
+                    return wrong(tx, asker, id, answer, now);
+                };
+                let secret = app.keys.open(active, id)?;
                 match totp::verify(secret.expose(), code, now as u64) {
                     Some(step) => {
                         let fresh = tx.raise_last_step(id, step as i64)?;
@@ -207,6 +263,23 @@ pub fn check<T>(
                 }
                 spent
             }
+            (Answer::Passkey(p), _) => {
+                // A passkey answers a challenge, never a confirmation.
+                let (Some(challenge), Some(judged)) = (asker.challenge(), &judged) else {
+                    return wrong(tx, asker, id, answer, now);
+                };
+                let ceremony = Ceremony::SecondFactor {
+                    account: id,
+                    challenge,
+                };
+                let key = app.keys.token_hash(&p.assertion.challenge);
+                if tx.take_ceremony(&key, ceremony, now)? {
+                    passkey::book(tx, judged, Some(id), now)?.is_some()
+                } else {
+                    passkey::refused(tx, Some(id), now, "challenge expired or not found")?;
+                    false
+                }
+            }
             _ => false,
         };
         if right {
@@ -218,24 +291,36 @@ pub fn check<T>(
             tx.reset_verify_failures(id)?;
             return Ok(Verdict::Accepted(on_accept(tx, id)?));
         }
-        let mut challenge_dead = false;
-        if let Some(hash) = asker.challenge() {
-            if tx.count_challenge_failure(hash)? >= CHALLENGE_MAX_FAILURES {
-                tx.take_challenge(hash)?;
-                audit(tx, Some(id), now, "challenge_locked")?;
-                challenge_dead = true;
-            }
-        }
-        let locked_for = count_wrong(tx, id, now, answer.method())?;
-        Ok(Verdict::Wrong {
-            challenge_dead,
-            locked_for,
-        })
+        wrong(tx, asker, id, answer, now)
     });
     match verdict {
         Err(e) if e == CHALLENGE_LOST => Ok(Verdict::NoChallenge),
         other => other,
     }
+}
+
+/// A wrong answer: counted against the challenge (its last try kills it) and the
+/// account (which it may lock).
+fn wrong<T>(
+    tx: &dyn Tx,
+    asker: Asker<'_>,
+    id: i64,
+    answer: &Answer,
+    now: i64,
+) -> Result<Verdict<T>, Error> {
+    let mut challenge_dead = false;
+    if let Some(hash) = asker.challenge() {
+        if tx.count_challenge_failure(hash)? >= CHALLENGE_MAX_FAILURES {
+            tx.take_challenge(hash)?;
+            audit(tx, Some(id), now, "challenge_locked")?;
+            challenge_dead = true;
+        }
+    }
+    let locked_for = count_wrong(tx, id, now, answer.method())?;
+    Ok(Verdict::Wrong {
+        challenge_dead,
+        locked_for,
+    })
 }
 
 /// Counts one wrong answer against the account — a code, or a password that confirms a

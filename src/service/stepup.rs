@@ -12,8 +12,8 @@ use crate::error::Error;
 use crate::store::{Db, Purpose};
 use crate::time::rfc3339;
 
-use super::login::{new_challenge, parse_kind};
-use super::second_factor::{self, Answer, Asker, Verdict};
+use super::login::{new_challenge, parse_kind, read_answer};
+use super::second_factor::{self, Asker, Verdict};
 use super::{hex32, locked, req_str, App, Principal};
 
 /// How long a passed step-up may wait to be redeemed.
@@ -24,7 +24,7 @@ const INVALID_CHALLENGE: Error = Error::Rejected("Invalid or expired challenge."
 /// `POST /api/v1/mfa/challenge`.
 pub fn challenge(app: &App, db: &Db, who: &Principal, now: i64) -> Result<Value, Error> {
     let id = who.account.id;
-    if !db.read(|tx| tx.totp_enabled(id))? {
+    if !db.read(|tx| tx.second_factors(id))?.any() {
         return Ok(json!({ "mfa_required": false }));
     }
     let (token, methods) = new_challenge(app, db, id, Purpose::StepUp, now)?;
@@ -41,14 +41,15 @@ pub fn verify(
     db: &Db,
     who: &Principal,
     body: &Map<String, Value>,
+    origins: &[String],
     now: i64,
 ) -> Result<Value, Error> {
-    const BAD_TYPE: &str = "Field \"type\" must be \"totp\", \"backup\" or \"backup_code\".";
+    const BAD_TYPE: &str =
+        "Field \"type\" must be \"totp\", \"backup\", \"backup_code\" or \"passkey\".";
     let token = req_str(body, "challengeToken", "Missing challengeToken.")?;
-    let code = req_str(body, "code", "Missing code.")?;
     let kind = parse_kind(body, BAD_TYPE)?;
+    let answer = read_answer(body, kind, origins)?;
     let challenge = app.keys.token_hash(&hex32(token).ok_or(INVALID_CHALLENGE)?);
-    let answer = Answer::parse(code, kind);
     let asker = Asker::StepUp {
         challenge: &challenge,
         account: who.account.id,
@@ -96,11 +97,11 @@ pub fn redeem(
     Ok(json!({ "verified": true, "method": method, "verifiedAt": rfc3339(at) }))
 }
 
-/// `GET /api/v1/me`: Storno's user shape. mfad keeps no names, phone, locale or roles
+/// `GET /api/v1/me`: Storno's user shape (`mfaEnabled`: TOTP on or a passkey). mfad keeps no names, phone, locale or roles
 /// of its own; those keys carry Storno's defaults so its frontend finds them.
 pub fn me(db: &Db, who: &Principal) -> Result<Value, Error> {
     let a = &who.account;
-    let mfa_enabled = db.read(|tx| tx.totp_enabled(a.id))?;
+    let mfa_enabled = db.read(|tx| tx.second_factors(a.id))?.any();
     Ok(json!({
         "id": a.id.to_string(),
         "email": a.email,
@@ -135,7 +136,11 @@ mod tests {
         let db = Db::open(&dir.path().join("t.db"), Durability::Normal).unwrap();
         let keys = Keys::derive(&[7u8; 32]).unwrap();
         let tokens = Tokens::new(&keys, "mfad", None, None).unwrap();
-        let app = App::new(keys, tokens, "Storno".into(), 5).unwrap();
+        let rp = crate::webauthn::RelyingParty {
+            id: "localhost".into(),
+            name: "Storno".into(),
+        };
+        let app = App::new(keys, tokens, "Storno".into(), 5, rp).unwrap();
         let (a, b) = db
             .write(|tx| {
                 let a = tx.create_account("a@example.com", None, 1)?.unwrap();

@@ -58,6 +58,7 @@ pub struct AccountSummary {
     pub name: String,
     pub has_password: bool,
     pub totp_enabled: bool,
+    pub passkeys: i64,
     pub created_at: i64,
 }
 
@@ -108,6 +109,94 @@ impl Purpose {
             0 => Some(Purpose::Login),
             1 => Some(Purpose::StepUp),
             _ => None,
+        }
+    }
+}
+
+/// The second factors an account has: what login and step-up offer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SecondFactors {
+    pub totp: bool,
+    pub backup_codes: i64,
+    pub passkeys: i64,
+}
+
+impl SecondFactors {
+    /// Whether a login must ask for a second factor.
+    pub fn any(&self) -> bool {
+        self.totp || self.passkeys > 0
+    }
+
+    /// The methods that can answer a challenge, in Storno's order.
+    pub fn methods(&self) -> Vec<&'static str> {
+        let mut m = Vec::with_capacity(3);
+        if self.totp {
+            m.push("totp");
+        }
+        if self.passkeys > 0 {
+            m.push("passkey");
+        }
+        if self.totp && self.backup_codes > 0 {
+            m.push("backup_code");
+        }
+        m
+    }
+}
+
+/// A registered passkey. Nothing of it is secret: a public key and its bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passkey {
+    /// mfad's own id of it (shown as a UUID), not the authenticator's.
+    pub id: [u8; 16],
+    pub account_id: i64,
+    pub credential_id: Vec<u8>,
+    /// The COSE key, as registered.
+    pub public_key: Vec<u8>,
+    pub alg: i64,
+    pub sign_count: i64,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// What a passkey ceremony is for, and what its answer must come with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ceremony<'a> {
+    /// `account` registering a passkey.
+    Register { account: i64 },
+    /// A passwordless login, finished with the keyed hash of its `sessionId`.
+    Login { session: &'a [u8; 32] },
+    /// A second factor of `account` for the MFA or step-up challenge (keyed hash).
+    SecondFactor {
+        account: i64,
+        challenge: &'a [u8; 32],
+    },
+}
+
+impl Ceremony<'_> {
+    fn code(&self) -> i64 {
+        match self {
+            Ceremony::Register { .. } => 0,
+            Ceremony::Login { .. } => 1,
+            Ceremony::SecondFactor { .. } => 2,
+        }
+    }
+
+    fn account(&self) -> Option<i64> {
+        match self {
+            Ceremony::Register { account } | Ceremony::SecondFactor { account, .. } => {
+                Some(*account)
+            }
+            Ceremony::Login { .. } => None,
+        }
+    }
+
+    fn bound_to(&self) -> Option<&[u8]> {
+        match self {
+            Ceremony::Register { .. } => None,
+            Ceremony::Login { session: h } | Ceremony::SecondFactor { challenge: h, .. } => {
+                Some(&h[..])
+            }
         }
     }
 }
@@ -167,8 +256,8 @@ pub trait Tx {
 
     // TOTP and backup codes
     fn totp(&self, account_id: i64) -> Result<Option<Totp>, Error>;
-    /// Whether TOTP is on, and the backup codes left, in one query.
-    fn mfa_status(&self, account_id: i64) -> Result<(bool, i64), Error>;
+    /// Whether TOTP is on, the backup codes left and the passkeys, in one query.
+    fn second_factors(&self, account_id: i64) -> Result<SecondFactors, Error>;
     fn totp_enabled(&self, account_id: i64) -> Result<bool, Error>;
     /// Stores a new pending secret, replacing an earlier pending one. Refused (`false`)
     /// when TOTP is already enabled, in the same statement.
@@ -223,6 +312,40 @@ pub trait Tx {
     /// Counts a wrong code against a challenge; the new count (0 if it is gone).
     fn count_challenge_failure(&self, hash: &[u8; 32]) -> Result<i64, Error>;
 
+    // Passkeys and their ceremonies
+    /// The account's WebAuthn user handle, if it has one yet.
+    fn user_handle(&self, account_id: i64) -> Result<Option<Vec<u8>>, Error>;
+    /// Gives the account `handle` unless it already has one; returns the one it has.
+    fn ensure_user_handle(&self, account_id: i64, handle: &[u8]) -> Result<Vec<u8>, Error>;
+    /// The account's passkeys, oldest first.
+    fn passkeys(&self, account_id: i64) -> Result<Vec<Passkey>, Error>;
+    fn passkey_by_credential(&self, credential_id: &[u8]) -> Result<Option<Passkey>, Error>;
+    /// Stores a new passkey; `false` when its credential id is registered already (to
+    /// anyone), in the same statement.
+    fn insert_passkey(&self, passkey: &Passkey) -> Result<bool, Error>;
+    /// Records a use: the new counter and the time. `false` — a replayed or cloned
+    /// authenticator — when the counter does not grow (unless both are zero), in the
+    /// same statement.
+    fn use_passkey(&self, id: &[u8; 16], sign_count: i64, now: i64) -> Result<bool, Error>;
+    /// Deletes one passkey of `account_id`; `false` if it has none of that id.
+    fn delete_passkey(&self, account_id: i64, id: &[u8; 16]) -> Result<bool, Error>;
+    /// Deletes every passkey of an account; how many there were.
+    fn delete_passkeys(&self, account_id: i64) -> Result<usize, Error>;
+    fn insert_ceremony(
+        &self,
+        challenge_hash: &[u8; 32],
+        ceremony: Ceremony<'_>,
+        expires_at: i64,
+    ) -> Result<(), Error>;
+    /// Ends the ceremony of this challenge if it is `ceremony` (same purpose, account and
+    /// binding) and has not expired: `true` once (the delete is the check).
+    fn take_ceremony(
+        &self,
+        challenge_hash: &[u8; 32],
+        ceremony: Ceremony<'_>,
+        now: i64,
+    ) -> Result<bool, Error>;
+
     // Refresh tokens
     fn insert_refresh_token(
         &self,
@@ -256,7 +379,8 @@ pub trait Tx {
         account_id: i64,
         now: i64,
     ) -> Result<Option<(String, i64)>, Error>;
-    /// Deletes expired challenges, verifications and refresh tokens; the janitor's.
+    /// Deletes expired challenges (MFA and passkey), verifications and refresh tokens;
+    /// the janitor's.
     fn purge_expired(&self, now: i64) -> Result<usize, Error>;
 
     // Instance facts and the audit trail

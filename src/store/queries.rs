@@ -5,8 +5,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    normalize_email, Account, AccountSummary, AuditEvent, Challenge, Purpose, RefreshToken, Totp,
-    Tx,
+    normalize_email, Account, AccountSummary, AuditEvent, Ceremony, Challenge, Passkey, Purpose,
+    RefreshToken, SecondFactors, Totp, Tx,
 };
 use crate::auth::{Login, SignIn};
 use crate::error::Error;
@@ -29,6 +29,25 @@ fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
         created_at: r.get(4)?,
         updated_at: r.get(5)?,
         last_connected_at: r.get(6)?,
+    })
+}
+
+const PASSKEY_COLUMNS: &str = "id, account_id, credential_id, public_key, alg, sign_count, name, \
+                               created_at, last_used_at";
+
+fn passkey_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Passkey> {
+    let id: Vec<u8> = r.get(0)?;
+    Ok(Passkey {
+        // Always 16 bytes as written; another length is a damaged row, never a match.
+        id: id.try_into().unwrap_or([0; 16]),
+        account_id: r.get(1)?,
+        credential_id: r.get(2)?,
+        public_key: r.get(3)?,
+        alg: r.get(4)?,
+        sign_count: r.get(5)?,
+        name: r.get(6)?,
+        created_at: r.get(7)?,
+        last_used_at: r.get(8)?,
     })
 }
 
@@ -121,7 +140,8 @@ impl Tx for SqliteTx<'_> {
         let c = self.conn;
         Ok(c.prepare_cached(
             "SELECT a.id, coalesce(a.email, 'external:' || a.external_subject),
-                a.password_hash IS NOT NULL, t.active_secret IS NOT NULL, a.created_at
+                a.password_hash IS NOT NULL, t.active_secret IS NOT NULL, a.created_at,
+                (SELECT count(*) FROM passkeys p WHERE p.account_id = a.id)
          FROM accounts a LEFT JOIN totp t ON t.account_id = a.id ORDER BY a.id",
         )?
         .query_map([], |r| {
@@ -131,6 +151,7 @@ impl Tx for SqliteTx<'_> {
                 has_password: r.get(2)?,
                 totp_enabled: r.get::<_, Option<bool>>(3)?.unwrap_or(false),
                 created_at: r.get(4)?,
+                passkeys: r.get(5)?,
             })
         })?
         .collect::<rusqlite::Result<_>>()?)
@@ -156,13 +177,20 @@ impl Tx for SqliteTx<'_> {
         .optional()?)
     }
 
-    fn mfa_status(&self, account_id: i64) -> Result<(bool, i64), Error> {
+    fn second_factors(&self, account_id: i64) -> Result<SecondFactors, Error> {
         let c = self.conn;
         Ok(c.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM totp WHERE account_id = ?1 AND active_secret IS NOT NULL),
-                (SELECT count(*) FROM backup_codes WHERE account_id = ?1)",
-    )?
-    .query_row([account_id], |r| Ok((r.get(0)?, r.get(1)?)))?)
+            "SELECT EXISTS (SELECT 1 FROM totp WHERE account_id = ?1 AND active_secret IS NOT NULL),
+                    (SELECT count(*) FROM backup_codes WHERE account_id = ?1),
+                    (SELECT count(*) FROM passkeys WHERE account_id = ?1)",
+        )?
+        .query_row([account_id], |r| {
+            Ok(SecondFactors {
+                totp: r.get(0)?,
+                backup_codes: r.get(1)?,
+                passkeys: r.get(2)?,
+            })
+        })?)
     }
 
     fn totp_enabled(&self, account_id: i64) -> Result<bool, Error> {
@@ -348,6 +376,141 @@ impl Tx for SqliteTx<'_> {
         .map(|o| o.unwrap_or(0))?)
     }
 
+    fn user_handle(&self, account_id: i64) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT user_handle FROM accounts WHERE id = ?1")?
+            .query_row([account_id], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+
+    fn ensure_user_handle(&self, account_id: i64, handle: &[u8]) -> Result<Vec<u8>, Error> {
+        self.conn
+            .prepare_cached(
+                "UPDATE accounts SET user_handle = ?2 WHERE id = ?1 AND user_handle IS NULL",
+            )?
+            .execute(params![account_id, handle])?;
+        Ok(self
+            .user_handle(account_id)?
+            .ok_or(rusqlite::Error::QueryReturnedNoRows)?)
+    }
+
+    fn passkeys(&self, account_id: i64) -> Result<Vec<Passkey>, Error> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE account_id = ?1
+                 ORDER BY created_at, id"
+            ))?
+            .query_map([account_id], passkey_row)?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn passkey_by_credential(&self, credential_id: &[u8]) -> Result<Option<Passkey>, Error> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = ?1"
+            ))?
+            .query_row([credential_id], passkey_row)
+            .optional()?)
+    }
+
+    fn insert_passkey(&self, p: &Passkey) -> Result<bool, Error> {
+        let n = self
+            .conn
+            .prepare_cached(&format!(
+                "INSERT INTO passkeys ({PASSKEY_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT DO NOTHING"
+            ))?
+            .execute(params![
+                &p.id[..],
+                p.account_id,
+                p.credential_id,
+                p.public_key,
+                p.alg,
+                p.sign_count,
+                p.name,
+                p.created_at,
+                p.last_used_at
+            ])?;
+        Ok(n == 1)
+    }
+
+    fn use_passkey(&self, id: &[u8; 16], sign_count: i64, now: i64) -> Result<bool, Error> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE passkeys SET sign_count = ?2, last_used_at = ?3
+                 WHERE id = ?1 AND (sign_count < ?2 OR (sign_count = 0 AND ?2 = 0))",
+            )?
+            .execute(params![&id[..], sign_count, now])?;
+        Ok(n == 1)
+    }
+
+    fn delete_passkey(&self, account_id: i64, id: &[u8; 16]) -> Result<bool, Error> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM passkeys WHERE id = ?1 AND account_id = ?2")?
+            .execute(params![&id[..], account_id])?;
+        Ok(n == 1)
+    }
+
+    fn delete_passkeys(&self, account_id: i64) -> Result<usize, Error> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM passkeys WHERE account_id = ?1")?
+            .execute([account_id])?)
+    }
+
+    fn insert_ceremony(
+        &self,
+        challenge_hash: &[u8; 32],
+        ceremony: Ceremony<'_>,
+        expires_at: i64,
+    ) -> Result<(), Error> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO passkey_ceremonies
+                     (challenge_hash, purpose, account_id, bound_to, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                &challenge_hash[..],
+                ceremony.code(),
+                ceremony.account(),
+                ceremony.bound_to(),
+                expires_at
+            ])?;
+        Ok(())
+    }
+
+    fn take_ceremony(
+        &self,
+        challenge_hash: &[u8; 32],
+        ceremony: Ceremony<'_>,
+        now: i64,
+    ) -> Result<bool, Error> {
+        // `IS`: equal, NULL included (a registration has no binding, a login no account).
+        let n = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM passkey_ceremonies
+                 WHERE challenge_hash = ?1 AND purpose = ?2 AND account_id IS ?3
+                   AND bound_to IS ?4 AND expires_at > ?5",
+            )?
+            .execute(params![
+                &challenge_hash[..],
+                ceremony.code(),
+                ceremony.account(),
+                ceremony.bound_to(),
+                now
+            ])?;
+        Ok(n == 1)
+    }
+
     fn insert_refresh_token(
         &self,
         hash: &[u8; 32],
@@ -463,7 +626,12 @@ impl Tx for SqliteTx<'_> {
 
     fn purge_expired(&self, now: i64) -> Result<usize, Error> {
         let mut n = 0;
-        for table in ["mfa_challenges", "verifications", "refresh_tokens"] {
+        for table in [
+            "mfa_challenges",
+            "passkey_ceremonies",
+            "verifications",
+            "refresh_tokens",
+        ] {
             n += self
                 .conn
                 .prepare_cached(&format!("DELETE FROM {table} WHERE expires_at <= ?1"))?

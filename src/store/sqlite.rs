@@ -21,9 +21,9 @@ use crate::config::Durability;
 use crate::error::Error;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// From each earlier version to the next: `MIGRATIONS[v - 1]` takes version v to v + 1.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     // 1 → 2: the current user's times, step-up challenges and their verifications.
     "ALTER TABLE accounts ADD COLUMN updated_at INTEGER;
      ALTER TABLE accounts ADD COLUMN last_connected_at INTEGER;
@@ -44,6 +44,28 @@ const MIGRATIONS: [&str; 2] = [
      UPDATE refresh_tokens SET auth_time = expires_at - 2592000;
      INSERT OR REPLACE INTO meta (name, value)
          VALUES ('hs256_upgraded_at', CAST(strftime('%s', 'now') AS BLOB));",
+    // 3 → 4: passkeys, their ceremonies, and each account's WebAuthn user handle.
+    "ALTER TABLE accounts ADD COLUMN user_handle BLOB;
+     CREATE UNIQUE INDEX accounts_user_handle ON accounts(user_handle);
+     CREATE TABLE passkeys (
+         id            BLOB PRIMARY KEY,
+         account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         credential_id BLOB NOT NULL UNIQUE,
+         public_key    BLOB NOT NULL,
+         alg           INTEGER NOT NULL,
+         sign_count    INTEGER NOT NULL DEFAULT 0,
+         name          TEXT NOT NULL,
+         created_at    INTEGER NOT NULL,
+         last_used_at  INTEGER
+     ) WITHOUT ROWID;
+     CREATE INDEX passkeys_account ON passkeys(account_id);
+     CREATE TABLE passkey_ceremonies (
+         challenge_hash BLOB PRIMARY KEY,
+         purpose        INTEGER NOT NULL,
+         account_id     INTEGER REFERENCES accounts(id) ON DELETE CASCADE,
+         bound_to       BLOB,
+         expires_at     INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 /// SQLite's page cache per connection, in KiB.
 const PAGE_CACHE_KIB: u32 = 256;
@@ -536,6 +558,75 @@ mod tests {
         assert_eq!(fresh.read(|tx| tx.meta("hs256_upgraded_at")).unwrap(), None);
     }
 
+    /// Every table, column and index of a database, as SQLite describes them.
+    fn shape(db: &Db) -> Vec<String> {
+        db.raw(|c| {
+            let mut out = Vec::new();
+            let mut objects = c
+                .prepare("SELECT type, name, tbl_name FROM sqlite_master ORDER BY name")
+                .unwrap();
+            let rows = objects
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<Vec<(String, String, String)>>>()
+                .unwrap();
+            for (kind, name, table) in rows {
+                out.push(format!("{kind} {name} on {table}"));
+                if kind == "table" {
+                    let mut cols = c.prepare(&format!("PRAGMA table_xinfo({name})")).unwrap();
+                    let described = cols
+                        .query_map([], |r| {
+                            Ok(format!(
+                                "  {name}.{}: {} notnull={} default={:?} pk={}",
+                                r.get::<_, String>(1)?,
+                                r.get::<_, String>(2)?,
+                                r.get::<_, i64>(3)?,
+                                r.get::<_, Option<String>>(4)?,
+                                r.get::<_, i64>(5)?
+                            ))
+                        })
+                        .unwrap();
+                    out.extend(described.map(Result::unwrap));
+                }
+            }
+            out
+        })
+    }
+
+    /// A database of schema 3 gains passkeys, their ceremonies and user handles, and
+    /// ends up with exactly the tables, columns and indexes of a new database, so the
+    /// migration and `schema.sql` cannot drift apart.
+    #[test]
+    fn a_version_3_database_is_migrated_to_the_shape_of_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        old_database(
+            &path,
+            include_str!("../../tests/fixtures/schema-v3.sql"),
+            "PRAGMA user_version = 3;
+             INSERT INTO accounts (email, created_at) VALUES ('old@example.com', 7);",
+        );
+        let db = Db::open(&path, Durability::Normal).unwrap();
+        let (_d, fresh) = super::tests::db();
+        assert_eq!(shape(&db), shape(&fresh));
+        let a = db
+            .read(|tx| tx.account_by_email("old@example.com"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(db.read(|tx| tx.user_handle(a.id)).unwrap(), None);
+        assert_eq!(db.read(|tx| tx.passkeys(a.id)).unwrap(), vec![]);
+        assert_eq!(db.integrity_check(), Ok(()));
+        // From the first schema too, through every migration.
+        let path = dir.path().join("v1.db");
+        old_database(
+            &path,
+            include_str!("../../tests/fixtures/schema-v1.sql"),
+            "PRAGMA user_version = 1;",
+        );
+        let db = Db::open(&path, Durability::Normal).unwrap();
+        assert_eq!(shape(&db), shape(&fresh));
+    }
+
     /// A database made by the first release (schema 1, as `schema.sql` was then) opens
     /// as today's schema with its rows kept.
     #[test]
@@ -811,6 +902,113 @@ mod tests {
         assert_eq!(
             db.write(|tx| tx.count_verify_failure(id, 3, 900)).unwrap(),
             (0, 900)
+        );
+    }
+
+    fn passkey(id: u8, account_id: i64, credential: &[u8]) -> crate::store::Passkey {
+        crate::store::Passkey {
+            id: [id; 16],
+            account_id,
+            credential_id: credential.to_vec(),
+            public_key: vec![0xa0],
+            alg: -8,
+            sign_count: 0,
+            name: "key".into(),
+            created_at: 1,
+            last_used_at: None,
+        }
+    }
+
+    /// A credential id is one account's; the counter only grows (both-zero stays
+    /// allowed); a delete names the account; the user handle is made once.
+    #[test]
+    fn passkeys_are_unique_their_counters_only_grow() {
+        let (_d, db, a) = account_with_pending_secret();
+        let b = db
+            .write(|tx| tx.create_account("b@b.c", None, 1))
+            .unwrap()
+            .unwrap();
+        assert!(db
+            .write(|tx| tx.insert_passkey(&passkey(1, a, b"cred")))
+            .unwrap());
+        assert!(!db
+            .write(|tx| tx.insert_passkey(&passkey(2, b, b"cred")))
+            .unwrap());
+        let id = [1u8; 16];
+        assert!(
+            db.write(|tx| tx.use_passkey(&id, 0, 5)).unwrap(),
+            "both zero"
+        );
+        assert!(db.write(|tx| tx.use_passkey(&id, 3, 6)).unwrap());
+        assert!(!db.write(|tx| tx.use_passkey(&id, 3, 7)).unwrap(), "equal");
+        assert!(
+            !db.write(|tx| tx.use_passkey(&id, 0, 7)).unwrap(),
+            "back to zero"
+        );
+        let found = db
+            .read(|tx| tx.passkey_by_credential(b"cred"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((found.sign_count, found.last_used_at), (3, Some(6)));
+        let f = db.read(|tx| tx.second_factors(a)).unwrap();
+        assert_eq!((f.totp, f.passkeys, f.any()), (false, 1, true));
+        assert_eq!(f.methods(), ["passkey"]);
+        assert!(
+            !db.write(|tx| tx.delete_passkey(b, &id)).unwrap(),
+            "not b's"
+        );
+        assert!(db.write(|tx| tx.delete_passkey(a, &id)).unwrap());
+        assert!(!db.read(|tx| tx.second_factors(a)).unwrap().any());
+        let first = db.write(|tx| tx.ensure_user_handle(a, &[7; 16])).unwrap();
+        let second = db.write(|tx| tx.ensure_user_handle(a, &[8; 16])).unwrap();
+        assert_eq!((first.clone(), second), (vec![7; 16], vec![7; 16]));
+        // Another account cannot be given the same handle.
+        assert!(db.write(|tx| tx.ensure_user_handle(b, &first)).is_err());
+    }
+
+    /// A ceremony is taken once, only as what it was made for, and only in time.
+    #[test]
+    fn ceremonies_are_single_use_and_bound() {
+        use crate::store::Ceremony;
+        let (_d, db, a) = account_with_pending_secret();
+        let (c, mfa, other) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let second = Ceremony::SecondFactor {
+            account: a,
+            challenge: &mfa,
+        };
+        db.write(|tx| tx.insert_ceremony(&c, second, 100)).unwrap();
+        for wrong in [
+            Ceremony::Register { account: a },
+            Ceremony::Login { session: &mfa },
+            Ceremony::SecondFactor {
+                account: a + 1,
+                challenge: &mfa,
+            },
+            Ceremony::SecondFactor {
+                account: a,
+                challenge: &other,
+            },
+        ] {
+            assert!(
+                !db.write(|tx| tx.take_ceremony(&c, wrong, 50)).unwrap(),
+                "{wrong:?}"
+            );
+        }
+        assert!(
+            !db.write(|tx| tx.take_ceremony(&c, second, 100)).unwrap(),
+            "expired"
+        );
+        assert!(db.write(|tx| tx.take_ceremony(&c, second, 99)).unwrap());
+        assert!(
+            !db.write(|tx| tx.take_ceremony(&c, second, 99)).unwrap(),
+            "once"
+        );
+        let login = Ceremony::Login { session: &other };
+        db.write(|tx| tx.insert_ceremony(&c, login, 100)).unwrap();
+        assert_eq!(db.write(|tx| tx.purge_expired(100)).unwrap(), 1);
+        assert!(
+            !db.write(|tx| tx.take_ceremony(&c, login, 99)).unwrap(),
+            "purged"
         );
     }
 }

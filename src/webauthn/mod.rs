@@ -16,6 +16,60 @@ use crate::crypto;
 pub use auth_data::{AttestedCredential, AuthData, AuthDataError};
 pub use cose::{Alg, KeyError, PublicKey};
 
+/// The relying party mfad is to authenticators: its RP ID (a domain) and the name they
+/// show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelyingParty {
+    pub id: String,
+    pub name: String,
+}
+
+/// Whether `id` can be an RP ID: a lower-case domain name (WebAuthn §5.1.2: a valid
+/// domain string; an IP address is not one).
+pub fn valid_rp_id(id: &str) -> bool {
+    let labels_ok = id.split('.').all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    });
+    let all_digits = id.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    !id.is_empty() && id.len() <= 253 && labels_ok && !all_digits
+}
+
+/// The host of an origin (`scheme://host[:port]`), without its port.
+pub fn origin_host(origin: &str) -> Option<&str> {
+    let (_, authority) = origin.split_once("://")?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => &authority[..v6.find(']')? + 2],
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// Whether a page on `host` may run ceremonies for `rp_id` (WebAuthn §5.1.3 and §5.1.4):
+/// the RP ID is the host itself or a parent domain of it. Without the public suffix
+/// list, a single-label parent (`com`) is refused; `localhost` as itself is fine.
+pub fn rp_id_allows(rp_id: &str, host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    host == rp_id
+        || (rp_id.contains('.')
+            && host
+                .strip_suffix(rp_id)
+                .is_some_and(|rest| rest.ends_with('.')))
+}
+
+/// The challenge a clientDataJSON names, so that its ceremony can be found. Untrusted
+/// until the ceremony's own checks ran.
+pub fn client_challenge(client_data_json: &[u8]) -> Option<Vec<u8>> {
+    let client: ClientData<'_> = serde_json::from_slice(client_data_json).ok()?;
+    data_encoding::BASE64URL_NOPAD
+        .decode(client.challenge.as_bytes())
+        .ok()
+}
+
 /// What a ceremony expects of the browser's answer.
 #[derive(Debug, Clone, Copy)]
 pub struct Expected<'a> {
@@ -51,28 +105,45 @@ pub enum Refusal {
     Counter,
 }
 
-impl Refusal {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Refusal::ClientData => "clientDataJSON is not valid",
-            Refusal::Type => "wrong ceremony type",
-            Refusal::Challenge => "challenge mismatch",
-            Refusal::Origin => "origin not allowed",
-            Refusal::AttestationObject => "attestation object is not valid",
-            Refusal::AuthData(AuthDataError::Key(KeyError::Unsupported)) => {
-                "unsupported public key algorithm"
+/// One list gives both the reason (for the audit trail and the assertion log) and the
+/// sentence a refused registration answers with (API.md: `Attestation verification
+/// failed: <reason>`), so the two cannot drift apart.
+macro_rules! reasons {
+    ($($refusal:pat => $text:literal,)*) => {
+        impl Refusal {
+            pub fn reason(self) -> &'static str {
+                match self {
+                    $($refusal => $text,)*
+                }
             }
-            Refusal::AuthData(AuthDataError::Key(KeyError::Malformed)) => "public key is not valid",
-            Refusal::AuthData(_) => "authenticator data is not valid",
-            Refusal::RpIdHash => "RP ID hash mismatch",
-            Refusal::UserPresent => "user presence flag not set",
-            Refusal::UserVerified => "user verification required",
-            Refusal::NoCredential => "no attested credential data",
-            Refusal::StoredKey => "stored public key is not valid",
-            Refusal::Signature => "signature invalid",
-            Refusal::Counter => "sign counter did not increase",
+
+            /// `Attestation verification failed: <reason>`.
+            pub fn attestation_message(self) -> &'static str {
+                match self {
+                    $($refusal => concat!("Attestation verification failed: ", $text, "."),)*
+                }
+            }
         }
-    }
+    };
+}
+
+reasons! {
+    Refusal::ClientData => "clientDataJSON is not valid",
+    Refusal::Type => "wrong ceremony type",
+    Refusal::Challenge => "challenge mismatch",
+    Refusal::Origin => "origin not allowed",
+    Refusal::AttestationObject => "attestation object is not valid",
+    Refusal::AuthData(AuthDataError::Key(KeyError::Unsupported)) =>
+        "unsupported public key algorithm",
+    Refusal::AuthData(AuthDataError::Key(KeyError::Malformed)) => "public key is not valid",
+    Refusal::AuthData(_) => "authenticator data is not valid",
+    Refusal::RpIdHash => "RP ID hash mismatch",
+    Refusal::UserPresent => "user presence flag not set",
+    Refusal::UserVerified => "user verification required",
+    Refusal::NoCredential => "no attested credential data",
+    Refusal::StoredKey => "stored public key is not valid",
+    Refusal::Signature => "signature invalid",
+    Refusal::Counter => "sign counter did not increase",
 }
 
 #[derive(Deserialize)]
@@ -274,6 +345,53 @@ mod tests {
             sign_count: count,
         };
         verify_assertion(&a.cdj, &a.data, &a.sig, &expected, stored, uv)
+    }
+
+    #[test]
+    fn rp_ids_are_domains_and_cover_their_subdomains_only() {
+        for good in [
+            "localhost",
+            "example.com",
+            "auth.example.com",
+            "a-1.example",
+        ] {
+            assert!(valid_rp_id(good), "{good}");
+        }
+        for bad in [
+            "",
+            "127.0.0.1",
+            "Example.com",
+            "https://example.com",
+            "example.com:443",
+            ".example.com",
+            "example..com",
+            "-a.example.com",
+            "[::1]",
+        ] {
+            assert!(!valid_rp_id(bad), "{bad}");
+        }
+        assert!(rp_id_allows("example.com", "auth.example.com"));
+        assert!(rp_id_allows("auth.example.com", "auth.example.com"));
+        assert!(rp_id_allows("localhost", "localhost"));
+        assert!(rp_id_allows("example.com", "EXAMPLE.com"));
+        assert!(!rp_id_allows("example.com", "badexample.com"));
+        assert!(!rp_id_allows("auth.example.com", "example.com"));
+        assert!(!rp_id_allows("com", "example.com"));
+        assert!(!rp_id_allows("localhost", "127.0.0.1"));
+        assert_eq!(
+            origin_host("https://auth.example.com"),
+            Some("auth.example.com")
+        );
+        assert_eq!(origin_host("http://localhost:8080"), Some("localhost"));
+        assert_eq!(origin_host("http://[::1]:8080"), Some("[::1]"));
+        assert_eq!(origin_host("localhost"), None);
+        let cdj = br#"{"type":"webauthn.get","challenge":"AAEC","origin":"x"}"#;
+        assert_eq!(client_challenge(cdj), Some(vec![0, 1, 2]));
+        assert_eq!(client_challenge(br#"{"challenge":"AAEC"}"#), None);
+        assert_eq!(
+            client_challenge(br#"{"type":"x","challenge":"A=","origin":"x"}"#),
+            None
+        );
     }
 
     #[test]
@@ -590,6 +708,10 @@ mod tests {
             Refusal::Counter,
         ] {
             assert!(!r.reason().is_empty() && r.reason().is_ascii());
+            assert_eq!(
+                r.attestation_message(),
+                format!("Attestation verification failed: {}.", r.reason())
+            );
         }
     }
 }

@@ -50,7 +50,7 @@ impl Resp {
     }
 }
 
-/// The bytes of one request. `Host` is always `127.0.0.1` (mfad does not look at it);
+/// The bytes of one request. `Host` is `127.0.0.1` unless `headers` name one;
 /// `Content-Length` is added when there is a body.
 pub fn request_bytes(
     method: &str,
@@ -58,7 +58,10 @@ pub fn request_bytes(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Vec<u8> {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("Host")) {
+        head.push_str("Host: 127.0.0.1\r\n");
+    }
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -1,0 +1,738 @@
+//! Passkeys (WebAuthn): registering one, listing and removing them, the passwordless
+//! login, and the options of the ceremonies in which a passkey answers an MFA or
+//! step-up challenge (the answer itself goes through the one second-factor rule). The
+//! checks of the bytes are `crate::webauthn`'s; this file finds the ceremony and the
+//! credential, and keeps the books: single-use ceremonies, the sign counter, the audit.
+//!
+//! A ceremony is found by the keyed hash of the challenge its clientDataJSON names, and
+//! taken (deleted) once: that lookup is the challenge check, so a challenge nobody was
+//! given, or one already answered, finds nothing.
+
+use data_encoding::{BASE64URL_NOPAD, HEXLOWER_PERMISSIVE};
+use serde_json::{json, Map, Value};
+
+use crate::auth::{Login, SignIn};
+use crate::crypto;
+use crate::error::Error;
+use crate::store::{Ceremony, Db, Passkey, Purpose, Tx};
+use crate::time::rfc3339;
+use crate::webauthn::{self, Expected, Refusal, Stored};
+
+use super::login::{issue_tokens, LoginLimiter};
+use super::{audit, hex32, locked, opt_str, req_str, App, Principal, CHALLENGE_TTL};
+
+/// Passkeys one account may register.
+pub const MAX_PASSKEYS: usize = 20;
+/// What the options tell the browser to wait for the user, in milliseconds.
+const TIMEOUT_MS: u32 = 60_000;
+/// Passwordless login ceremonies one client address may start in a minute.
+pub const LOGIN_OPTIONS_RATE: u32 = 10;
+/// The longest passkey name kept.
+const MAX_NAME_CHARS: usize = 64;
+
+const CHALLENGE_NOT_FOUND: Error = Error::BadRequest("Challenge expired or not found.");
+const INVALID_RESPONSE_TYPE: Error = Error::BadRequest("Invalid response type.");
+const MISSING_CREDENTIAL: Error = Error::BadRequest("Missing credential.");
+const NO_PASSKEYS: Error = Error::BadRequest("No passkeys available.");
+const ASSERTION_FAILED: Error = Error::Rejected("Assertion verification failed.");
+
+/// The passwordless-login throttle: every options request counts (API.md: 10 a minute
+/// per client address).
+pub fn login_options_limiter(rate: u32) -> LoginLimiter {
+    LoginLimiter::new(rate, "Too many requests.")
+}
+
+/// Decodes a WebAuthn JSON binary field: base64url, padding tolerated.
+fn b64url(s: &str) -> Option<Vec<u8>> {
+    BASE64URL_NOPAD
+        .decode(s.trim_end_matches('=').as_bytes())
+        .ok()
+}
+
+/// A credential's `response` fields, decoded; `None` if one is absent, not a string, or
+/// not base64url.
+fn response_field(response: &Map<String, Value>, name: &str) -> Option<Vec<u8>> {
+    response.get(name)?.as_str().and_then(b64url)
+}
+
+/// The id of a credential as the browser sent it: `rawId`, else `id` (the same bytes in
+/// WebAuthn's JSON encoding); when both are there they must agree.
+fn credential_id(credential: &Map<String, Value>) -> Result<Vec<u8>, &'static str> {
+    let field = |name| match credential.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => b64url(s).map(Some).ok_or("credential id is not base64url"),
+        Some(_) => Err("credential id is not base64url"),
+    };
+    match (field("rawId")?, field("id")?) {
+        (Some(raw), Some(id)) if raw != id => Err("id and rawId differ"),
+        (Some(raw), _) => Ok(raw),
+        (None, Some(id)) => Ok(id),
+        (None, None) => Err("credential id missing"),
+    }
+}
+
+/// A JSON object.
+type Object = Map<String, Value>;
+
+/// The public-key credential of a request, and its `response` object.
+fn credential_parts(credential: &Value) -> Result<(&Object, &Object), Error> {
+    let credential = credential.as_object().ok_or(INVALID_RESPONSE_TYPE)?;
+    match credential.get("type") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if t == "public-key" => {}
+        Some(_) => return Err(INVALID_RESPONSE_TYPE),
+    }
+    let response = credential
+        .get("response")
+        .and_then(Value::as_object)
+        .ok_or(INVALID_RESPONSE_TYPE)?;
+    Ok((credential, response))
+}
+
+/// An assertion as the browser sent it (WebAuthn's JSON encoding), decoded. Nothing
+/// in it is trusted until [`judge`] and the ceremony's take have run.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Assertion {
+    pub credential_id: Vec<u8>,
+    pub client_data_json: Vec<u8>,
+    pub authenticator_data: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub user_handle: Option<Vec<u8>>,
+    /// The challenge clientDataJSON names: what finds the ceremony.
+    pub challenge: Vec<u8>,
+}
+
+impl std::fmt::Debug for Assertion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Assertion")
+            .field("credential_id_len", &self.credential_id.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Assertion {
+    /// Reads `{"id", "rawId", "type", "response": {"clientDataJSON",
+    /// "authenticatorData", "signature", "userHandle"}}`. `Err` says what is wrong with
+    /// it (for the audit trail), never a value.
+    pub fn from_json(credential: &Value) -> Result<Assertion, &'static str> {
+        let (credential, response) =
+            credential_parts(credential).map_err(|_| "not a public-key assertion")?;
+        let client_data_json =
+            response_field(response, "clientDataJSON").ok_or("clientDataJSON missing")?;
+        let authenticator_data =
+            response_field(response, "authenticatorData").ok_or("authenticatorData missing")?;
+        let signature = response_field(response, "signature").ok_or("signature missing")?;
+        let user_handle = match response.get("userHandle") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(b64url(s).ok_or("userHandle is not base64url")?),
+            Some(_) => return Err("userHandle is not base64url"),
+        };
+        let challenge =
+            webauthn::client_challenge(&client_data_json).ok_or("clientDataJSON is not valid")?;
+        Ok(Assertion {
+            credential_id: credential_id(credential)?,
+            client_data_json,
+            authenticator_data,
+            signature,
+            user_handle,
+            challenge,
+        })
+    }
+
+    /// The keyed hash of the challenge it names: the key of its ceremony.
+    fn ceremony_key(&self, app: &App) -> [u8; 32] {
+        app.keys.token_hash(&self.challenge)
+    }
+}
+
+/// A passkey answer to a challenge: the assertion, and the pages it may come from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasskeyAnswer {
+    pub assertion: Assertion,
+    pub origins: Vec<String>,
+}
+
+/// What [`judge`] found: the passkey that signed and the counter it reached, or why the
+/// assertion is refused (and whose credential it named, when it named a known one).
+pub(super) type Judged = Result<(Passkey, i64), (Option<i64>, &'static str)>;
+
+/// Checks an assertion against the stored credential (WebAuthn §7.2), without the
+/// database: `found` is the passkey of the assertion's credential id, if any,
+/// `account` the account it must belong to (none for a passwordless login) and
+/// `handle` that account's user handle. Pure but for the clock-free signature check, so
+/// it runs outside any write transaction.
+pub(super) fn judge(
+    app: &App,
+    a: &Assertion,
+    origins: &[String],
+    found: Option<Passkey>,
+    account: Option<i64>,
+    handle: Option<&[u8]>,
+    require_uv: bool,
+) -> Judged {
+    let pk = found.ok_or((None, "unknown credential"))?;
+    let owner = Some(pk.account_id);
+    if account.is_some_and(|id| id != pk.account_id) {
+        return Err((None, "credential of another account"));
+    }
+    if let Some(sent) = &a.user_handle {
+        if handle.is_none_or(|h| !crypto::ct_eq(h, sent)) {
+            return Err((owner, "user handle mismatch"));
+        }
+    }
+    let expected = Expected {
+        challenge: &a.challenge,
+        origins,
+        rp_id: &app.rp.id,
+    };
+    let stored = Stored {
+        cose_key: &pk.public_key,
+        sign_count: u32::try_from(pk.sign_count).unwrap_or(u32::MAX),
+    };
+    let asserted = webauthn::verify_assertion(
+        &a.client_data_json,
+        &a.authenticator_data,
+        &a.signature,
+        &expected,
+        stored,
+        require_uv,
+    )
+    .map_err(|r| (owner, r.reason()))?;
+    Ok((pk, i64::from(asserted.sign_count)))
+}
+
+/// Books a judged assertion whose ceremony was taken: the counter moves (in one
+/// statement, so two uses of one signature cannot both pass), `lastUsedAt` is set, and
+/// the audit says what happened. Returns the passkey when it is accepted.
+pub(super) fn book(
+    tx: &dyn Tx,
+    judged: &Judged,
+    account: Option<i64>,
+    now: i64,
+) -> Result<Option<Passkey>, Error> {
+    match judged {
+        Ok((pk, count)) => {
+            if tx.use_passkey(&pk.id, *count, now)? {
+                audit(tx, Some(pk.account_id), now, "passkey_used")?;
+                return Ok(Some(pk.clone()));
+            }
+            refused(tx, Some(pk.account_id), now, Refusal::Counter.reason())?;
+            Ok(None)
+        }
+        // A refusal is the asker's; at a passwordless login, the named credential's.
+        Err((owner, reason)) => {
+            refused(tx, account.or(*owner), now, reason)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Audits a refused passkey with its reason; a counter that did not grow also as a
+/// possibly cloned authenticator.
+pub(super) fn refused(
+    tx: &dyn Tx,
+    account: Option<i64>,
+    now: i64,
+    reason: &str,
+) -> Result<(), Error> {
+    tx.audit(account, now, "passkey_refused", Some(reason))?;
+    log::info!(
+        "audit: passkey_refused account={} reason={reason}",
+        account.map_or("-".to_string(), |id| id.to_string())
+    );
+    if reason == Refusal::Counter.reason() {
+        audit(tx, account, now, "passkey_counter_regression")?;
+        log::warn!("a passkey's sign counter did not grow: possibly a cloned authenticator");
+    }
+    Ok(())
+}
+
+/// A new ceremony's challenge: 32 random bytes, stored as their keyed hash.
+fn new_ceremony(app: &App, tx: &dyn Tx, ceremony: Ceremony<'_>, now: i64) -> Result<String, Error> {
+    let challenge: [u8; 32] = crypto::random()?;
+    tx.insert_ceremony(
+        &app.keys.token_hash(&challenge),
+        ceremony,
+        now + CHALLENGE_TTL,
+    )?;
+    Ok(BASE64URL_NOPAD.encode(&challenge))
+}
+
+fn descriptors(passkeys: &[Passkey]) -> Vec<Value> {
+    passkeys
+        .iter()
+        .map(|p| json!({ "type": "public-key", "id": BASE64URL_NOPAD.encode(&p.credential_id) }))
+        .collect()
+}
+
+/// The UUID form of a passkey's id.
+fn uuid(id: &[u8; 16]) -> String {
+    let h = HEXLOWER_PERMISSIVE.encode(id);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    if s.len() != 36 || hex.len() != 32 {
+        return None;
+    }
+    HEXLOWER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .ok()?
+        .try_into()
+        .ok()
+}
+
+/// A random id, shaped as a version 4 UUID (RFC 9562 §5.4).
+fn new_id() -> Result<[u8; 16], Error> {
+    let mut id: [u8; 16] = crypto::random()?;
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    Ok(id)
+}
+
+fn summary(p: &Passkey) -> Value {
+    json!({
+        "id": uuid(&p.id),
+        "name": p.name,
+        "createdAt": rfc3339(p.created_at),
+        "lastUsedAt": p.last_used_at.map(rfc3339),
+    })
+}
+
+/// `POST /api/v1/passkey/register/options`.
+pub fn register_options(app: &App, db: &Db, who: &Principal, now: i64) -> Result<Value, Error> {
+    let id = who.account.id;
+    let fresh: [u8; 16] = crypto::random()?;
+    let (handle, passkeys, challenge) = db.write(|tx| {
+        let passkeys = tx.passkeys(id)?;
+        if passkeys.len() >= MAX_PASSKEYS {
+            return Err(TOO_MANY);
+        }
+        let handle = tx.ensure_user_handle(id, &fresh)?;
+        let challenge = new_ceremony(app, tx, Ceremony::Register { account: id }, now)?;
+        Ok((handle, passkeys, challenge))
+    })?;
+    Ok(json!({
+        "challenge": challenge,
+        "rp": { "name": app.rp.name, "id": app.rp.id },
+        "user": {
+            "id": BASE64URL_NOPAD.encode(&handle),
+            "name": who.label,
+            "displayName": who.label,
+        },
+        "pubKeyCredParams": [
+            { "type": "public-key", "alg": webauthn::Alg::Es256.id() },
+            { "type": "public-key", "alg": webauthn::Alg::EdDsa.id() },
+            { "type": "public-key", "alg": webauthn::Alg::Rs256.id() },
+        ],
+        "timeout": TIMEOUT_MS,
+        "excludeCredentials": descriptors(&passkeys),
+        "authenticatorSelection": {
+            "residentKey": "preferred",
+            "userVerification": "preferred",
+        },
+        "attestation": "none",
+    }))
+}
+
+const TOO_MANY: Error = Error::BadRequest("At most 20 passkeys can be registered per account.");
+
+/// The name a passkey is registered under: trimmed, no control characters, at most
+/// [`MAX_NAME_CHARS`]; "Passkey" when none is given.
+fn passkey_name(body: &Map<String, Value>) -> Result<String, Error> {
+    const BAD: Error = Error::BadRequest(
+        "Field \"name\" must be text of at most 64 characters, without control characters.",
+    );
+    let name = opt_str(body, "name", "Field \"name\" must be a string.")?
+        .map(str::trim)
+        .unwrap_or("");
+    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(BAD);
+    }
+    Ok(if name.is_empty() { "Passkey" } else { name }.to_string())
+}
+
+/// `POST /api/v1/passkey/register`.
+pub fn register(
+    app: &App,
+    db: &Db,
+    who: &Principal,
+    body: &Map<String, Value>,
+    origins: &[String],
+    now: i64,
+) -> Result<Value, Error> {
+    let id = who.account.id;
+    // Storno's frontend sends `{name, credential}`; the credential alone is fine too.
+    let whole = Value::Object(body.clone());
+    let credential = match body.get("credential") {
+        Some(Value::Null) | None if body.contains_key("response") => &whole,
+        Some(Value::Null) | None => return Err(MISSING_CREDENTIAL),
+        Some(c) => c,
+    };
+    let name = passkey_name(body)?;
+    let (credential, response) = credential_parts(credential)?;
+    let (Some(client_data_json), Some(attestation)) = (
+        response_field(response, "clientDataJSON"),
+        response_field(response, "attestationObject"),
+    ) else {
+        return Err(INVALID_RESPONSE_TYPE);
+    };
+    let challenge = webauthn::client_challenge(&client_data_json)
+        .ok_or(Error::BadRequest(Refusal::ClientData.attestation_message()))?;
+    let expected = Expected {
+        challenge: &challenge,
+        origins,
+        rp_id: &app.rp.id,
+    };
+    let sent_id = credential_id(credential);
+    let verified = webauthn::verify_registration(&client_data_json, &attestation, &expected);
+    let passkey_id = new_id()?;
+    let key = app.keys.token_hash(&challenge);
+    let outcome = db.write(|tx| {
+        if !tx.take_ceremony(&key, Ceremony::Register { account: id }, now)? {
+            return Err(CHALLENGE_NOT_FOUND);
+        }
+        let fail = |reason: &'static str, error: Error| -> Result<Result<Passkey, Error>, Error> {
+            refused(tx, Some(id), now, reason)?;
+            Ok(Err(error))
+        };
+        let registered = match verified {
+            Ok(r) => r,
+            Err(r) => return fail(r.reason(), Error::BadRequest(r.attestation_message())),
+        };
+        let credential = registered.credential;
+        if sent_id.is_ok_and(|sent| sent != credential.id) {
+            return fail(
+                "credential id mismatch",
+                Error::BadRequest(
+                    "Attestation verification failed: the credential id is not the attested one.",
+                ),
+            );
+        }
+        let before = tx.second_factors(id)?;
+        if before.passkeys >= MAX_PASSKEYS as i64 {
+            return fail("too many passkeys", TOO_MANY);
+        }
+        let passkey = Passkey {
+            id: passkey_id,
+            account_id: id,
+            credential_id: credential.id,
+            public_key: credential.cose_key,
+            alg: credential.public_key.alg().id(),
+            sign_count: i64::from(registered.sign_count),
+            name: name.clone(),
+            created_at: now,
+            last_used_at: None,
+        };
+        if !tx.insert_passkey(&passkey)? {
+            return fail(
+                "credential already registered",
+                Error::BadRequest(
+                    "Attestation verification failed: this passkey is registered already.",
+                ),
+            );
+        }
+        if !before.any() {
+            // The account's first second factor: a login made without one must not
+            // outlive it (as when TOTP is enabled).
+            tx.revoke_sessions(id)?;
+        }
+        audit(tx, Some(id), now, "passkey_registered")?;
+        Ok(Ok(passkey))
+    })??;
+    Ok(json!({
+        "id": uuid(&outcome.id),
+        "name": outcome.name,
+        "createdAt": rfc3339(outcome.created_at),
+    }))
+}
+
+/// `GET /api/v1/me/passkeys`.
+pub fn list(db: &Db, who: &Principal) -> Result<Value, Error> {
+    let passkeys = db.read(|tx| tx.passkeys(who.account.id))?;
+    Ok(Value::Array(passkeys.iter().map(summary).collect()))
+}
+
+/// `DELETE /api/v1/me/passkeys/{id}`; another account's passkey is as unknown as none.
+pub fn delete(db: &Db, who: &Principal, id: &str, now: i64) -> Result<(), Error> {
+    const NOT_FOUND: Error = Error::NoSuch("Passkey not found.");
+    let id = parse_uuid(id).ok_or(NOT_FOUND)?;
+    let account = who.account.id;
+    db.write(|tx| {
+        if !tx.delete_passkey(account, &id)? {
+            return Err(NOT_FOUND);
+        }
+        audit(tx, Some(account), now, "passkey_removed")
+    })
+}
+
+/// Assertion options for the passkeys of `account`, bound to the MFA or step-up
+/// challenge `challenge` (its keyed hash).
+fn second_factor_options(
+    app: &App,
+    tx: &dyn Tx,
+    account: i64,
+    challenge: &[u8; 32],
+    now: i64,
+) -> Result<Value, Error> {
+    let passkeys = tx.passkeys(account)?;
+    if passkeys.is_empty() {
+        return Err(NO_PASSKEYS);
+    }
+    let ceremony = Ceremony::SecondFactor { account, challenge };
+    let challenge = new_ceremony(app, tx, ceremony, now)?;
+    Ok(json!({
+        "challenge": challenge,
+        "rpId": app.rp.id,
+        "timeout": TIMEOUT_MS,
+        "userVerification": "preferred",
+        "allowCredentials": descriptors(&passkeys),
+    }))
+}
+
+/// The account of a live challenge of `purpose`, if it is one.
+fn challenge_account(
+    tx: &dyn Tx,
+    hash: &[u8; 32],
+    purpose: Purpose,
+    now: i64,
+) -> Result<Option<i64>, Error> {
+    Ok(tx
+        .challenge(hash)?
+        .filter(|c| c.expires_at > now && c.purpose == Some(purpose))
+        .map(|c| c.account_id))
+}
+
+/// `POST /api/auth/mfa/passkey/options`.
+pub fn mfa_options(
+    app: &App,
+    db: &Db,
+    body: &Map<String, Value>,
+    now: i64,
+) -> Result<Value, Error> {
+    const INVALID: Error = Error::Rejected("Invalid or expired MFA challenge.");
+    let token = req_str(body, "mfaToken", "Missing mfaToken.")?;
+    let hash = app.keys.token_hash(&hex32(token).ok_or(INVALID)?);
+    db.write(|tx| {
+        let account = challenge_account(tx, &hash, Purpose::Login, now)?.ok_or(INVALID)?;
+        second_factor_options(app, tx, account, &hash, now)
+    })
+}
+
+/// `POST /api/v1/mfa/passkey/options`: for a step-up challenge of the caller's own.
+pub fn stepup_options(
+    app: &App,
+    db: &Db,
+    who: &Principal,
+    body: &Map<String, Value>,
+    now: i64,
+) -> Result<Value, Error> {
+    const INVALID: Error = Error::Rejected("Invalid or expired challenge.");
+    let token = req_str(body, "challengeToken", "Missing challengeToken.")?;
+    let hash = app.keys.token_hash(&hex32(token).ok_or(INVALID)?);
+    db.write(|tx| {
+        let account = challenge_account(tx, &hash, Purpose::StepUp, now)?
+            .filter(|id| *id == who.account.id)
+            .ok_or(INVALID)?;
+        second_factor_options(app, tx, account, &hash, now)
+    })
+}
+
+/// `POST /api/auth/passkey/login/options`: a discoverable-credential ceremony, open to
+/// anyone, so throttled per client address.
+pub fn login_options(
+    app: &App,
+    db: &Db,
+    ip: Option<std::net::IpAddr>,
+    now: i64,
+) -> Result<Value, Error> {
+    // Every request counts: the place is never given back.
+    let _counted = app.passkey_limiter.reserve(ip, now)?;
+    let session: [u8; 16] = crypto::random()?;
+    let session_hash = app.keys.token_hash(&session);
+    let challenge = db.write(|tx| {
+        new_ceremony(
+            app,
+            tx,
+            Ceremony::Login {
+                session: &session_hash,
+            },
+            now,
+        )
+    })?;
+    Ok(json!({
+        "challenge": challenge,
+        "rpId": app.rp.id,
+        "timeout": TIMEOUT_MS,
+        "userVerification": "required",
+        "allowCredentials": [],
+        "sessionId": HEXLOWER_PERMISSIVE.encode(&session),
+    }))
+}
+
+/// `POST /api/auth/passkey/login`: a passkey with user verification is both factors.
+pub fn login(
+    app: &App,
+    db: &Db,
+    body: &Map<String, Value>,
+    origins: &[String],
+    now: i64,
+) -> Result<Value, Error> {
+    let session = req_str(body, "sessionId", "Missing session ID.")?;
+    let credential = match body.get("credential") {
+        None | Some(Value::Null) => return Err(MISSING_CREDENTIAL),
+        Some(c) => c,
+    };
+    let session: [u8; 16] = HEXLOWER_PERMISSIVE
+        .decode(session.trim().as_bytes())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or(CHALLENGE_NOT_FOUND)?;
+    let session_hash = app.keys.token_hash(&session);
+    let assertion = match Assertion::from_json(credential) {
+        Ok(a) => a,
+        Err(reason) => {
+            db.write(|tx| refused(tx, None, now, reason))?;
+            return Err(ASSERTION_FAILED);
+        }
+    };
+    // The signature is checked before the write transaction, as backup-code hashes are.
+    let (found, handle) = db.read(|tx| {
+        let found = tx.passkey_by_credential(&assertion.credential_id)?;
+        let handle = match &found {
+            Some(p) => tx.user_handle(p.account_id)?,
+            None => None,
+        };
+        Ok((found, handle))
+    })?;
+    let judged = judge(
+        app,
+        &assertion,
+        origins,
+        found,
+        None,
+        handle.as_deref(),
+        true,
+    );
+    let key = assertion.ceremony_key(app);
+    db.write(|tx| {
+        let ceremony = Ceremony::Login {
+            session: &session_hash,
+        };
+        if !tx.take_ceremony(&key, ceremony, now)? {
+            return Err(CHALLENGE_NOT_FOUND);
+        }
+        if let Ok((pk, _)) = &judged {
+            let locked_until = tx.totp(pk.account_id)?.map_or(0, |t| t.locked_until);
+            if locked_until > now {
+                return Ok(Err(locked(locked_until - now)));
+            }
+        }
+        let Some(pk) = book(tx, &judged, None, now)? else {
+            return Ok(Err(ASSERTION_FAILED));
+        };
+        let Some(account) = tx.account_by_id(pk.account_id)? else {
+            return Ok(Err(ASSERTION_FAILED));
+        };
+        let login = Login {
+            how: SignIn::Passkey,
+            at: now,
+        };
+        Ok(Ok(issue_tokens(app, tx, &account, login, None, now)?))
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passkey_ids_are_uuids_both_ways() {
+        let id = new_id().unwrap();
+        let shown = uuid(&id);
+        assert_eq!(shown.len(), 36);
+        assert_eq!(&shown[14..15], "4", "version 4: {shown}");
+        assert!("89ab".contains(&shown[19..20]), "RFC 9562 variant: {shown}");
+        assert_eq!(parse_uuid(&shown), Some(id));
+        assert_eq!(parse_uuid(&shown.to_uppercase()), Some(id));
+        for bad in ["", "not-a-uuid", &shown[1..], &shown.replace('-', "")] {
+            assert_eq!(parse_uuid(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_assertion_is_read_from_webauthn_json_or_refused_with_a_reason() {
+        let cdj = BASE64URL_NOPAD
+            .encode(br#"{"type":"webauthn.get","challenge":"AAEC","origin":"http://localhost"}"#);
+        let good = json!({
+            "id": "AQID", "rawId": "AQID", "type": "public-key",
+            "response": {
+                "clientDataJSON": cdj, "authenticatorData": "BAU", "signature": "Bgc=",
+                "userHandle": null,
+            },
+        });
+        let a = Assertion::from_json(&good).unwrap();
+        assert_eq!(a.credential_id, vec![1, 2, 3]);
+        assert_eq!(a.challenge, vec![0, 1, 2]);
+        assert_eq!(a.signature, vec![6, 7], "padding tolerated");
+        assert_eq!(a.user_handle, None);
+        let with = |path: &[&str], v: Value| {
+            let mut c = good.clone();
+            let mut at = &mut c;
+            for p in &path[..path.len() - 1] {
+                at = at.get_mut(*p).unwrap();
+            }
+            at[path[path.len() - 1]] = v;
+            Assertion::from_json(&c)
+        };
+        assert_eq!(
+            with(&["type"], json!("password")),
+            Err("not a public-key assertion")
+        );
+        assert_eq!(with(&["rawId"], json!("AQIE")), Err("id and rawId differ"));
+        assert_eq!(
+            with(&["rawId"], json!("!!")),
+            Err("credential id is not base64url")
+        );
+        assert_eq!(
+            with(&["response", "signature"], json!(7)),
+            Err("signature missing")
+        );
+        assert_eq!(
+            with(&["response", "clientDataJSON"], json!("e30")),
+            Err("clientDataJSON is not valid")
+        );
+        assert_eq!(
+            with(&["response", "userHandle"], json!("AQ")).map(|a| a.user_handle),
+            Ok(Some(vec![1]))
+        );
+        assert_eq!(format!("{a:?}"), "Assertion { credential_id_len: 3, .. }");
+    }
+
+    #[test]
+    fn names_are_trimmed_bounded_and_default_to_passkey() {
+        let body = |v: Value| json!({ "name": v }).as_object().unwrap().clone();
+        assert_eq!(passkey_name(&Map::new()).unwrap(), "Passkey");
+        assert_eq!(passkey_name(&body(json!("  Laptop  "))).unwrap(), "Laptop");
+        assert_eq!(passkey_name(&body(json!(""))).unwrap(), "Passkey");
+        assert_eq!(
+            passkey_name(&body(json!("é".repeat(64))))
+                .unwrap()
+                .chars()
+                .count(),
+            64
+        );
+        assert!(passkey_name(&body(json!("é".repeat(65)))).is_err());
+        assert!(passkey_name(&body(json!("a\nb"))).is_err());
+        assert!(passkey_name(&body(json!(5))).is_err());
+    }
+}
