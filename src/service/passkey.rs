@@ -19,6 +19,7 @@ use crate::time::rfc3339;
 use crate::webauthn::{self, Expected, Refusal, Stored};
 
 use super::login::{issue_tokens, LoginLimiter};
+use super::second_factor::challenge_account;
 use super::{audit, hex32, locked, opt_str, req_str, App, Principal, CHALLENGE_TTL};
 
 /// Passkeys one account may register.
@@ -499,19 +500,6 @@ fn second_factor_options(
     }))
 }
 
-/// The account of a live challenge of `purpose`, if it is one.
-fn challenge_account(
-    tx: &dyn Tx,
-    hash: &[u8; 32],
-    purpose: Purpose,
-    now: i64,
-) -> Result<Option<i64>, Error> {
-    Ok(tx
-        .challenge(hash)?
-        .filter(|c| c.expires_at > now && c.purpose == Some(purpose))
-        .map(|c| c.account_id))
-}
-
 /// `POST /api/auth/mfa/passkey/options`.
 pub fn mfa_options(
     app: &App,
@@ -654,6 +642,106 @@ pub fn login(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Tokens;
+    use crate::crypto::Keys;
+
+    fn app() -> App {
+        let keys = Keys::derive(&[5u8; 32]).unwrap();
+        let tokens = Tokens::new(&keys, "mfad", None, None).unwrap();
+        let rp = webauthn::RelyingParty {
+            id: "localhost".into(),
+            name: "Storno".into(),
+        };
+        App::new(keys, tokens, "Storno".into(), 5, rp).unwrap()
+    }
+
+    /// The ES256 vector of `tests/fixtures/webauthn/vectors.json` (made by Python's
+    /// cryptography) as a browser's assertion, and the passkey it belongs to.
+    fn vector() -> (Assertion, Passkey) {
+        let all: Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/webauthn/vectors.json"))
+                .unwrap();
+        let v = &all[0];
+        let hex = |v: &Value| {
+            data_encoding::HEXLOWER
+                .decode(v.as_str().unwrap().as_bytes())
+                .unwrap()
+        };
+        let a = &v["assertion"];
+        let assertion = Assertion {
+            credential_id: hex(&v["credential_id"]),
+            client_data_json: hex(&a["client_data_json"]),
+            authenticator_data: hex(&a["authenticator_data"]),
+            signature: hex(&a["signature"]),
+            user_handle: None,
+            challenge: hex(&a["challenge"]),
+        };
+        let passkey = Passkey {
+            id: [1; 16],
+            account_id: 7,
+            credential_id: assertion.credential_id.clone(),
+            public_key: hex(&v["cose_key"]),
+            alg: -7,
+            sign_count: 0,
+            name: "vector".into(),
+            created_at: 1,
+            last_used_at: None,
+        };
+        (assertion, passkey)
+    }
+
+    /// The refusals that need the stored credential and its account, each on its own;
+    /// the byte-level ones are `webauthn`'s tests.
+    #[test]
+    fn judge_refuses_unknown_foreign_and_mismatched_credentials() {
+        let app = app();
+        let origins = vec!["http://localhost:8080".to_string()];
+        let (a, pk) = vector();
+        let handle = [9u8; 16];
+        let judge_as = |a: &Assertion, found: Option<Passkey>, account, uv| {
+            judge(&app, a, &origins, found, account, Some(&handle[..]), uv)
+        };
+        let (ok, count) = judge_as(&a, Some(pk.clone()), Some(7), false).unwrap();
+        assert_eq!((ok.id, count), (pk.id, 7));
+        assert!(
+            judge_as(&a, Some(pk.clone()), None, false).is_ok(),
+            "passwordless"
+        );
+        assert_eq!(
+            judge_as(&a, None, Some(7), false),
+            Err((None, "unknown credential"))
+        );
+        assert_eq!(
+            judge_as(&a, Some(pk.clone()), Some(8), false),
+            Err((None, "credential of another account"))
+        );
+        let mut other_handle = a.clone();
+        other_handle.user_handle = Some(vec![1; 16]);
+        assert_eq!(
+            judge_as(&other_handle, Some(pk.clone()), None, false),
+            Err((Some(7), "user handle mismatch"))
+        );
+        let mut same_handle = a.clone();
+        same_handle.user_handle = Some(handle.to_vec());
+        assert!(judge_as(&same_handle, Some(pk.clone()), None, false).is_ok());
+        assert!(
+            judge_as(&a, Some(pk.clone()), None, true).is_ok(),
+            "made with UV"
+        );
+        let seen = Passkey {
+            sign_count: 7,
+            ..pk.clone()
+        };
+        assert_eq!(
+            judge_as(&a, Some(seen), Some(7), false),
+            Err((Some(7), "sign counter did not increase"))
+        );
+        let elsewhere = vec!["https://evil.example".to_string()];
+        assert_eq!(
+            judge(&app, &a, &elsewhere, Some(pk), Some(7), None, false),
+            Err((Some(7), "origin not allowed"))
+        );
+    }
 
     #[test]
     fn passkey_ids_are_uuids_both_ways() {

@@ -3,8 +3,9 @@
 //! confirms disable or regenerate for an account without a password. In one
 //! transaction: the lock, the replay step, the single-use spend (of the backup code, of
 //! the passkey ceremony, and the counter's move), the failure counts (per challenge and
-//! per account), the lock after [`ACCOUNT_MAX_FAILURES`], and the audit events. An answer is parsed once,
-//! at the edge ([`Answer::parse`]); the callers only say what the verdict means to them.
+//! per account), the lock after [`ACCOUNT_MAX_FAILURES`], and the audit events. An
+//! answer is parsed once, at the edge ([`Answer::parse`], [`Answer::passkey`]); the
+//! callers only say what the verdict means to them.
 
 use crate::crypto;
 use crate::error::Error;
@@ -348,14 +349,22 @@ pub(crate) fn locked_for(db: &Db, id: i64, now: i64) -> Result<Option<i64>, Erro
     Ok((until > now).then_some(until - now))
 }
 
+/// The account of a live challenge of `purpose`, if it is one.
+pub(super) fn challenge_account(
+    tx: &dyn Tx,
+    hash: &[u8; 32],
+    purpose: Purpose,
+    now: i64,
+) -> Result<Option<i64>, Error> {
+    Ok(tx
+        .challenge(hash)?
+        .filter(|c| c.expires_at > now && c.purpose == Some(purpose))
+        .map(|c| c.account_id))
+}
+
 /// The account whose answer it is, if the asker still stands.
 fn account_of(tx: &dyn Tx, asker: Asker<'_>, now: i64) -> Result<Option<i64>, Error> {
-    let live = |hash, purpose| -> Result<Option<i64>, Error> {
-        Ok(tx
-            .challenge(hash)?
-            .filter(|c| c.expires_at > now && c.purpose == Some(purpose))
-            .map(|c| c.account_id))
-    };
+    let live = |hash, purpose| challenge_account(tx, hash, purpose, now);
     Ok(match asker {
         Asker::Account(id) => Some(id),
         Asker::Challenge(hash) => live(hash, Purpose::Login)?,

@@ -63,6 +63,25 @@ mod cbor {
     pub fn map(out: &mut Vec<u8>, len: u64) {
         head(out, 5, len)
     }
+
+    pub enum Item<'a> {
+        Int(i64),
+        Bytes(&'a [u8]),
+    }
+
+    /// A map with integer keys, in the order given.
+    pub fn int_map(pairs: &[(i64, Item<'_>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        map(&mut out, pairs.len() as u64);
+        for (k, v) in pairs {
+            int(&mut out, *k);
+            match v {
+                Item::Int(i) => int(&mut out, *i),
+                Item::Bytes(b) => bytes(&mut out, b),
+            }
+        }
+        out
+    }
 }
 
 const UP: u8 = 0x01;
@@ -127,48 +146,38 @@ impl Authenticator {
         }
     }
 
+    /// The credential's public key as a COSE_Key (RFC 9053 §7.1, RFC 8230 §4).
     fn cose_key(&self) -> Vec<u8> {
-        let mut k = Vec::new();
-        match &self.key {
+        use cbor::Item::{Bytes, Int};
+        let rsa;
+        let pairs = match &self.key {
             Key::Es256(kp) => {
                 let point = kp.public_key().as_ref();
-                cbor::map(&mut k, 5);
-                cbor::int(&mut k, 1);
-                cbor::int(&mut k, 2);
-                cbor::int(&mut k, 3);
-                cbor::int(&mut k, -7);
-                cbor::int(&mut k, -1);
-                cbor::int(&mut k, 1);
-                cbor::int(&mut k, -2);
-                cbor::bytes(&mut k, &point[1..33]);
-                cbor::int(&mut k, -3);
-                cbor::bytes(&mut k, &point[33..65]);
+                vec![
+                    (1, Int(2)),
+                    (3, Int(-7)),
+                    (-1, Int(1)),
+                    (-2, Bytes(&point[1..33])),
+                    (-3, Bytes(&point[33..65])),
+                ]
             }
-            Key::EdDsa(kp) => {
-                cbor::map(&mut k, 4);
-                cbor::int(&mut k, 1);
-                cbor::int(&mut k, 1);
-                cbor::int(&mut k, 3);
-                cbor::int(&mut k, -8);
-                cbor::int(&mut k, -1);
-                cbor::int(&mut k, 6);
-                cbor::int(&mut k, -2);
-                cbor::bytes(&mut k, kp.public_key().as_ref());
-            }
+            Key::EdDsa(kp) => vec![
+                (1, Int(1)),
+                (3, Int(-8)),
+                (-1, Int(6)),
+                (-2, Bytes(kp.public_key().as_ref())),
+            ],
             Key::Rs256(kp) => {
-                let c = signature::RsaPublicKeyComponents::<Vec<u8>>::from(kp.public());
-                cbor::map(&mut k, 4);
-                cbor::int(&mut k, 1);
-                cbor::int(&mut k, 3);
-                cbor::int(&mut k, 3);
-                cbor::int(&mut k, -257);
-                cbor::int(&mut k, -1);
-                cbor::bytes(&mut k, &c.n);
-                cbor::int(&mut k, -2);
-                cbor::bytes(&mut k, &c.e);
+                rsa = signature::RsaPublicKeyComponents::<Vec<u8>>::from(kp.public());
+                vec![
+                    (1, Int(3)),
+                    (3, Int(-257)),
+                    (-1, Bytes(&rsa.n)),
+                    (-2, Bytes(&rsa.e)),
+                ]
             }
-        }
-        k
+        };
+        cbor::int_map(&pairs)
     }
 
     fn client_data(&self, ty: &str, challenge: &str) -> Vec<u8> {
@@ -294,8 +303,16 @@ fn enrol(s: &Server, token: &str, alg: i64, name: &str) -> (Authenticator, Value
     (a, r.json())
 }
 
+/// Passwordless login options. (10 a minute per address: a test that needs more must
+/// use a second server.)
+fn login_options(s: &Server) -> Value {
+    let r = s.post(LOGIN_OPTIONS, None, &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
 fn passwordless(s: &Server, a: &mut Authenticator) -> Resp {
-    let o = s.post(LOGIN_OPTIONS, None, &json!({})).json();
+    let o = login_options(s);
     let credential = a.assert(&json!({ "challenge": o["challenge"] }));
     s.post(
         PASSKEY_LOGIN,
@@ -384,7 +401,7 @@ fn register_list_sign_in_verify_step_up_and_delete() {
     );
 
     // Passwordless: the passkey with user verification is both factors.
-    let o = s.post(LOGIN_OPTIONS, None, &json!({})).json();
+    let o = login_options(&s);
     assert_eq!(o["rpId"], RP_ID);
     assert_eq!(o["userVerification"], "required");
     assert_eq!(o["allowCredentials"], json!([]));
@@ -681,7 +698,7 @@ fn assertions_are_refused_for_each_reason() {
     let s = server();
     let token = account(&s, "alice@example.com");
     let (mut key, _) = enrol(&s, &token, -7, "Laptop");
-    let session = |s: &Server| s.post(LOGIN_OPTIONS, None, &json!({})).json();
+    let session = login_options;
     let finish = |o: &Value, credential: &Value| {
         s.post(
             PASSKEY_LOGIN,
@@ -913,7 +930,7 @@ fn one_assertion_sent_concurrently_succeeds_once() {
     let token = account(&s, "race@example.com");
     let (mut key, _) = enrol(&s, &token, -8, "Laptop");
     for _ in 0..3 {
-        let o = s.post(LOGIN_OPTIONS, None, &json!({})).json();
+        let o = login_options(&s);
         let body = json!({ "sessionId": o["sessionId"], "credential": key.assert(&o) });
         let statuses: Vec<u16> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..8)
