@@ -967,26 +967,49 @@ pub fn check_answer(built: &Built, status: u16, body: &Value) -> Result<(), Stri
     if malformed && status == 400 {
         return Ok(());
     }
+    let path = clean_path(&built.path);
+    // `/api/v1/me/passkeys/{id}` is a route for any id; its 404 names a passkey, not a path.
+    let one_passkey = path
+        .strip_prefix("/api/v1/me/passkeys/")
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'));
     if status == 204 {
-        // Only logout answers 204, with no body at all.
-        return match (clean_path(&built.path).as_str(), body) {
+        // Logout and a passkey's removal answer 204, with no body at all.
+        return match (path.as_str(), body) {
             ("/api/auth/logout", Value::Null) => Ok(()),
+            (_, Value::Null) if one_passkey && built.method == Method::Delete => Ok(()),
             _ => Err(format!("204 from {} with {body}", built.path)),
+        };
+    }
+    if let (200, Value::Array(list)) = (status, body) {
+        // The one list mfad answers: the account's passkeys.
+        let shaped = |p: &Value| {
+            ["id", "name", "createdAt", "lastUsedAt"]
+                .iter()
+                .all(|k| p.get(k).is_some())
+        };
+        return match path.as_str() {
+            "/api/v1/me/passkeys" if list.iter().all(shaped) => Ok(()),
+            _ => Err(format!("200 from {} with a list: {body}", built.path)),
         };
     }
     let Some(obj) = body.as_object() else {
         return Err(format!("{status}: the body is not a JSON object: {body}"));
     };
-    if status != 200 && !obj.get("error").is_some_and(Value::is_string) {
+    if !matches!(status, 200 | 201) && !obj.get("error").is_some_and(Value::is_string) {
         return Err(format!("{status} without an \"error\" string: {body}"));
     }
-    let path = clean_path(&built.path);
-    let known = PATHS.iter().find(|(p, _)| *p == path);
+    let known = PATHS
+        .iter()
+        .find(|(p, _)| *p == path)
+        .or(one_passkey.then_some(&("/api/v1/me/passkeys/{id}", "DELETE")));
+    let no_such_passkey = one_passkey && obj.get("error") == Some(&json!("Passkey not found."));
     match known {
         None if status != 404 => {
             return Err(format!("unknown path {path:?} answered {status}, not 404"))
         }
-        Some(_) if status == 404 => return Err(format!("known path {path:?} answered 404")),
+        Some(_) if status == 404 && !no_such_passkey => {
+            return Err(format!("known path {path:?} answered 404"))
+        }
         Some((_, m)) if (*m == built.method.as_str()) == (status == 405) => {
             return Err(format!("{} {path} answered {status}", built.method))
         }
