@@ -536,6 +536,45 @@ mod tests {
     }
 
     #[test]
+    fn the_relying_party_follows_the_public_url_unless_named() {
+        let rp = |args: &[&str]| parse(&[], args).map(|c| c.relying_party());
+        let local = rp(&[]).unwrap();
+        assert_eq!(
+            (local.id.as_str(), local.name.as_str()),
+            ("localhost", "Storno")
+        );
+        let public = rp(&[
+            "--public-url",
+            "https://Auth.Example.com",
+            "--issuer",
+            "Acme",
+        ]);
+        let public = public.unwrap();
+        assert_eq!(
+            (public.id.as_str(), public.name.as_str()),
+            ("auth.example.com", "Acme")
+        );
+        let parent = rp(&[
+            "--public-url",
+            "https://auth.example.com",
+            "--rp-id",
+            "Example.com",
+        ]);
+        assert_eq!(parent.unwrap().id, "example.com");
+        let e = parse(
+            &[("MFAD_RP_ID", "other.com")],
+            &["--public-url", "https://a.example.com"],
+        );
+        assert!(e.unwrap_err().0.starts_with("--rp-id other.com is neither"));
+        for bad in ["127.0.0.1", "https://example.com", "example.com:443", ""] {
+            let e = parse(&[], &["--rp-id", bad]).unwrap_err();
+            assert!(e.0.starts_with("--rp-id:"), "{bad}: {e}");
+        }
+        assert!(parse(&[], &["--rp-name", " "]).is_err());
+        assert_eq!(rp(&["--rp-name", " Acme Inc. "]).unwrap().name, "Acme Inc.");
+    }
+
+    #[test]
     fn defaults() {
         let c = parse(&[], &[]).unwrap();
         assert_eq!(c.command, Command::Serve);

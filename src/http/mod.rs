@@ -524,6 +524,19 @@ mod tests {
             Err(Error::MethodNotAllowed("GET"))
         );
         assert_eq!(route(&Method::Get, "/api/auth/"), Err(Error::NotFound));
+        let one = "/api/v1/me/passkeys/6f1c2d3e-4a5b-4c6d-8e7f-0123456789ab";
+        assert_eq!(route(&Method::Delete, one), Ok(Endpoint::PasskeyDelete));
+        assert_eq!(
+            route(&Method::Get, one),
+            Err(Error::MethodNotAllowed("DELETE"))
+        );
+        assert_eq!(
+            route(&Method::Get, "/api/v1/me/passkeys"),
+            Ok(Endpoint::Passkeys)
+        );
+        for none in ["/api/v1/me/passkeys/", "/api/v1/me/passkeys/a/b"] {
+            assert_eq!(route(&Method::Delete, none), Err(Error::NotFound), "{none}");
+        }
         assert_eq!(route(&Method::Get, "/"), Err(Error::NotFound));
     }
 
