@@ -293,6 +293,12 @@ fn options(s: &Server, token: &str) -> Value {
 /// Registers a new passkey of `alg` for the account of `token`.
 fn enrol(s: &Server, token: &str, alg: i64, name: &str) -> (Authenticator, Value) {
     let mut a = Authenticator::new(alg);
+    let made = enrol_key(s, token, &mut a, name);
+    (a, made)
+}
+
+/// Registers `a`'s credential for the account of `token`: the `201`'s body.
+fn enrol_key(s: &Server, token: &str, a: &mut Authenticator, name: &str) -> Value {
     let o = options(s, token);
     let r = s.post(
         REGISTER,
@@ -300,7 +306,7 @@ fn enrol(s: &Server, token: &str, alg: i64, name: &str) -> (Authenticator, Value
         &json!({ "name": name, "credential": a.register(&o) }),
     );
     assert_eq!(r.status, 201, "{}", r.text());
-    (a, r.json())
+    r.json()
 }
 
 /// Passwordless login options. (10 a minute per address: a test that needs more must
@@ -904,17 +910,7 @@ fn an_account_with_totp_only_has_no_passkey_options() {
         (400, "No passkeys available.".into())
     );
     // With a passkey too, the methods come in Storno's order.
-    let mut a = Authenticator::new(-7);
-    let o = options(&s, &token);
-    assert_eq!(
-        s.post(
-            REGISTER,
-            Some(&token),
-            &json!({ "credential": a.register(&o) })
-        )
-        .status,
-        201
-    );
+    enrol(&s, &token, -7, "Phone");
     let mfa = login(&s, "totp@example.com", PASSWORD).json();
     assert_eq!(
         mfa["mfa_methods"],
@@ -1056,15 +1052,7 @@ fn the_relying_party_is_checked_at_start() {
     let mut a = Authenticator::new(-7);
     a.rp_id = "example.com".into();
     a.origin = "https://auth.example.com".into();
-    assert_eq!(
-        s.post(
-            REGISTER,
-            Some(&token),
-            &json!({ "credential": a.register(&o) })
-        )
-        .status,
-        201
-    );
+    enrol_key(&s, &token, &mut a, "Laptop");
     assert_eq!(passwordless(&s, &mut a).status, 200);
 }
 
