@@ -972,6 +972,14 @@ pub fn check_answer(built: &Built, status: u16, body: &Value) -> Result<(), Stri
     let one_passkey = path
         .strip_prefix("/api/v1/me/passkeys/")
         .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+    if matches!(path.as_str(), "/" | "/assets/app.css" | "/assets/app.js") {
+        // The page's files: GET only, not JSON.
+        return match (built.method == Method::Get, status) {
+            (true, 200) if body.is_null() => Ok(()),
+            (false, 405) | (_, 400 | 413) => Ok(()),
+            _ => Err(format!("{} {path} answered {status} with {body}", built.method)),
+        };
+    }
     if status == 204 {
         // Logout and a passkey's removal answer 204, with no body at all.
         return match (path.as_str(), body) {

@@ -5,9 +5,11 @@
 //! the password lane; `web.rs` holds the browser-facing rules (CORS, the refresh cookie,
 //! the `Origin` rule).
 
+mod page;
 mod server;
 mod web;
 
+pub use page::total_bytes as page_bytes;
 pub use server::{start, Limits, Running, REQUEST_DEADLINE, SOCKET_TIMEOUT};
 pub use web::{parse_origin, SameSite, WebPolicy};
 
@@ -161,6 +163,8 @@ pub(crate) struct Reply {
     /// Public keys, which caches may keep this many seconds; every other answer is
     /// `no-store`.
     max_age: Option<u32>,
+    /// A file of the page instead of a JSON body.
+    asset: Option<page::Asset>,
 }
 
 /// How long the JWKS and the discovery document may be cached (API.md: 5 minutes).
@@ -186,6 +190,7 @@ impl Reply {
             cookie,
             preflight: None,
             max_age: None,
+            asset: None,
         }
     }
 
@@ -210,6 +215,15 @@ impl Reply {
             cookie,
             preflight: None,
             max_age: None,
+            asset: None,
+        }
+    }
+
+    fn page(asset: page::Asset) -> Reply {
+        Reply {
+            status: 200,
+            asset: Some(asset),
+            ..Reply::no_content(Cookie::Keep)
         }
     }
 }
@@ -258,6 +272,12 @@ fn handle(
     }
     if let Some(answer) = preflight(web, rq, path) {
         return answer;
+    }
+    if let Some(asset) = page::asset(path) {
+        return match rq.method() {
+            Method::Get => Ok(Reply::page(asset)),
+            _ => Err(Error::MethodNotAllowed("GET")),
+        };
     }
     let endpoint = route(rq.method(), path)?;
     let body = match rq.method() {
@@ -380,16 +400,28 @@ fn respond(
     web: &WebPolicy,
     result: &Result<Reply, Error>,
 ) -> u16 {
+    let asset = result.as_ref().ok().and_then(|r| r.asset);
     let (status, body) = match result {
         Ok(r) => (r.status, r.body.as_ref().map(Value::to_string)),
         Err(e) => (e.status(), Some(error_body(e).to_string())),
     };
-    let mut response =
-        Response::from_data(body.unwrap_or_default().into_bytes()).with_status_code(status);
+    let bytes = match asset {
+        Some(a) => a.bytes.to_vec(),
+        None => body.unwrap_or_default().into_bytes(),
+    };
+    let mut response = Response::from_data(bytes).with_status_code(status);
     let max_age = result.as_ref().ok().and_then(|r| r.max_age);
     for h in &common.0 {
-        if max_age.is_none() || !h.field.equiv("Cache-Control") {
+        let replaced = (max_age.is_some() && h.field.equiv("Cache-Control"))
+            || (asset.is_some() && h.field.equiv("Content-Type"));
+        if !replaced {
             response.add_header(h.clone());
+        }
+    }
+    if let Some(a) = asset {
+        add(&mut response, "Content-Type", a.content_type);
+        for (name, value) in page::HEADERS {
+            add(&mut response, name, value);
         }
     }
     if let Some(secs) = max_age {
