@@ -19,6 +19,8 @@ mod hostile;
 mod http_layer;
 #[path = "api/operations.rs"]
 mod operations;
+#[path = "api/page.rs"]
+mod page;
 #[path = "api/passkeys.rs"]
 mod passkeys;
 #[path = "api/resilience.rs"]

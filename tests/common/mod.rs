@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
