@@ -977,7 +977,10 @@ pub fn check_answer(built: &Built, status: u16, body: &Value) -> Result<(), Stri
         return match (built.method == Method::Get, status) {
             (true, 200) if body.is_null() => Ok(()),
             (false, 405) | (_, 400 | 413) => Ok(()),
-            _ => Err(format!("{} {path} answered {status} with {body}", built.method)),
+            _ => Err(format!(
+                "{} {path} answered {status} with {body}",
+                built.method
+            )),
         };
     }
     if status == 204 {
