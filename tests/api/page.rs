@@ -202,6 +202,23 @@ fn a_person_signs_in_sets_up_totp_and_passkeys_and_signs_out_in_chromium() {
     answer_second_step(&b, "totp", &code);
     signed_in(&b);
 
+    // New backup codes, confirmed with the password; a wrong one is said in words.
+    b.click("#codes-regenerate");
+    b.wait_shown("#confirm-password");
+    b.type_into("#confirm-password", "not my password");
+    b.click("#confirm-submit");
+    b.wait_shown("#confirm-error");
+    assert_eq!(b.text("#confirm-error"), "Password is incorrect.");
+    b.type_into("#confirm-password", PASSWORD);
+    b.click("#confirm-submit");
+    b.wait_shown("#codes-list li");
+    let renewed = shown_codes(&b);
+    assert_eq!(renewed.len(), 10);
+    assert!(renewed.iter().all(|c| !codes.contains(c)), "all new");
+    b.click("#codes-done");
+    b.wait_shown("#totp-disable");
+    assert!(b.text("#totp-state").contains("Backup codes left: 10."));
+
     // 4. A reload keeps the session (the refresh cookie, HttpOnly).
     b.reload();
     signed_in(&b);
@@ -234,6 +251,17 @@ fn a_person_signs_in_sets_up_totp_and_passkeys_and_signs_out_in_chromium() {
     );
     only_own_requests(&b, &origin);
 
+    // Turning the authenticator app off asks for the password, and takes effect.
+    b.click("#totp-disable");
+    b.wait_shown("#confirm-password");
+    assert!(b
+        .text("#confirm-what")
+        .contains("deletes your backup codes"));
+    b.type_into("#confirm-password", PASSWORD);
+    b.click("#confirm-submit");
+    b.wait("document.getElementById('totp-state').innerText.startsWith('Off.')");
+    assert_eq!(b.text("#notice"), "The authenticator app is off.");
+
     // 4. After sign-out a reload does not sign in.
     sign_out(&b);
     b.reload();
@@ -243,7 +271,51 @@ fn a_person_signs_in_sets_up_totp_and_passkeys_and_signs_out_in_chromium() {
     // 5. Nothing went wrong on the way.
     no_console_errors(&b, &origin);
     let status = s.get(STATUS, Some(&s.token(email))).json();
-    assert_eq!(status["backupCodesRemaining"], 9);
+    assert_eq!(
+        (&status["totpEnabled"], &status["backupCodesRemaining"]),
+        (&json!(false), &json!(0))
+    );
+}
+
+/// A missing field and a wrong password are said next to the form, and the throttle's
+/// answer says how long to wait.
+#[test]
+fn refusals_are_said_in_words_with_the_time_to_wait() {
+    let Some(b) = browser(420, 1100, false) else {
+        return;
+    };
+    let s = Server::start(&[]);
+    let origin = format!("http://localhost:{}", s.addr.port());
+    let email = "sam@example.com";
+    s.add_user(email, PASSWORD);
+    b.goto(&format!("{origin}/"));
+    b.wait_shown("#signin-email");
+    b.type_into("#signin-email", email);
+    b.click("#signin-submit");
+    b.wait_shown("#signin-error");
+    assert_eq!(
+        b.text("#signin-error"),
+        "Enter your email and your password."
+    );
+    for _ in 0..5 {
+        b.type_into("#signin-password", "wrong password");
+        b.click("#signin-submit");
+        b.wait("document.getElementById('signin-error').innerText === 'Invalid credentials.'");
+        b.js(
+            "document.getElementById('signin-error').innerText = '';",
+            json!([]),
+        );
+    }
+    b.type_into("#signin-password", PASSWORD);
+    b.click("#signin-submit");
+    b.wait("/Please wait \\d+ seconds? before trying again/.test(document.getElementById('signin-error').innerText)");
+    assert!(
+        b.text("#signin-error")
+            .starts_with("Too many failed login attempts."),
+        "{}",
+        b.text("#signin-error")
+    );
+    no_console_errors(&b, &origin);
 }
 
 #[test]
