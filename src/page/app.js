@@ -253,7 +253,7 @@
     try {
       const r = await api("POST", "/api/v1/me/mfa/totp/enable", { code });
       $("setup-code").value = "";
-      showCodes(r.backupCodes, "Your authenticator app is on.");
+      showCodes(r.backupCodes, "Your authenticator app is on: you will need it the next time you sign in, on this device too.");
     } catch (e) { say("setup-error", e.message); }
   });
 
