@@ -38,20 +38,26 @@
     if (r.status === 401 && token && path.startsWith("/api/v1/") && !retried) {
       // The access token lives an hour: get a new one from the cookie, once.
       try { token = (await api("POST", "/api/auth/refresh", {}, true)).token; }
-      catch (e) { token = null; show("signin"); throw new Error("Your session has ended. Please sign in again."); }
+      catch (e) {
+        token = null;
+        const ended = "Your session has ended. Please sign in again.";
+        show("signin"); say("signin-error", ended);
+        throw new Error(ended);
+      }
       return api(method, path, body, true);
     }
     let text = (data && data.error) || "Something went wrong (" + r.status + ").";
     if (r.status === 429) {
       const wait = parseInt(r.headers.get("Retry-After") || "0", 10);
-      if (wait > 0) text += " Please wait " + waitWords(wait) + " before trying again.";
+      // (A challenge's last try says 1 s: there it means "start again", not "wait".)
+      if (wait > 1) text += " Please wait " + waitWords(wait) + " before trying again.";
     }
     const err = new Error(text);
     err.status = r.status;
     throw err;
   }
   function waitWords(s) {
-    if (s < 90) return s + (s === 1 ? " second" : " seconds");
+    if (s < 90) return s + " seconds";
     const m = Math.ceil(s / 60);
     return m + " minutes";
   }
@@ -144,10 +150,11 @@
     say("second-error", "");
     try { await signedIn(await api("POST", "/api/auth/mfa/verify", Object.assign({ mfaToken: challenge }, body))); }
     catch (e) {
-      say("second-error", e.message);
-      if (e.status === 401 && /challenge/i.test(e.message) || e.status === 429 && /log in again/i.test(e.message)) {
-        challenge = null;
-      }
+      // A challenge that expired or took its last wrong answer: back to the password.
+      const dead = (e.status === 401 && /challenge/i.test(e.message)) ||
+        (e.status === 429 && /log in again/i.test(e.message));
+      if (dead) { challenge = null; show("signin"); say("signin-error", e.message); }
+      else say("second-error", e.message);
     }
   }
   $("second-totp").addEventListener("submit", (ev) => {

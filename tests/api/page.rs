@@ -288,15 +288,44 @@ fn refusals_are_said_in_words_with_the_time_to_wait() {
     let origin = format!("http://localhost:{}", s.addr.port());
     let email = "sam@example.com";
     s.add_user(email, PASSWORD);
+    let (secret, _, _) = enable(&s, &s.token(email));
     b.goto(&format!("{origin}/"));
-    b.wait_shown("#signin-email");
-    b.type_into("#signin-email", email);
+    // Wrong codes: said in words; the 5th ends the challenge and sends the person back
+    // to the password, saying why.
+    sign_in_with_password(&b, email);
+    // A code of no step in the accepted window (one step either side), nor near it.
+    let window: Vec<String> = (-2..=2)
+        .map(|k: i64| code_at(&secret, (now() as i64 + 30 * k) as u64))
+        .collect();
+    let wrong = (0..)
+        .map(|n: u32| format!("{:06}", n * 111_111 % 1_000_000))
+        .find(|c| !window.contains(c))
+        .unwrap();
+    for _ in 0..4 {
+        answer_second_step(&b, "totp", &wrong);
+        b.wait("document.getElementById('second-error').innerText === 'Invalid code.'");
+        b.js(
+            "document.getElementById('second-error').innerText = '';",
+            json!([]),
+        );
+    }
+    answer_second_step(&b, "totp", &wrong);
+    b.wait_shown("#signin-error");
+    assert_eq!(
+        b.text("#signin-error"),
+        "Too many failed attempts. Please log in again."
+    );
+    b.js(
+        "document.getElementById('signin-email').value = '';",
+        json!([]),
+    );
     b.click("#signin-submit");
     b.wait_shown("#signin-error");
     assert_eq!(
         b.text("#signin-error"),
         "Enter your email and your password."
     );
+    b.type_into("#signin-email", email);
     for _ in 0..5 {
         b.type_into("#signin-password", "wrong password");
         b.click("#signin-submit");
@@ -308,7 +337,7 @@ fn refusals_are_said_in_words_with_the_time_to_wait() {
     }
     b.type_into("#signin-password", PASSWORD);
     b.click("#signin-submit");
-    b.wait("/Please wait \\d+ seconds? before trying again/.test(document.getElementById('signin-error').innerText)");
+    b.wait("/Please wait \\d+ seconds before trying again/.test(document.getElementById('signin-error').innerText)");
     assert!(
         b.text("#signin-error")
             .starts_with("Too many failed login attempts."),
