@@ -82,6 +82,30 @@ pub fn verify(key: &[u8], code: &[u8; 6], unix_time: u64) -> Option<u64> {
     matched
 }
 
+/// How far a refused code's clock seems to be off, in seconds: the offset of the nearest
+/// step from 2 to [`DRIFT_STEPS`] steps away (either side) whose code it is. `None` when
+/// no such step has it. Only ever said *of a wrong code*, for the audit trail: a code so
+/// far off is never accepted (RFC 6238 §5.2 allows a step of delay, no more).
+pub fn drift(key: &[u8], code: &[u8; 6], unix_time: u64) -> Option<i64> {
+    let now = step_at(unix_time) as i64;
+    let mut found = None;
+    for distance in (WINDOW as i64 + 1)..=DRIFT_STEPS {
+        for step in [now + distance, now - distance] {
+            if step < 0 {
+                continue;
+            }
+            let ok = ct_eq(&code_for_step(key, step as u64), code);
+            if ok && found.is_none() {
+                found = Some((step - now) * PERIOD as i64);
+            }
+        }
+    }
+    found
+}
+
+/// The farthest step [`drift`] looks at: 10 steps, five minutes either side.
+pub const DRIFT_STEPS: i64 = 10;
+
 /// Percent-encodes per RFC 3986, leaving unreserved characters (`A-Z a-z 0-9 - . _ ~`)
 /// and `@` as they are; every other byte of the UTF-8 encoding becomes `%XX`.
 pub fn percent_encode(s: &str) -> String {
@@ -113,6 +137,29 @@ pub fn otpauth_uri(issuer: &str, account: &str, secret_base32: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_names_the_offset_of_a_code_two_to_ten_steps_away_only() {
+        let t = 1_800_000_000u64;
+        let step = step_at(t);
+        let at = |k: i64| code_for_step(RFC_SEED, (step as i64 + k) as u64);
+        assert_eq!(drift(RFC_SEED, &at(3), t), Some(90));
+        assert_eq!(drift(RFC_SEED, &at(-2), t), Some(-60));
+        assert_eq!(drift(RFC_SEED, &at(10), t), Some(300));
+        assert_eq!(drift(RFC_SEED, &at(-10), t), Some(-300));
+        // Inside the window it is no drift (and the code is accepted anyway); past ten
+        // steps it is a wrong code like any other.
+        for k in [-1, 0, 1, 11, -11, 40] {
+            let code = at(k);
+            let near = (-10..=10).any(|j: i64| (j.abs() >= 2) && at(j) == code);
+            if !near {
+                assert_eq!(drift(RFC_SEED, &code, t), None, "{k}");
+            }
+        }
+        assert_eq!(verify(RFC_SEED, &at(3), t), None, "never accepted");
+        // Near the epoch there is no step before 0 to look at.
+        assert_eq!(drift(RFC_SEED, &code_for_step(RFC_SEED, 0), 60), Some(-60));
+    }
 
     /// RFC 6238 Appendix B: the SHA1 seed is the ASCII string "12345678901234567890".
     const RFC_SEED: &[u8] = b"12345678901234567890";

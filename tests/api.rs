@@ -460,7 +460,46 @@ fn healthz_answers_ok() {
     let s = Server::start(&[]);
     let r = s.get("/healthz", None);
     assert_eq!(r.status, 200);
-    assert_eq!(r.json(), json!({"status": "ok"}));
+    let body = r.json();
+    assert_eq!(key_set(&body), key_set(&json!({"status": 0, "time": 0})));
+    assert_eq!(body["status"], "ok");
+    // The server's clock, for an operator chasing codes that do not work.
+    let time = body["time"].as_i64().unwrap();
+    assert!((time - now() as i64).abs() <= 5, "{time}");
+}
+
+/// A code of a clock three steps ahead is refused, at verify and at enable alike, and
+/// audited with the offset, which `user show` prints; a code of a step 20 away is just
+/// wrong.
+#[test]
+fn a_code_from_a_clock_90_s_ahead_is_refused_and_audited_as_drift() {
+    let s = Server::start(&[]);
+    let email = "drift@example.com";
+    s.add_user(email, PASSWORD);
+    let token = s.token(email);
+    let secret = setup(&s, &token);
+    let ahead = code_at(&secret, now() + 90);
+    let window: Vec<String> = (-1..=1)
+        .map(|k: i64| code_at(&secret, (now() as i64 + 30 * k) as u64))
+        .collect();
+    if window.contains(&ahead) {
+        return; // one chance in about 300,000: the drift code is also a code of now
+    }
+    let r = s.post(ENABLE, Some(&token), &json!({ "code": ahead }));
+    assert_eq!(r.status, 422, "{}", r.text());
+    let (secret, _, _) = enable(&s, &token);
+    let mfa = challenge(&s, email);
+    let ahead = code_at(&secret, now() + 90);
+    let r = verify(&s, &mfa, &ahead);
+    assert_eq!(r.status, 401, "{}", r.text());
+    let far = code_at(&secret, now() + 600);
+    assert_eq!(verify(&s, &mfa, &far).status, 401);
+    let (_, out, _) = s.cli(&["user", "show", "--email", email], None);
+    assert_eq!(
+        out.matches("clock_drift_suspected (+90 s)").count(),
+        2,
+        "at enable and at verify, not for the far one: {out}"
+    );
 }
 
 #[test]

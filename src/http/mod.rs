@@ -300,7 +300,7 @@ fn handle(
     // The pages a passkey ceremony may run on (API.md, Passkeys).
     let origins = || web.ceremony_origins(header(rq, "Host"), &app.rp.id);
     match endpoint {
-        Endpoint::Health => json(service::health(db).map_err(|_| Error::Unavailable)),
+        Endpoint::Health => json(service::health(db, now).map_err(|_| Error::Unavailable)),
         Endpoint::Setup => json(service::setup(app, db, &me(db)?)),
         Endpoint::Enable => json(service::enable(app, db, &me(db)?, &body, now)),
         Endpoint::Disable => json(service::disable(app, db, &me(db)?, &body, now)),

@@ -58,7 +58,10 @@ pub fn enable(
     let pending = state.pending_secret.ok_or(INVALID_CODE)?;
     let code = totp::normalize_code(code).ok_or(INVALID_CODE)?;
     let secret = app.keys.open(&pending, id)?;
-    let step = totp::verify(secret.expose(), &code, now as u64).ok_or(INVALID_CODE)?;
+    let Some(step) = totp::verify(secret.expose(), &code, now as u64) else {
+        db.write(|tx| second_factor::suspect_drift(tx, id, secret.expose(), &code, now))?;
+        return Err(INVALID_CODE);
+    };
     let BackupCodes {
         codes,
         salt,

@@ -254,7 +254,10 @@ pub fn check<T>(
                         }
                         fresh
                     }
-                    None => false,
+                    None => {
+                        suspect_drift(tx, id, secret.expose(), code, now)?;
+                        false
+                    }
                 }
             }
             (Answer::Backup(_), Some(hash)) => {
@@ -298,6 +301,27 @@ pub fn check<T>(
         Err(e) if e == CHALLENGE_LOST => Ok(Verdict::NoChallenge),
         other => other,
     }
+}
+
+/// Audits a wrong TOTP code that is the code of a step 2 to 10 steps away: the device's
+/// clock is probably off (the commonest reason codes fail). Still wrong.
+pub(crate) fn suspect_drift(
+    tx: &dyn Tx,
+    id: i64,
+    secret: &[u8],
+    code: &[u8; 6],
+    now: i64,
+) -> Result<(), Error> {
+    if let Some(offset) = totp::drift(secret, code, now as u64) {
+        tx.audit(
+            Some(id),
+            now,
+            "clock_drift_suspected",
+            Some(&format!("{offset:+} s")),
+        )?;
+        log::info!("audit: clock_drift_suspected account={id} offset={offset:+}s");
+    }
+    Ok(())
 }
 
 /// A wrong answer: counted against the challenge (its last try kills it) and the
