@@ -157,6 +157,17 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
             admin::delete(&db, account.id, now).map_err(fail)?;
             Ok(format!("deleted account {} ({email})\n", account.id))
         }
+        Command::Backup { to } => {
+            let bytes = db.backup_to(to)?;
+            Ok(format!(
+                "backup of {} written to {}: {bytes} bytes, integrity check ok\n\
+                 The key is not in it: keep mfad.key (or its systemd credential) backed up \
+                 apart. To restore: stop mfad, put the file in the data directory as mfad.db \
+                 (remove mfad.db-wal and mfad.db-shm there), start mfad with the same key.\n",
+                db.path().display(),
+                to.display()
+            ))
+        }
         Command::Serve | Command::Help | Command::Version => Err("not an admin command".into()),
     }
 }

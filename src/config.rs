@@ -21,6 +21,7 @@ pub enum Command {
     UserResetMfa { email: String, keep_passkeys: bool },
     UserDelete { email: String },
     UserShow { email: String },
+    Backup { to: PathBuf },
     Help,
     Version,
 }
@@ -112,6 +113,8 @@ USAGE:
     mfad user reset-mfa --email E        turn TOTP off and remove the passkeys of an
                                          account (lost device); --keep-passkeys keeps them
     mfad user delete --email E           delete an account and everything it owns
+    mfad backup --to FILE                a consistent copy of the database, made while the
+                                         server runs, checked; never overwrites FILE
 
 Every command works on the same data directory as a running server.
 
@@ -150,6 +153,7 @@ OPTIONS (each also an environment variable; a flag wins over the variable):
     --ttl SECONDS                                lifetime of a token from `mfad token` [3600]
     --password-stdin                             read the password from standard input
     --keep-passkeys                              reset-mfa: remove only TOTP
+    --to FILE                                    where `mfad backup` writes (a new file)
     --init                                       create a new, empty database even though
                                                  the key exists and mfad.db is missing or
                                                  empty (starting over on purpose)
@@ -236,6 +240,7 @@ impl Config {
         let mut email = None;
         let mut ttl = 3600u64;
         let mut keep_passkeys = false;
+        let mut to = None;
         let mut parser = lexopt::Parser::from_args(args);
         while let Some(arg) = parser.next()? {
             match arg {
@@ -246,6 +251,9 @@ impl Config {
                 lexopt::Arg::Long("password-stdin") => c.password_stdin = true,
                 lexopt::Arg::Long("init") => c.init = true,
                 lexopt::Arg::Long("keep-passkeys") => keep_passkeys = true,
+                lexopt::Arg::Long("to") => {
+                    to = Some(nonempty_path(&string(parser.value()?, "--to")?, "--to")?)
+                }
                 lexopt::Arg::Long("email") => email = Some(string(parser.value()?, "--email")?),
                 lexopt::Arg::Long("ttl") => {
                     let v = string(parser.value()?, "--ttl")?;
@@ -272,7 +280,7 @@ impl Config {
         if matches!(c.command, Command::Help | Command::Version) {
             return Ok(c);
         }
-        c.command = command(&words, email, ttl, keep_passkeys)?;
+        c.command = command(&words, email, ttl, keep_passkeys, to)?;
         c.check()?;
         Ok(c)
     }
@@ -478,6 +486,7 @@ fn command(
     email: Option<String>,
     ttl: u64,
     keep_passkeys: bool,
+    to: Option<PathBuf>,
 ) -> Result<Command, ConfigError> {
     let need_email = |cmd: &str| {
         email
@@ -485,6 +494,9 @@ fn command(
             .ok_or_else(|| ConfigError(format!("{cmd} needs --email EMAIL")))
     };
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    if to.is_some() && words != ["backup"] {
+        return Err(ConfigError("--to belongs to mfad backup".into()));
+    }
     if keep_passkeys && words != ["user", "reset-mfa"] {
         return Err(ConfigError(
             "--keep-passkeys belongs to mfad user reset-mfa".into(),
@@ -512,6 +524,9 @@ fn command(
         },
         ["user", "show"] => Command::UserShow {
             email: need_email("mfad user show")?,
+        },
+        ["backup"] => Command::Backup {
+            to: to.ok_or_else(|| ConfigError("mfad backup needs --to FILE".into()))?,
         },
         _ => {
             return Err(ConfigError(format!(

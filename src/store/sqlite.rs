@@ -308,6 +308,45 @@ impl Db {
         f(&SqliteTx { conn: &state.conn })
     }
 
+    /// A consistent copy of the database in a new file `target` (`VACUUM INTO`: one read
+    /// transaction, so a server writing meanwhile is neither stopped nor half-copied),
+    /// then opened and checked (`integrity_check`, the schema version). The file is made
+    /// first, exclusively and mode 0600: an existing one is never overwritten. Returns
+    /// the copy's size in bytes.
+    pub fn backup_to(&self, target: &Path) -> Result<u64, String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let shown = target.display();
+        let name = target
+            .to_str()
+            .ok_or_else(|| format!("{shown}: the path must be UTF-8"))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(target)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    format!("{shown} exists: a backup never overwrites a file; name a new one")
+                }
+                _ => format!("cannot create {shown}: {e}"),
+            })?;
+        let copied = self.conn().conn.execute("VACUUM INTO ?1", [name]).map(drop);
+        let checked = copied
+            .map_err(|e| e.to_string())
+            .and_then(|()| check_copy(target));
+        match checked {
+            Ok(()) => std::fs::metadata(target)
+                .map(|m| m.len())
+                .map_err(|e| format!("cannot read {shown}: {e}")),
+            Err(e) => {
+                let _ = std::fs::remove_file(target);
+                Err(format!(
+                    "the backup to {shown} failed ({e}); nothing was kept"
+                ))
+            }
+        }
+    }
+
     /// The file this database lives in.
     pub fn path(&self) -> &Path {
         &self.path
@@ -460,6 +499,23 @@ impl Drop for Member<'_> {
 
 /// Runs one statement through the statement cache (these run several times per request;
 /// `execute_batch` would compile them every time).
+/// Opens a backup read-only and checks it: every page and index, and today's schema.
+fn check_copy(path: &Path) -> Result<(), String> {
+    let copy = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| e.to_string())?;
+    let verdict: String = copy
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    let version: i64 = copy
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    match (verdict.as_str(), version) {
+        ("ok", SCHEMA_VERSION) => Ok(()),
+        ("ok", v) => Err(format!("the copy has schema version {v}")),
+        (v, _) => Err(format!("the copy failed its integrity check: {v}")),
+    }
+}
+
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }

@@ -285,3 +285,112 @@ fn the_http_layers_errors_reach_the_log() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `mfad backup` while a client keeps writing: the copy, restored with the same key,
+/// accepts every token and code the original accepted when it was taken (refresh tokens,
+/// access tokens, unused backup codes, TOTP), and a second backup to the same file is
+/// refused.
+#[test]
+fn a_backup_taken_under_write_load_restores_what_was_accepted_then() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use super::{challenge, enable, verify, PASSWORD, REFRESH, STATUS};
+
+    let s = Server::start(&[]);
+    struct Held {
+        email: String,
+        secret: String,
+        unused_codes: Vec<String>,
+        refresh_token: String,
+        access_token: String,
+    }
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let email = format!("held{i}@example.com");
+        s.add_user(&email, PASSWORD);
+        let (secret, _, codes) = enable(&s, &s.token(&email));
+        let r = verify(&s, &challenge(&s, &email), &codes[0]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        held.push(Held {
+            email,
+            secret,
+            unused_codes: codes[1..].to_vec(),
+            refresh_token: r.json()["refresh_token"].as_str().unwrap().to_string(),
+            access_token: r.json()["token"].as_str().unwrap().to_string(),
+        });
+    }
+    let load_token = s.token("load@example.com");
+    let out = tempfile::tempdir().unwrap();
+    let copy = out.path().join("mfad-backup.db");
+    let (stop, writes) = (AtomicBool::new(false), AtomicUsize::new(0));
+    let (during, backup) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let r = s.post("/api/v1/me/mfa/totp/setup", Some(&load_token), &json!({}));
+                assert_eq!(r.status, 200, "{}", r.text());
+                writes.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        while writes.load(Ordering::Relaxed) < 20 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let before = writes.load(Ordering::Relaxed);
+        let backup = s.cli(&["backup", "--to", copy.to_str().unwrap()], None);
+        let during = writes.load(Ordering::Relaxed) - before;
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        (during, backup)
+    });
+    let (ok, printed, err) = backup;
+    assert!(ok, "{err}");
+    assert!(printed.contains("integrity check ok"), "{printed}");
+    let size = std::fs::metadata(&copy).unwrap().len();
+    assert!(printed.contains(&format!(": {size} bytes")), "{printed}");
+    eprintln!(
+        "backup: {size} bytes, {during} setups answered while it ran, {} in all",
+        writes.load(Ordering::Relaxed)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (ok, _, err) = s.cli(&["backup", "--to", copy.to_str().unwrap()], None);
+    assert!(
+        !ok && err.contains("exists: a backup never overwrites a file"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().len(),
+        size,
+        "left as it was"
+    );
+
+    // Restore: the copy as mfad.db beside the same key, in a new data directory.
+    let restored_dir = out.path().join("restored");
+    std::fs::create_dir(&restored_dir).unwrap();
+    std::fs::set_permissions(&restored_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::copy(s.dir.join("mfad.key"), restored_dir.join("mfad.key")).unwrap();
+    std::fs::copy(&copy, restored_dir.join("mfad.db")).unwrap();
+    drop(s);
+    let r = Server::start_in(&restored_dir, &[]);
+    for h in &held {
+        assert_eq!(
+            r.get(STATUS, Some(&h.access_token)).status,
+            200,
+            "{}",
+            h.email
+        );
+        let refreshed = r.post(REFRESH, None, &json!({ "refresh_token": h.refresh_token }));
+        assert_eq!(refreshed.status, 200, "{}: {}", h.email, refreshed.text());
+        let by_code = verify(&r, &challenge(&r, &h.email), &h.unused_codes[0]);
+        assert_eq!(by_code.status, 200, "{}: {}", h.email, by_code.text());
+        // The next step's code: the enable's step was accepted already (replay rule).
+        let next = code_at(&h.secret, now() + 30);
+        let by_totp = verify(&r, &challenge(&r, &h.email), &next);
+        assert_eq!(by_totp.status, 200, "{}: {}", h.email, by_totp.text());
+    }
+}
