@@ -76,6 +76,8 @@ pub struct Config {
     pub rp_name: Option<String>,
     /// Whether a `--cors-origin` flag has replaced `MFAD_CORS_ORIGINS`.
     cors_from_flags: bool,
+    /// Whether a `--trusted-proxy` flag has replaced `MFAD_TRUSTED_PROXIES`.
+    proxies_from_flags: bool,
     /// Hidden, for tests: the socket timeout instead of `http::SOCKET_TIMEOUT`.
     pub test_socket_timeout: Option<Duration>,
     /// Hidden, for tests: the request deadline instead of `http::REQUEST_DEADLINE`.
@@ -143,6 +145,10 @@ OPTIONS (each also an environment variable; a flag wins over the variable):
     --cookie-samesite MODE   MFAD_COOKIE_SAMESITE  SameSite of the refresh-token cookie:
                                                  strict, lax, or none for a frontend on
                                                  another site [strict]
+    --trusted-proxy CIDR     MFAD_TRUSTED_PROXIES  a reverse proxy's address or range; its
+                                                 X-Forwarded-For names the client for the
+                                                 throttles (repeat; the variable takes a
+                                                 comma list) [none: the header is ignored]
     --public-url URL         MFAD_PUBLIC_URL     the origin mfad is reached at, e.g.
                                                  https://auth.example.com [the request's Host]
     --rp-id DOMAIN           MFAD_RP_ID          the passkeys' relying party: the public URL's
@@ -215,6 +221,7 @@ impl Config {
             rp_id: None,
             rp_name: None,
             cors_from_flags: false,
+            proxies_from_flags: false,
             test_socket_timeout: None,
             test_request_deadline: None,
         }
@@ -360,6 +367,18 @@ impl Config {
                     }
                 }
             }
+            "trusted-proxy" => {
+                // As for --cors-origin: flags add (and replace the variable's list).
+                let from_flag = shown.starts_with("--");
+                if from_flag != self.proxies_from_flags || !from_flag {
+                    self.web.trusted_proxies.clear();
+                }
+                self.proxies_from_flags |= from_flag;
+                for range in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                    let cidr = crate::http::Cidr::parse(range).map_err(|e| bad(shown, range, e))?;
+                    self.web.trusted_proxies.push(cidr);
+                }
+            }
             "cookie-samesite" => {
                 self.web.same_site = Some(match value {
                     "strict" => SameSite::Strict,
@@ -432,7 +451,8 @@ impl Config {
 }
 
 /// Settings that are both a flag (`--name`) and an environment variable.
-const SETTINGS: [(&str, &str); 20] = [
+const SETTINGS: [(&str, &str); 21] = [
+    ("trusted-proxy", "MFAD_TRUSTED_PROXIES"),
     ("rp-id", "MFAD_RP_ID"),
     ("rp-name", "MFAD_RP_NAME"),
     ("listen", "MFAD_LISTEN"),

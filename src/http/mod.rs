@@ -11,7 +11,7 @@ mod web;
 
 pub use page::total_bytes as page_bytes;
 pub use server::{start, Limits, Running, REQUEST_DEADLINE, SOCKET_TIMEOUT};
-pub use web::{parse_origin, SameSite, WebPolicy};
+pub use web::{parse_origin, Cidr, SameSite, WebPolicy};
 
 use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -285,7 +285,14 @@ fn handle(
         _ => Map::new(),
     };
     let now = crate::unix_now();
-    let ip = rq.remote_addr().map(|a| a.ip());
+    // Behind a trusted proxy, the client its `X-Forwarded-For` names (throttles).
+    let forwarded: Vec<&str> = rq
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("X-Forwarded-For"))
+        .map(|h| h.value.as_str())
+        .collect();
+    let ip = web.client_ip(rq.remote_addr().map(|a| a.ip()), &forwarded);
     let me = |db: &Db| service::authenticate(app, db, header(rq, "Authorization"), now);
     // Refresh and logout may be authenticated by the cookie alone: then a browser page
     // of another site must not be able to use it (API.md, the Origin rule).

@@ -1,7 +1,10 @@
 //! What a browser on another page needs, and what protects the cookie it holds: the
 //! CORS policy (listed origins only, never `*`), the refresh-token cookie (`HttpOnly;
 //! Secure; SameSite`), and the `Origin` rule that refuses cross-site use of that
-//! cookie. Pure: header values in, decisions and header values out.
+//! cookie; and who the client is behind a trusted proxy. Pure: header values in,
+//! decisions and header values out.
+
+use std::net::IpAddr;
 
 /// The cookie Storno's backend sets and its frontend relies on.
 pub(crate) const REFRESH_COOKIE: &str = "__refresh__token";
@@ -16,6 +19,73 @@ pub enum SameSite {
     None,
 }
 
+/// An address range (`--trusted-proxy 10.0.0.0/8`, or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    /// Reads `ADDR/BITS` or a bare `ADDR` (all its bits). The bits below the prefix must
+    /// be zero: `10.1.2.3/8` is refused rather than guessed at.
+    pub fn parse(text: &str) -> Result<Cidr, &'static str> {
+        const SHAPE: &str = "an address or a range like 10.0.0.0/8 or fd00::/8";
+        let (addr, bits) = match text.trim().split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (text.trim(), None),
+        };
+        let net: IpAddr = addr.parse().map_err(|_| SHAPE)?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or(SHAPE)?,
+        };
+        let cidr = Cidr { net, bits };
+        if cidr.masked(net) != bits_of(net) {
+            return Err("a range whose address has no bits set below its prefix (10.0.0.0/8)");
+        }
+        Ok(cidr)
+    }
+
+    /// `ip`'s bits under this range's mask.
+    fn masked(&self, ip: IpAddr) -> u128 {
+        let shift = if ip.is_ipv4() { 32 } else { 128 } - u32::from(self.bits);
+        let mask = u128::MAX.checked_shl(shift).unwrap_or(0) & max_of(ip);
+        bits_of(ip) & mask
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.net.is_ipv4() && self.masked(ip) == self.masked(self.net)
+    }
+}
+
+fn bits_of(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn max_of(ip: IpAddr) -> u128 {
+    if ip.is_ipv4() {
+        u128::from(u32::MAX)
+    } else {
+        u128::MAX
+    }
+}
+
+/// One `X-Forwarded-For` entry: an address, with or without a port.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim().trim_matches('"');
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+        .ok()
+        .map(|ip| ip.to_canonical())
+}
+
 /// The settings behind this file's decisions.
 #[derive(Debug, Clone, Default)]
 pub struct WebPolicy {
@@ -25,9 +95,38 @@ pub struct WebPolicy {
     /// request's `Host` names.
     pub public_origin: Option<String>,
     pub same_site: Option<SameSite>,
+    /// `--trusted-proxy`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl WebPolicy {
+    /// The client a request is from: the peer, unless the peer is a trusted proxy; then
+    /// the right-most address of `X-Forwarded-For` (all its headers, in order) that is
+    /// not a trusted proxy. An entry that is no address ends the walk at the hop before
+    /// it: everything left of it is the client's own word.
+    pub(crate) fn client_ip(&self, peer: Option<IpAddr>, forwarded: &[&str]) -> Option<IpAddr> {
+        let peer = peer.map(|p| p.to_canonical());
+        let trusted = |ip: IpAddr| self.trusted_proxies.iter().any(|c| c.contains(ip));
+        let mut client = peer?;
+        if !trusted(client) {
+            return Some(client);
+        }
+        let entries = forwarded
+            .iter()
+            .flat_map(|h| h.split(','))
+            .collect::<Vec<_>>();
+        for entry in entries.into_iter().rev() {
+            let Some(ip) = forwarded_address(entry) else {
+                break;
+            };
+            client = ip;
+            if !trusted(ip) {
+                break;
+            }
+        }
+        Some(client)
+    }
+
     /// Whether pages of `origin` may read mfad's answers.
     pub(crate) fn cors_allows(&self, origin: &str) -> bool {
         self.cors_origins.iter().any(|o| o == origin)
@@ -185,6 +284,68 @@ mod tests {
             public.base_url(Some("evil.example")).as_deref(),
             Some("https://auth.example.org")
         );
+    }
+
+    #[test]
+    fn trusted_proxies_name_the_client_and_others_are_not_believed() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let p = WebPolicy {
+            trusted_proxies: vec![
+                Cidr::parse("127.0.0.1").unwrap(),
+                Cidr::parse("10.0.0.0/8").unwrap(),
+            ],
+            ..WebPolicy::default()
+        };
+        let from = |peer: &str, xff: &[&str]| p.client_ip(Some(ip(peer)), xff);
+        // An untrusted peer's header is ignored.
+        assert_eq!(from("203.0.113.9", &["1.2.3.4"]), Some(ip("203.0.113.9")));
+        // Through the proxy: the right-most untrusted entry, whatever the client wrote
+        // to its left.
+        assert_eq!(
+            from("127.0.0.1", &["6.6.6.6, 198.51.100.7"]),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(
+            from("127.0.0.1", &["6.6.6.6", "198.51.100.7, 10.1.2.3"]),
+            Some(ip("198.51.100.7")),
+            "two headers, and an inner proxy"
+        );
+        assert_eq!(
+            from("::ffff:127.0.0.1", &["198.51.100.7:4711"]),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(
+            from("127.0.0.1", &["[2001:db8::1]:443"]),
+            Some(ip("2001:db8::1"))
+        );
+        assert_eq!(
+            from("127.0.0.1", &[]),
+            Some(ip("127.0.0.1")),
+            "no header: the proxy"
+        );
+        assert_eq!(
+            from("127.0.0.1", &["198.51.100.7, garbage, 10.0.0.1"]),
+            Some(ip("10.0.0.1")),
+            "a malformed entry: the last hop before it"
+        );
+        assert_eq!(
+            WebPolicy::default().client_ip(Some(ip("127.0.0.1")), &["1.2.3.4"]),
+            Some(ip("127.0.0.1"))
+        );
+        for bad in [
+            "10.0.0.1/8",
+            "10.0.0.0/33",
+            "fd00::/129",
+            "x",
+            "10.0.0.0/",
+            "/8",
+        ] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
+        let v6 = Cidr::parse("fd00::/8").unwrap();
+        assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert!(!Cidr::parse("0.0.0.0/0").unwrap().contains(ip("::1")));
     }
 
     #[test]

@@ -352,3 +352,52 @@ fn enable_hashes_its_backup_codes_on_the_password_lane() {
         "CPU ticks: password lane {slow}, workers {workers}"
     );
 }
+
+/// Behind a proxy every client is the proxy's address: `--trusted-proxy` makes the
+/// throttle count per forwarded client. From a peer that is not trusted, the header is
+/// the client's own word and ignored.
+#[test]
+fn the_login_throttle_counts_forwarded_clients_only_behind_a_trusted_proxy() {
+    let wrong = |s: &Server, forwarded: &str| {
+        let body = json!({ "email": "nobody@example.com", "password": "wrong" }).to_string();
+        s.request(
+            "POST",
+            "/api/auth",
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Forwarded-For", forwarded),
+            ],
+            Some(&body),
+        )
+        .status
+    };
+    let direct = Server::start(&[]);
+    for i in 0..5 {
+        assert_eq!(wrong(&direct, &format!("198.51.100.{i}")), 401);
+    }
+    assert_eq!(
+        wrong(&direct, "198.51.100.99"),
+        429,
+        "a spoofed header changes nothing"
+    );
+
+    let proxied = Server::start(&["--trusted-proxy", "127.0.0.1/32"]);
+    for _ in 0..5 {
+        assert_eq!(wrong(&proxied, "6.6.6.6, 198.51.100.1"), 401);
+    }
+    assert_eq!(
+        wrong(&proxied, "198.51.100.1"),
+        429,
+        "client A is throttled"
+    );
+    assert_eq!(
+        wrong(&proxied, "198.51.100.2"),
+        401,
+        "client B behind the same proxy is not"
+    );
+    assert_eq!(
+        wrong(&proxied, "198.51.100.2, 198.51.100.1"),
+        429,
+        "what a client writes to the left of the proxy's entry is its own word"
+    );
+}
