@@ -123,7 +123,7 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
             }
             out.push_str("  last events (newest first):\n");
             for e in report.events {
-                out.push_str(&format!("    {}  {}", e.at, printable(&e.event)));
+                out.push_str(&format!("    {}  {}", rfc3339(e.at), printable(&e.event)));
                 if let Some(d) = e.detail {
                     out.push_str(&format!(" ({})", printable(&d)));
                 }
@@ -156,6 +156,42 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
             let account = find(email)?;
             admin::delete(&db, account.id, now).map_err(fail)?;
             Ok(format!("deleted account {} ({email})\n", account.id))
+        }
+        Command::Audit { email, since, json } => {
+            let account = match email {
+                Some(e) => Some(find(e)?.id),
+                None => None,
+            };
+            let rows = admin::audit(&db, account, since.unwrap_or(0)).map_err(read)?;
+            let mut out = String::new();
+            for r in rows {
+                if *json {
+                    let line = serde_json::json!({
+                        "time": rfc3339(r.at),
+                        "account": r.account_id,
+                        "email": r.email,
+                        "event": r.event,
+                        "detail": r.detail,
+                    });
+                    out.push_str(&format!("{line}\n"));
+                } else {
+                    let who = match (r.account_id, &r.email) {
+                        (Some(id), Some(e)) => format!("account {id} ({})", printable(e)),
+                        (Some(id), None) => format!("account {id}"),
+                        (None, _) => "-".to_string(),
+                    };
+                    out.push_str(&format!(
+                        "{}  {who}  {}",
+                        rfc3339(r.at),
+                        printable(&r.event)
+                    ));
+                    if let Some(d) = r.detail {
+                        out.push_str(&format!(" ({})", printable(&d)));
+                    }
+                    out.push('\n');
+                }
+            }
+            Ok(out)
         }
         Command::Backup { to } => {
             let bytes = db.backup_to(to)?;

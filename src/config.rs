@@ -14,14 +14,35 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Serve,
-    Token { email: String, ttl: u64 },
-    UserAdd { email: String },
+    Token {
+        email: String,
+        ttl: u64,
+    },
+    UserAdd {
+        email: String,
+    },
     UserList,
-    UserPasswd { email: String },
-    UserResetMfa { email: String, keep_passkeys: bool },
-    UserDelete { email: String },
-    UserShow { email: String },
-    Backup { to: PathBuf },
+    UserPasswd {
+        email: String,
+    },
+    UserResetMfa {
+        email: String,
+        keep_passkeys: bool,
+    },
+    UserDelete {
+        email: String,
+    },
+    UserShow {
+        email: String,
+    },
+    Backup {
+        to: PathBuf,
+    },
+    Audit {
+        email: Option<String>,
+        since: Option<i64>,
+        json: bool,
+    },
     Help,
     Version,
 }
@@ -74,6 +95,8 @@ pub struct Config {
     /// `--rp-id`: the WebAuthn relying party; see [`Config::relying_party`].
     pub rp_id: Option<String>,
     pub rp_name: Option<String>,
+    /// `--audit-retention`: audit events older than this many days are deleted.
+    pub audit_retention_days: u32,
     /// Whether a `--cors-origin` flag has replaced `MFAD_CORS_ORIGINS`.
     cors_from_flags: bool,
     /// Whether a `--trusted-proxy` flag has replaced `MFAD_TRUSTED_PROXIES`.
@@ -115,6 +138,9 @@ USAGE:
     mfad user reset-mfa --email E        turn TOTP off and remove the passkeys of an
                                          account (lost device); --keep-passkeys keeps them
     mfad user delete --email E           delete an account and everything it owns
+    mfad audit [--email E] [--since T] [--json]
+                                         the audit trail, oldest first (T: a date, an
+                                         RFC 3339 time or Unix seconds); --json: JSON lines
     mfad backup --to FILE                a consistent copy of the database, made while the
                                          server runs, checked; never overwrites FILE
 
@@ -138,6 +164,8 @@ OPTIONS (each also an environment variable; a flag wins over the variable):
     --durability MODE        MFAD_DURABILITY     normal (a power cut may lose the last
                                                  commits) or full (sync every commit) [normal]
     --log-level LEVEL        MFAD_LOG_LEVEL      error, warn, info or debug [info]
+    --audit-retention DAYS   MFAD_AUDIT_RETENTION  audit events are deleted after so many
+                                                 days [400]
     --cors-origin ORIGIN     MFAD_CORS_ORIGINS   an origin whose pages may call the API with
                                                  credentials, e.g. http://localhost:3000
                                                  (repeat the flag; the variable takes a
@@ -220,6 +248,7 @@ impl Config {
             web: WebPolicy::default(),
             rp_id: None,
             rp_name: None,
+            audit_retention_days: 400,
             cors_from_flags: false,
             proxies_from_flags: false,
             test_socket_timeout: None,
@@ -248,6 +277,8 @@ impl Config {
         let mut ttl = 3600u64;
         let mut keep_passkeys = false;
         let mut to = None;
+        let mut since = None;
+        let mut json = false;
         let mut parser = lexopt::Parser::from_args(args);
         while let Some(arg) = parser.next()? {
             match arg {
@@ -258,6 +289,24 @@ impl Config {
                 lexopt::Arg::Long("password-stdin") => c.password_stdin = true,
                 lexopt::Arg::Long("init") => c.init = true,
                 lexopt::Arg::Long("keep-passkeys") => keep_passkeys = true,
+                lexopt::Arg::Long("json") => json = true,
+                lexopt::Arg::Long("since") => {
+                    let v = string(parser.value()?, "--since")?;
+                    since = Some(
+                        v.parse::<i64>()
+                            .ok()
+                            .filter(|n| *n >= 0)
+                            .or_else(|| crate::time::parse_rfc3339(&v))
+                            .ok_or_else(|| {
+                                bad(
+                                    "--since",
+                                    &v,
+                                    "a date (2026-12-01), an RFC 3339 time (2026-12-01T08:00:00Z) \
+                                     or Unix seconds",
+                                )
+                            })?,
+                    );
+                }
                 lexopt::Arg::Long("to") => {
                     to = Some(nonempty_path(&string(parser.value()?, "--to")?, "--to")?)
                 }
@@ -287,7 +336,20 @@ impl Config {
         if matches!(c.command, Command::Help | Command::Version) {
             return Ok(c);
         }
-        c.command = command(&words, email, ttl, keep_passkeys, to)?;
+        if (since.is_some() || json) && words != ["audit"] {
+            return Err(ConfigError(
+                "--since and --json belong to mfad audit".into(),
+            ));
+        }
+        c.command = match words.as_slice() {
+            [w] if w == "audit" && (to.is_some() || keep_passkeys) => {
+                return Err(ConfigError(
+                    "mfad audit takes --email, --since and --json only".into(),
+                ))
+            }
+            [w] if w == "audit" => Command::Audit { email, since, json },
+            _ => command(&words, email, ttl, keep_passkeys, to)?,
+        };
         c.check()?;
         Ok(c)
     }
@@ -365,6 +427,12 @@ impl Config {
                     if !self.web.cors_origins.contains(&o) {
                         self.web.cors_origins.push(o);
                     }
+                }
+            }
+            "audit-retention" => {
+                self.audit_retention_days = match value.parse::<u32>() {
+                    Ok(n) if (1..=36_500).contains(&n) => n,
+                    _ => return Err(bad(shown, value, "a number of days from 1 to 36500")),
                 }
             }
             "trusted-proxy" => {
@@ -451,7 +519,8 @@ impl Config {
 }
 
 /// Settings that are both a flag (`--name`) and an environment variable.
-const SETTINGS: [(&str, &str); 21] = [
+const SETTINGS: [(&str, &str); 22] = [
+    ("audit-retention", "MFAD_AUDIT_RETENTION"),
     ("trusted-proxy", "MFAD_TRUSTED_PROXIES"),
     ("rp-id", "MFAD_RP_ID"),
     ("rp-name", "MFAD_RP_NAME"),

@@ -328,7 +328,8 @@ pub fn serve(config: &Config) -> Result<Running, String> {
     let Instance { keys, db } = open_instance(config)?;
     let app = app(config, keys, hs256_upgraded_at(&db)?)?;
     let db = Arc::new(db);
-    let janitor = store::Janitor::start(db.clone())?;
+    let retention = i64::from(config.audit_retention_days) * 86_400;
+    let janitor = store::Janitor::start(db.clone(), retention)?;
     let limits = http::Limits {
         socket_timeout: config.test_socket_timeout,
         request_deadline: config.test_request_deadline,

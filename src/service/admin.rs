@@ -3,7 +3,7 @@
 //! are one transaction.
 
 use crate::error::Error;
-use crate::store::{Account, AccountSummary, AuditEvent, Db, Passkey, Totp};
+use crate::store::{Account, AccountSummary, AuditEvent, AuditRow, Db, Passkey, Totp};
 
 /// Events `mfad user show` prints.
 pub(crate) const SHOWN_EVENTS: i64 = 20;
@@ -107,4 +107,9 @@ pub fn delete(db: &Db, id: i64, now: i64) -> Result<(), Error> {
         tx.delete_account(id)?;
         tx.audit(Some(id), now, "account_deleted", None)
     })
+}
+
+/// The audit trail at or after `since`, of one account or of all, oldest first.
+pub fn audit(db: &Db, account: Option<i64>, since: i64) -> Result<Vec<AuditRow>, Error> {
+    db.read(|tx| tx.audit_trail(account, since))
 }

@@ -33,14 +33,14 @@ impl Janitor {
     /// PASSIVE checkpoint takes no lock that writers wait for, so its copying and its
     /// fsync leave the request path. (The shared connection keeps an automatic
     /// checkpoint at a much higher mark, a backstop should this thread fall behind.)
-    pub fn start(db: Arc<Db>) -> Result<Janitor, String> {
+    pub fn start(db: Arc<Db>, audit_retention_secs: i64) -> Result<Janitor, String> {
         let checkpoints = db.reopen().map_err(|e| e.to_string())?;
         db.set_autocheckpoint(BACKSTOP_CHECKPOINT_PAGES)
             .map_err(|_| "cannot configure the database (see the log above)".to_string())?;
         let (stop, stopped) = mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("mfad-janitor".into())
-            .spawn(move || run(&db, &checkpoints, &stopped))
+            .spawn(move || run(&db, &checkpoints, &stopped, audit_retention_secs))
             .map_err(|e| format!("cannot start a thread: {e}"))?;
         Ok(Janitor { stop, handle })
     }
@@ -52,7 +52,7 @@ impl Janitor {
     }
 }
 
-fn run(db: &Db, checkpoints: &Db, stopped: &mpsc::Receiver<()>) {
+fn run(db: &Db, checkpoints: &Db, stopped: &mpsc::Receiver<()>, audit_retention_secs: i64) {
     let mut last_purge = Instant::now();
     let mut checkpointed_at = db.commits();
     let mut wait = IDLE_LOOK_EVERY;
@@ -68,9 +68,14 @@ fn run(db: &Db, checkpoints: &Db, stopped: &mpsc::Receiver<()>) {
         }
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = Instant::now();
-            match db.write(|tx| tx.purge_expired(crate::unix_now())) {
+            let now = crate::unix_now();
+            match db.write(|tx| tx.purge_expired(now)) {
                 Ok(0) | Err(_) => {} // an error is already logged by the store
                 Ok(n) => log::debug!("purged {n} expired challenges and refresh tokens"),
+            }
+            match db.write(|tx| tx.purge_audit(now - audit_retention_secs)) {
+                Ok(0) | Err(_) => {}
+                Ok(n) => log::info!("deleted {n} audit events past the retention"),
             }
         }
     }

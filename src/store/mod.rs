@@ -230,6 +230,16 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+/// One event of the audit trail, with the account's email if it still exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub account_id: Option<i64>,
+    pub email: Option<String>,
+    pub at: i64,
+    pub event: String,
+    pub detail: Option<String>,
+}
+
 /// What a transaction can do. Every method that changes state is written so that two
 /// transactions racing on the same row cannot both succeed (the `bool`s say who won).
 pub trait Tx {
@@ -395,4 +405,8 @@ pub trait Tx {
     ) -> Result<(), Error>;
     /// The newest `limit` events of an account, newest first.
     fn recent_audit(&self, account_id: i64, limit: i64) -> Result<Vec<AuditEvent>, Error>;
+    /// Every event at or after `since` (of one account, or of all), oldest first.
+    fn audit_trail(&self, account_id: Option<i64>, since: i64) -> Result<Vec<AuditRow>, Error>;
+    /// Deletes the events older than `before` (`--audit-retention`); how many.
+    fn purge_audit(&self, before: i64) -> Result<usize, Error>;
 }

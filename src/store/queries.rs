@@ -5,8 +5,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    normalize_email, Account, AccountSummary, AuditEvent, Ceremony, Challenge, Passkey, Purpose,
-    RefreshToken, SecondFactors, Totp, Tx,
+    normalize_email, Account, AccountSummary, AuditEvent, AuditRow, Ceremony, Challenge, Passkey,
+    Purpose, RefreshToken, SecondFactors, Totp, Tx,
 };
 use crate::auth::{Login, SignIn};
 use crate::error::Error;
@@ -682,5 +682,32 @@ impl Tx for SqliteTx<'_> {
             })
         })?
         .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn audit_trail(&self, account_id: Option<i64>, since: i64) -> Result<Vec<AuditRow>, Error> {
+        let c = self.conn;
+        Ok(c.prepare_cached(
+            "SELECT e.account_id, a.email, e.at, e.event, e.detail
+             FROM audit e LEFT JOIN accounts a ON a.id = e.account_id
+             WHERE e.at >= ?2 AND (?1 IS NULL OR e.account_id = ?1)
+             ORDER BY e.id",
+        )?
+        .query_map(params![account_id, since], |r| {
+            Ok(AuditRow {
+                account_id: r.get(0)?,
+                email: r.get(1)?,
+                at: r.get(2)?,
+                event: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn purge_audit(&self, before: i64) -> Result<usize, Error> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM audit WHERE at < ?1")?
+            .execute([before])?)
     }
 }

@@ -1067,4 +1067,32 @@ mod tests {
             "purged"
         );
     }
+
+    /// The trail reads back in order, by account and by time, and the retention purge
+    /// deletes only what is older than its limit.
+    #[test]
+    fn the_audit_trail_filters_and_is_pruned_by_age() {
+        let (_d, db, a) = account_with_pending_secret();
+        for (at, who, event) in [
+            (10, Some(a), "old"),
+            (20, None, "anon"),
+            (30, Some(a), "new"),
+        ] {
+            db.write(|tx| tx.audit(who, at, event, Some("d"))).unwrap();
+        }
+        let events = |who, since| -> Vec<String> {
+            db.read(|tx| tx.audit_trail(who, since))
+                .unwrap()
+                .into_iter()
+                .map(|r| r.event)
+                .collect()
+        };
+        assert_eq!(events(None, 0), ["old", "anon", "new"]);
+        assert_eq!(events(Some(a), 0), ["old", "new"]);
+        assert_eq!(events(None, 20), ["anon", "new"]);
+        let row = &db.read(|tx| tx.audit_trail(Some(a), 30)).unwrap()[0];
+        assert_eq!(row.email.as_deref(), Some("a@b.c"));
+        assert_eq!(db.write(|tx| tx.purge_audit(20)).unwrap(), 1);
+        assert_eq!(events(None, 0), ["anon", "new"]);
+    }
 }

@@ -394,3 +394,57 @@ fn a_backup_taken_under_write_load_restores_what_was_accepted_then() {
         assert_eq!(by_totp.status, 200, "{}: {}", h.email, by_totp.text());
     }
 }
+
+/// `mfad audit`: the whole trail or one account's, from a time on, as text or JSON lines
+/// with RFC 3339 times; `user show` prints the same times.
+#[test]
+fn the_audit_command_reads_the_trail_as_text_or_json_lines() {
+    use super::PASSWORD;
+
+    let s = Server::start(&[]);
+    s.add_user("ann@example.com", PASSWORD);
+    s.add_user("bob@example.com", PASSWORD);
+    let wrong = serde_json::json!({ "email": "ann@example.com", "password": "nope" });
+    assert_eq!(s.post("/api/auth", None, &wrong).status, 401);
+    let (ok, out, err) = s.cli(&["audit"], None);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].contains("account 1 (ann@example.com)  account_created (by mfad user add)"));
+    assert!(
+        lines[2].contains("account 1 (ann@example.com)  login_failed"),
+        "{out}"
+    );
+    let stamp = &lines[0][..20];
+    assert!(
+        mfad::time::parse_rfc3339(stamp).is_some() && stamp.ends_with('Z'),
+        "{stamp}"
+    );
+
+    let (ok, out, _) = s.cli(&["audit", "--email", "bob@example.com", "--json"], None);
+    assert!(ok);
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert_eq!(rows[0]["email"], "bob@example.com");
+    assert_eq!(rows[0]["event"], "account_created");
+    let at = mfad::time::parse_rfc3339(rows[0]["time"].as_str().unwrap()).unwrap();
+    assert!((at - now() as i64).abs() < 60);
+
+    let tomorrow = mfad::time::rfc3339(now() as i64 + 86_400);
+    let (ok, out, _) = s.cli(&["audit", "--since", &tomorrow], None);
+    assert!(ok && out.is_empty(), "{out}");
+    let (ok, out, _) = s.cli(&["audit", "--since", "2000-01-01"], None);
+    assert!(ok && out.lines().count() == 3, "{out}");
+    let (ok, _, err) = s.cli(&["audit", "--since", "yesterday"], None);
+    assert!(!ok && err.contains("--since"), "{err}");
+    let (ok, _, err) = s.cli(&["user", "list", "--json"], None);
+    assert!(!ok && err.contains("belong to mfad audit"), "{err}");
+    let (_, shown, _) = s.cli(&["user", "show", "--email", "ann@example.com"], None);
+    assert!(
+        shown.contains(&format!("    {}", &stamp[..11])),
+        "RFC 3339 times: {shown}"
+    );
+}
