@@ -273,12 +273,10 @@ impl Config {
             }
         }
         let mut words = Vec::new();
-        let mut email = None;
-        let mut ttl = 3600u64;
-        let mut keep_passkeys = false;
-        let mut to = None;
-        let mut since = None;
-        let mut json = false;
+        let mut flags = CommandFlags {
+            ttl: 3600,
+            ..CommandFlags::default()
+        };
         let mut parser = lexopt::Parser::from_args(args);
         while let Some(arg) = parser.next()? {
             match arg {
@@ -288,11 +286,11 @@ impl Config {
                 }
                 lexopt::Arg::Long("password-stdin") => c.password_stdin = true,
                 lexopt::Arg::Long("init") => c.init = true,
-                lexopt::Arg::Long("keep-passkeys") => keep_passkeys = true,
-                lexopt::Arg::Long("json") => json = true,
+                lexopt::Arg::Long("keep-passkeys") => flags.keep_passkeys = true,
+                lexopt::Arg::Long("json") => flags.json = true,
                 lexopt::Arg::Long("since") => {
                     let v = string(parser.value()?, "--since")?;
-                    since = Some(
+                    flags.since = Some(
                         v.parse::<i64>()
                             .ok()
                             .filter(|n| *n >= 0)
@@ -308,12 +306,14 @@ impl Config {
                     );
                 }
                 lexopt::Arg::Long("to") => {
-                    to = Some(nonempty_path(&string(parser.value()?, "--to")?, "--to")?)
+                    flags.to = Some(nonempty_path(&string(parser.value()?, "--to")?, "--to")?)
                 }
-                lexopt::Arg::Long("email") => email = Some(string(parser.value()?, "--email")?),
+                lexopt::Arg::Long("email") => {
+                    flags.email = Some(string(parser.value()?, "--email")?)
+                }
                 lexopt::Arg::Long("ttl") => {
                     let v = string(parser.value()?, "--ttl")?;
-                    ttl = match v.parse::<u64>() {
+                    flags.ttl = match v.parse::<u64>() {
                         Ok(n) if (1..=366 * 86_400).contains(&n) => n,
                         _ => return Err(bad("--ttl", &v, "a number of seconds, 1 to 31622400")),
                     };
@@ -336,20 +336,7 @@ impl Config {
         if matches!(c.command, Command::Help | Command::Version) {
             return Ok(c);
         }
-        if (since.is_some() || json) && words != ["audit"] {
-            return Err(ConfigError(
-                "--since and --json belong to mfad audit".into(),
-            ));
-        }
-        c.command = match words.as_slice() {
-            [w] if w == "audit" && (to.is_some() || keep_passkeys) => {
-                return Err(ConfigError(
-                    "mfad audit takes --email, --since and --json only".into(),
-                ))
-            }
-            [w] if w == "audit" => Command::Audit { email, since, json },
-            _ => command(&words, email, ttl, keep_passkeys, to)?,
-        };
+        c.command = command(&words, flags)?;
         c.check()?;
         Ok(c)
     }
@@ -570,28 +557,50 @@ fn nonempty_path(value: &str, shown: &str) -> Result<PathBuf, ConfigError> {
     Ok(PathBuf::from(value))
 }
 
-fn command(
-    words: &[String],
+/// The flags that belong to one command or another (the settings aside).
+#[derive(Default)]
+struct CommandFlags {
     email: Option<String>,
     ttl: u64,
     keep_passkeys: bool,
     to: Option<PathBuf>,
-) -> Result<Command, ConfigError> {
+    since: Option<i64>,
+    json: bool,
+}
+
+fn command(words: &[String], flags: CommandFlags) -> Result<Command, ConfigError> {
+    let CommandFlags {
+        email,
+        ttl,
+        keep_passkeys,
+        to,
+        since,
+        json,
+    } = flags;
     let need_email = |cmd: &str| {
         email
             .clone()
             .ok_or_else(|| ConfigError(format!("{cmd} needs --email EMAIL")))
     };
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    if to.is_some() && words != ["backup"] {
-        return Err(ConfigError("--to belongs to mfad backup".into()));
-    }
-    if keep_passkeys && words != ["user", "reset-mfa"] {
-        return Err(ConfigError(
-            "--keep-passkeys belongs to mfad user reset-mfa".into(),
-        ));
-    }
+    // A flag given to a command it does not belong to is refused, not ignored.
+    let owned_by = |set: bool, owner: &[&str], refusal: &str| match set && words != owner {
+        true => Err(ConfigError(refusal.into())),
+        false => Ok(()),
+    };
+    owned_by(to.is_some(), &["backup"], "--to belongs to mfad backup")?;
+    owned_by(
+        keep_passkeys,
+        &["user", "reset-mfa"],
+        "--keep-passkeys belongs to mfad user reset-mfa",
+    )?;
+    owned_by(
+        since.is_some() || json,
+        &["audit"],
+        "--since and --json belong to mfad audit",
+    )?;
     Ok(match words.as_slice() {
+        ["audit"] => Command::Audit { email, since, json },
         [] | ["serve"] => Command::Serve,
         ["token"] => Command::Token {
             email: need_email("mfad token")?,

@@ -9,7 +9,6 @@ mod page;
 mod server;
 mod web;
 
-pub use page::total_bytes as page_bytes;
 pub use server::{start, Limits, Running, REQUEST_DEADLINE, SOCKET_TIMEOUT};
 pub use web::{parse_origin, Cidr, SameSite, WebPolicy};
 
@@ -304,7 +303,7 @@ fn handle(
         Ok(found)
     };
     let json = |v: Result<Value, Error>| v.map(Reply::json);
-    // The pages a passkey ceremony may run on (API.md, Passkeys).
+    // The pages a passkey ceremony may run on (API.md, Passkeys); made only for one.
     let origins = || web.ceremony_origins(header(rq, "Host"), &app.rp.id);
     match endpoint {
         Endpoint::Health => json(service::health(db, now).map_err(|_| Error::Unavailable)),
@@ -314,7 +313,7 @@ fn handle(
         Endpoint::Status => json(service::status(db, &me(db)?)),
         Endpoint::Regenerate => json(service::regenerate(app, db, &me(db)?, &body, now)),
         Endpoint::Login => json(service::login(app, db, &body, ip, now)),
-        Endpoint::Verify => json(service::verify(app, db, &body, &origins(), now)),
+        Endpoint::Verify => json(service::verify(app, db, &body, origins, now)),
         Endpoint::Refresh => json(service::refresh(app, db, &body, cookie()?, now)),
         Endpoint::Logout => {
             service::logout(app, db, &body, cookie()?, now)?;
@@ -327,7 +326,7 @@ fn handle(
             db,
             &me(db)?,
             &body,
-            &origins(),
+            origins,
             now,
         )),
         Endpoint::Redeem => json(service::redeem(app, db, &me(db)?, &body, now)),

@@ -44,14 +44,13 @@ pub(crate) const HEADERS: [(&str, &str); 3] = [
     ("Referrer-Policy", "no-referrer"),
 ];
 
-/// The page's whole size, for the README and its test.
-pub fn total_bytes() -> usize {
-    [INDEX, CSS, JS].iter().map(|a| a.bytes.len()).sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn total_bytes() -> usize {
+        [INDEX, CSS, JS].iter().map(|a| a.bytes.len()).sum()
+    }
 
     #[test]
     fn the_page_is_three_files_and_references_only_its_own() {

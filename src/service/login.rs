@@ -230,12 +230,12 @@ pub(super) fn parse_kind(
 pub(super) fn read_answer(
     body: &Map<String, Value>,
     kind: Option<Kind>,
-    origins: &[String],
+    origins: impl FnOnce() -> Vec<String>,
 ) -> Result<Answer, Error> {
     if kind == Some(Kind::Passkey) {
         return match body.get("credential") {
             None | Some(Value::Null) => Err(Error::BadRequest("Missing credential.")),
-            Some(credential) => Ok(Answer::passkey(credential, origins)),
+            Some(credential) => Ok(Answer::passkey(credential, origins())),
         };
     }
     let code = req_str(body, "code", "Missing code.")?;
@@ -247,7 +247,7 @@ pub fn verify(
     app: &App,
     db: &Db,
     body: &Map<String, Value>,
-    origins: &[String],
+    origins: impl FnOnce() -> Vec<String>,
     now: i64,
 ) -> Result<Value, Error> {
     const BAD_TYPE: &str = "Field \"type\" must be \"totp\", \"backup\" or \"passkey\".";

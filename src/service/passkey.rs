@@ -76,8 +76,7 @@ fn credential_id(credential: &Map<String, Value>) -> Result<Vec<u8>, &'static st
 type Object = Map<String, Value>;
 
 /// The public-key credential of a request, and its `response` object.
-fn credential_parts(credential: &Value) -> Result<(&Object, &Object), Error> {
-    let credential = credential.as_object().ok_or(INVALID_RESPONSE_TYPE)?;
+fn credential_parts(credential: &Object) -> Result<(&Object, &Object), Error> {
     match credential.get("type") {
         None | Some(Value::Null) => {}
         Some(Value::String(t)) if t == "public-key" => {}
@@ -116,8 +115,11 @@ impl Assertion {
     /// "authenticatorData", "signature", "userHandle"}}`. `Err` says what is wrong with
     /// it (for the audit trail), never a value.
     pub fn from_json(credential: &Value) -> Result<Assertion, &'static str> {
-        let (credential, response) =
-            credential_parts(credential).map_err(|_| "not a public-key assertion")?;
+        let (credential, response) = credential
+            .as_object()
+            .ok_or(INVALID_RESPONSE_TYPE)
+            .and_then(credential_parts)
+            .map_err(|_| "not a public-key assertion")?;
         let client_data_json =
             response_field(response, "clientDataJSON").ok_or("clientDataJSON missing")?;
         let authenticator_data =
@@ -373,11 +375,10 @@ pub fn register(
 ) -> Result<Value, Error> {
     let id = who.account.id;
     // Storno's frontend sends `{name, credential}`; the credential alone is fine too.
-    let whole = Value::Object(body.clone());
     let credential = match body.get("credential") {
-        Some(Value::Null) | None if body.contains_key("response") => &whole,
+        Some(Value::Null) | None if body.contains_key("response") => body,
         Some(Value::Null) | None => return Err(MISSING_CREDENTIAL),
-        Some(c) => c,
+        Some(c) => c.as_object().ok_or(INVALID_RESPONSE_TYPE)?,
     };
     let name = passkey_name(body)?;
     let (credential, response) = credential_parts(credential)?;

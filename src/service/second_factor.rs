@@ -75,12 +75,9 @@ impl Answer {
 
     /// Reads a passkey answer: `credential` in WebAuthn's JSON encoding, made on one of
     /// `origins`. One that cannot be read is unreadable, and as wrong as any.
-    pub fn passkey(credential: &serde_json::Value, origins: &[String]) -> Answer {
+    pub fn passkey(credential: &serde_json::Value, origins: Vec<String>) -> Answer {
         match passkey::Assertion::from_json(credential) {
-            Ok(assertion) => Answer::Passkey(Box::new(PasskeyAnswer {
-                assertion,
-                origins: origins.to_vec(),
-            })),
+            Ok(assertion) => Answer::Passkey(Box::new(PasskeyAnswer { assertion, origins })),
             Err(_) => Answer::Unreadable,
         }
     }

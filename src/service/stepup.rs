@@ -41,7 +41,7 @@ pub fn verify(
     db: &Db,
     who: &Principal,
     body: &Map<String, Value>,
-    origins: &[String],
+    origins: impl FnOnce() -> Vec<String>,
     now: i64,
 ) -> Result<Value, Error> {
     const BAD_TYPE: &str =

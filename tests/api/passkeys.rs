@@ -333,6 +333,17 @@ fn claims(token: &str) -> Value {
     serde_json::from_slice(&B64.decode(part.as_bytes()).unwrap()).unwrap()
 }
 
+/// `DELETE /api/v1/me/passkeys/{id}` as the account of `token`.
+fn remove(s: &Server, token: &str, id: &str) -> Resp {
+    let bearer = format!("Bearer {token}");
+    s.request(
+        "DELETE",
+        &format!("{PASSKEYS}/{id}"),
+        &[("Authorization", &bearer)],
+        None,
+    )
+}
+
 fn error(r: &Resp) -> String {
     r.json()["error"].as_str().unwrap_or_default().to_string()
 }
@@ -503,20 +514,10 @@ fn register_list_sign_in_verify_step_up_and_delete() {
     );
 
     // Removed: gone from the list, refused at sign-in, and the password alone works again.
-    let r = s.request(
-        "DELETE",
-        &format!("{PASSKEYS}/{id}"),
-        &[("Authorization", &format!("Bearer {token}"))],
-        None,
-    );
+    let r = remove(&s, &token, &id);
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(s.get(PASSKEYS, Some(&token)).json(), json!([]));
-    let r = s.request(
-        "DELETE",
-        &format!("{PASSKEYS}/{id}"),
-        &[("Authorization", &format!("Bearer {token}"))],
-        None,
-    );
+    let r = remove(&s, &token, &id);
     assert_eq!((r.status, error(&r)), (404, "Passkey not found.".into()));
     let r = passwordless(&s, &mut key);
     assert_eq!(
@@ -866,12 +867,7 @@ fn an_account_cannot_use_another_accounts_passkey() {
 
     // Nor list, delete or step up with what is not theirs.
     let alice_id = made["id"].as_str().unwrap();
-    let r = s.request(
-        "DELETE",
-        &format!("{PASSKEYS}/{alice_id}"),
-        &[("Authorization", &format!("Bearer {bob}"))],
-        None,
-    );
+    let r = remove(&s, &bob, alice_id);
     assert_eq!((r.status, error(&r)), (404, "Passkey not found.".into()));
     assert_eq!(
         s.get(PASSKEYS, Some(&bob)).json().as_array().unwrap().len(),

@@ -29,7 +29,8 @@ pub struct Browser {
     driver: Child,
     addr: SocketAddr,
     session: String,
-    _profile: tempfile::TempDir,
+    /// The browser's profile, deleted with it.
+    profile: tempfile::TempDir,
 }
 
 /// The port a process listens on, from `/proc`: its sockets' inodes, found in the
@@ -78,7 +79,7 @@ impl Browser {
             driver,
             addr,
             session: String::new(),
-            _profile: profile,
+            profile,
         };
         let mut args = vec![
             "--headless=new".to_string(),
@@ -90,7 +91,7 @@ impl Browser {
             "--disable-component-update".to_string(),
             "--disable-sync".to_string(),
             format!("--window-size={width},{height}"),
-            format!("--user-data-dir={}", b._profile.path().display()),
+            format!("--user-data-dir={}", b.profile.path().display()),
         ];
         if dark {
             // What the system setting does: `prefers-color-scheme: dark`.
@@ -108,11 +109,11 @@ impl Browser {
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let text = body.map(|b| b.to_string());
-        let mut headers = vec![("Content-Type", "application/json")];
-        if text.is_none() {
-            headers.clear();
-        }
-        let r = super::request(self.addr, method, path, &headers, text.as_deref());
+        let headers: &[(&str, &str)] = match text {
+            Some(_) => &[("Content-Type", "application/json")],
+            None => &[],
+        };
+        let r = super::request(self.addr, method, path, headers, text.as_deref());
         let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
         assert!(
             r.status == 200,
