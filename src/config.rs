@@ -71,6 +71,8 @@ pub enum ExternalAlgorithm {
 pub struct Config {
     pub command: Command,
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, on a listener of its own (off unless set).
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub key_file: Option<PathBuf>,
     /// `$CREDENTIALS_DIRECTORY`, where systemd puts credentials (`mfad.key` among them).
@@ -148,6 +150,8 @@ Every command works on the same data directory as a running server.
 
 OPTIONS (each also an environment variable; a flag wins over the variable):
     --listen ADDR:PORT       MFAD_LISTEN         address to serve on [127.0.0.1:8080]
+    --metrics-listen ADDR:PORT  MFAD_METRICS_LISTEN  serve Prometheus metrics at /metrics
+                                                 on this address, apart from the API [off]
     --data-dir DIR           MFAD_DATA_DIR       data directory [$STATE_DIRECTORY, else ./data]
     --key-file FILE          MFAD_KEY_FILE       instance key, 32 bytes
                                                  [$CREDENTIALS_DIRECTORY/mfad.key if present,
@@ -227,6 +231,7 @@ impl Config {
         Config {
             command: Command::Serve,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
             data_dir: env("STATE_DIRECTORY")
                 // systemd may list several directories separated by colons.
                 .and_then(|d| d.split(':').next().map(PathBuf::from))
@@ -347,6 +352,12 @@ impl Config {
                 self.listen = value
                     .parse()
                     .map_err(|_| bad(shown, value, "an address and port like 127.0.0.1:8080"))?
+            }
+            "metrics-listen" => {
+                self.metrics_listen =
+                    Some(value.parse().map_err(|_| {
+                        bad(shown, value, "an address and port like 127.0.0.1:9180")
+                    })?)
             }
             "data-dir" => self.data_dir = nonempty_path(value, shown)?,
             "key-file" => self.key_file = Some(nonempty_path(value, shown)?),
@@ -483,6 +494,14 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(ConfigError(format!(
+                "--metrics-listen {} is the API's --listen address: the metrics need a \
+                 listener of their own (another port), so that they are never exposed with \
+                 the API",
+                self.listen
+            )));
+        }
         if let (Some(rp_id), Some(public)) = (&self.rp_id, &self.web.public_origin) {
             let host = crate::webauthn::origin_host(public).unwrap_or_default();
             if !crate::webauthn::rp_id_allows(rp_id, host) {
@@ -506,7 +525,8 @@ impl Config {
 }
 
 /// Settings that are both a flag (`--name`) and an environment variable.
-const SETTINGS: [(&str, &str); 22] = [
+const SETTINGS: [(&str, &str); 23] = [
+    ("metrics-listen", "MFAD_METRICS_LISTEN"),
     ("audit-retention", "MFAD_AUDIT_RETENTION"),
     ("trusted-proxy", "MFAD_TRUSTED_PROXIES"),
     ("rp-id", "MFAD_RP_ID"),
@@ -692,6 +712,7 @@ mod tests {
         let c = parse(&[], &[]).unwrap();
         assert_eq!(c.command, Command::Serve);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.metrics_listen, None);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.issuer, "Storno");
         assert_eq!(c.jwt_issuer, "mfad");
@@ -730,6 +751,16 @@ mod tests {
     fn bad_values_name_the_setting() {
         for (args, prefix) in [
             (&["--listen", "nope"][..], "--listen:"),
+            (&["--metrics-listen", "nope"][..], "--metrics-listen:"),
+            (
+                &[
+                    "--listen",
+                    "127.0.0.1:9000",
+                    "--metrics-listen",
+                    "127.0.0.1:9000",
+                ][..],
+                "--metrics-listen 127.0.0.1:9000 is the API",
+            ),
             (&["--workers", "0"][..], "--workers:"),
             (&["--jwt-algorithm", "HS256"][..], "--jwt-algorithm:"),
             (&["--durability", "maybe"][..], "--durability:"),

@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod json;
 pub mod log;
+pub mod metrics;
 pub mod qr;
 pub mod service;
 pub mod store;
@@ -266,6 +267,7 @@ pub fn app(
 /// second server off the same data directory.
 pub struct Running {
     http: http::Running,
+    metrics: Option<http::MetricsListener>,
     janitor: store::Janitor,
     _lock: fs::File,
 }
@@ -276,9 +278,17 @@ impl Running {
         self.http.addr()
     }
 
-    /// Finishes the requests in flight, then stops the janitor.
+    /// The metrics listener's address, if `--metrics-listen` started one.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(http::MetricsListener::addr)
+    }
+
+    /// Finishes the requests in flight, then stops the metrics and the janitor.
     pub fn shutdown(self) {
         self.http.shutdown();
+        if let Some(m) = self.metrics {
+            m.shutdown();
+        }
         self.janitor.stop();
     }
 }
@@ -342,8 +352,19 @@ pub fn serve(config: &Config) -> Result<Running, String> {
         limits,
         config.web.clone(),
     )?;
+    let metrics = match config.metrics_listen {
+        Some(listen) => match http::start_metrics(listen, http.open_connections()) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                http.shutdown();
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     Ok(Running {
         http,
+        metrics,
         janitor,
         _lock: lock,
     })

@@ -73,8 +73,15 @@ fn serve(config: &Config, signals: &libc::sigset_t) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("mfad listening on http://{}", running.addr());
-    let _ = std::io::stdout().flush();
+    // One write: a reader that takes the first line and goes must not make a later
+    // write fail.
+    let mut banner = format!("mfad listening on http://{}\n", running.addr());
+    if let Some(m) = running.metrics_addr() {
+        banner.push_str(&format!("mfad metrics on http://{m}/metrics\n"));
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    drop(out);
     log::info!(
         "serving on {} with {} workers, data in {}",
         running.addr(),

@@ -17,6 +17,8 @@ mod fuzz_regressions;
 mod hostile;
 #[path = "api/http_layer.rs"]
 mod http_layer;
+#[path = "api/metrics.rs"]
+mod metrics;
 #[path = "api/operations.rs"]
 mod operations;
 #[path = "api/page.rs"]

@@ -9,7 +9,9 @@ mod page;
 mod server;
 mod web;
 
-pub use server::{start, Limits, Running, REQUEST_DEADLINE, SOCKET_TIMEOUT};
+pub use server::{
+    start, start_metrics, Limits, MetricsListener, Running, REQUEST_DEADLINE, SOCKET_TIMEOUT,
+};
 pub use web::{parse_origin, Cidr, SameSite, WebPolicy};
 
 use std::io::Read;
@@ -58,40 +60,109 @@ enum Endpoint {
 /// Where one passkey is (`DELETE …/{id}`).
 const PASSKEY_PREFIX: &str = "/api/v1/me/passkeys/";
 
+/// Every endpoint: its path, what it is, the one method it takes. The position in this
+/// table is the endpoint's route in the metrics.
+const ENDPOINTS: [(&str, Endpoint, &str); 24] = [
+    ("/healthz", Endpoint::Health, "GET"),
+    ("/api/v1/me/mfa/totp/setup", Endpoint::Setup, "POST"),
+    ("/api/v1/me/mfa/totp/enable", Endpoint::Enable, "POST"),
+    ("/api/v1/me/mfa/totp/disable", Endpoint::Disable, "POST"),
+    ("/api/v1/me/mfa/status", Endpoint::Status, "GET"),
+    (
+        "/api/v1/me/mfa/backup-codes/regenerate",
+        Endpoint::Regenerate,
+        "POST",
+    ),
+    ("/api/auth", Endpoint::Login, "POST"),
+    ("/api/auth/mfa/verify", Endpoint::Verify, "POST"),
+    ("/api/auth/refresh", Endpoint::Refresh, "POST"),
+    ("/api/auth/logout", Endpoint::Logout, "POST"),
+    ("/api/v1/me", Endpoint::Me, "GET"),
+    ("/api/v1/mfa/challenge", Endpoint::StepUpChallenge, "POST"),
+    ("/api/v1/mfa/verify", Endpoint::StepUpVerify, "POST"),
+    ("/api/v1/mfa/verification/redeem", Endpoint::Redeem, "POST"),
+    ("/.well-known/jwks.json", Endpoint::Jwks, "GET"),
+    (
+        "/.well-known/openid-configuration",
+        Endpoint::OpenIdConfiguration,
+        "GET",
+    ),
+    (
+        "/api/v1/passkey/register/options",
+        Endpoint::PasskeyRegisterOptions,
+        "POST",
+    ),
+    (
+        "/api/v1/passkey/register",
+        Endpoint::PasskeyRegister,
+        "POST",
+    ),
+    ("/api/v1/me/passkeys", Endpoint::Passkeys, "GET"),
+    (
+        "/api/auth/passkey/login/options",
+        Endpoint::PasskeyLoginOptions,
+        "POST",
+    ),
+    ("/api/auth/passkey/login", Endpoint::PasskeyLogin, "POST"),
+    (
+        "/api/auth/mfa/passkey/options",
+        Endpoint::MfaPasskeyOptions,
+        "POST",
+    ),
+    (
+        "/api/v1/mfa/passkey/options",
+        Endpoint::StepUpPasskeyOptions,
+        "POST",
+    ),
+    // Matched by its prefix (below); the template is its name in the metrics.
+    (
+        "/api/v1/me/passkeys/{id}",
+        Endpoint::PasskeyDelete,
+        "DELETE",
+    ),
+];
+
+/// The metrics route of the page's assets, and of every path that is no endpoint.
+const PAGE_ROUTE: usize = ENDPOINTS.len();
+const OTHER_ROUTE: usize = ENDPOINTS.len() + 1;
+
+/// The routes' names in the metrics, by route.
+pub(crate) const ROUTE_NAMES: [&str; ENDPOINTS.len() + 2] = {
+    let mut names = [""; ENDPOINTS.len() + 2];
+    let mut i = 0;
+    while i < ENDPOINTS.len() {
+        names[i] = ENDPOINTS[i].0;
+        i += 1;
+    }
+    names[PAGE_ROUTE] = "page";
+    names[OTHER_ROUTE] = "other";
+    names
+};
+const _: () = assert!(ROUTE_NAMES.len() <= crate::metrics::ROUTES);
+
+/// The position in [`ENDPOINTS`] of the endpoint at `path`.
+fn endpoint_index(path: &str) -> Option<usize> {
+    match ENDPOINTS.iter().position(|(p, ..)| *p == path) {
+        Some(i) => Some(i),
+        None => path
+            .strip_prefix(PASSKEY_PREFIX)
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+            .then_some(ENDPOINTS.len() - 1),
+    }
+}
+
 /// The endpoint at `path` and the one method it takes.
 fn endpoint_at(path: &str) -> Option<(Endpoint, &'static str)> {
-    Some(match path {
-        "/healthz" => (Endpoint::Health, "GET"),
-        "/api/v1/me/mfa/totp/setup" => (Endpoint::Setup, "POST"),
-        "/api/v1/me/mfa/totp/enable" => (Endpoint::Enable, "POST"),
-        "/api/v1/me/mfa/totp/disable" => (Endpoint::Disable, "POST"),
-        "/api/v1/me/mfa/status" => (Endpoint::Status, "GET"),
-        "/api/v1/me/mfa/backup-codes/regenerate" => (Endpoint::Regenerate, "POST"),
-        "/api/auth" => (Endpoint::Login, "POST"),
-        "/api/auth/mfa/verify" => (Endpoint::Verify, "POST"),
-        "/api/auth/refresh" => (Endpoint::Refresh, "POST"),
-        "/api/auth/logout" => (Endpoint::Logout, "POST"),
-        "/api/v1/me" => (Endpoint::Me, "GET"),
-        "/api/v1/mfa/challenge" => (Endpoint::StepUpChallenge, "POST"),
-        "/api/v1/mfa/verify" => (Endpoint::StepUpVerify, "POST"),
-        "/api/v1/mfa/verification/redeem" => (Endpoint::Redeem, "POST"),
-        "/.well-known/jwks.json" => (Endpoint::Jwks, "GET"),
-        "/.well-known/openid-configuration" => (Endpoint::OpenIdConfiguration, "GET"),
-        "/api/v1/passkey/register/options" => (Endpoint::PasskeyRegisterOptions, "POST"),
-        "/api/v1/passkey/register" => (Endpoint::PasskeyRegister, "POST"),
-        "/api/v1/me/passkeys" => (Endpoint::Passkeys, "GET"),
-        "/api/auth/passkey/login/options" => (Endpoint::PasskeyLoginOptions, "POST"),
-        "/api/auth/passkey/login" => (Endpoint::PasskeyLogin, "POST"),
-        "/api/auth/mfa/passkey/options" => (Endpoint::MfaPasskeyOptions, "POST"),
-        "/api/v1/mfa/passkey/options" => (Endpoint::StepUpPasskeyOptions, "POST"),
-        p if p
-            .strip_prefix(PASSKEY_PREFIX)
-            .is_some_and(|id| !id.is_empty() && !id.contains('/')) =>
-        {
-            (Endpoint::PasskeyDelete, "DELETE")
-        }
-        _ => return None,
-    })
+    endpoint_index(path).map(|i| (ENDPOINTS[i].1, ENDPOINTS[i].2))
+}
+
+/// The metrics route of a request for `path`: its endpoint, the page, or other.
+fn metrics_route(path: &str) -> usize {
+    match endpoint_index(path) {
+        Some(i) => i,
+        None if page::asset(path).is_some() => PAGE_ROUTE,
+        None => OTHER_ROUTE,
+    }
 }
 
 fn route(method: &Method, path: &str) -> Result<Endpoint, Error> {

@@ -3,16 +3,20 @@
 //! answered by `mod.rs` ([`answer`], [`respond`]).
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tiny_http::Request;
+use tiny_http::{Request, Response};
 
-use super::{answer, clean_path, log_safe, respond, route, CommonHeaders, Endpoint, WebPolicy};
+use super::{
+    answer, clean_path, log_safe, metrics_route, respond, route, CommonHeaders, Endpoint,
+    WebPolicy, ROUTE_NAMES,
+};
 use crate::error::Error;
+use crate::metrics::METRICS;
 use crate::service::App;
 use crate::store::Db;
 
@@ -33,11 +37,17 @@ struct SlowJob {
     started: Instant,
 }
 
+/// Counts one answered request in the metrics.
+fn record(path: &str, status: u16, started: Instant) {
+    METRICS.request(metrics_route(path), status, started.elapsed().as_secs_f64());
+}
+
 /// Handles one request and writes the access line.
 fn serve_one(shared: &Shared, mut rq: Request, path: &str, started: Instant) {
     let method = log_safe(rq.method().as_str());
     let result = answer(&shared.app, &shared.db, &shared.web, &mut rq, path);
     let status = respond(rq, &shared.common, &shared.web, &result);
+    record(path, status, started);
     log::info!(
         target: crate::log::ACCESS,
         "{method} {path} {status} {:.1}ms",
@@ -84,6 +94,7 @@ fn worker(shared: Arc<Shared>, slow: mpsc::SyncSender<SlowJob>) {
                 Ok(()) => continue,
                 Err(mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) => {
                     let status = respond(job.rq, &shared.common, &shared.web, &Err(Error::Busy));
+                    record(&job.path, status, job.started);
                     log::info!(
                         target: crate::log::ACCESS,
                         "POST {} {status} (password checks queue full)",
@@ -135,7 +146,8 @@ fn slow_lane_loop(shared: Arc<Shared>, jobs: Arc<std::sync::Mutex<mpsc::Receiver
             // of password hashing to the stop.
             let since = *draining_since.get_or_insert_with(Instant::now);
             if since.elapsed() > Duration::from_secs(1) {
-                respond(job.rq, &shared.common, &shared.web, &Err(Error::Busy));
+                let status = respond(job.rq, &shared.common, &shared.web, &Err(Error::Busy));
+                record(&job.path, status, job.started);
                 continue;
             }
         }
@@ -158,12 +170,19 @@ pub struct Running {
     workers: Vec<JoinHandle<()>>,
     slow_lane: Vec<JoinHandle<()>>,
     addr: SocketAddr,
+    /// The connections open on the listener, as the HTTP layer counts them.
+    open_connections: Arc<AtomicUsize>,
 }
 
 impl Running {
     /// The address actually bound (the port is known even for `:0`).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the HTTP layer counts the open connections (for the metrics).
+    pub fn open_connections(&self) -> Arc<AtomicUsize> {
+        self.open_connections.clone()
     }
 
     /// Answers what is queued and in flight (for at most [`SHUTDOWN_DRAIN`]), stops the
@@ -206,7 +225,11 @@ pub struct Limits {
 
 /// The vendored layer's options: mfad's limits, and its answers to malformed requests in
 /// the shape of every other error (API.md: a JSON `error`, the common headers).
-fn layer_options(limits: Limits, common: &CommonHeaders) -> tiny_http::Options {
+fn layer_options(
+    limits: Limits,
+    common: &CommonHeaders,
+    open_connections: Arc<AtomicUsize>,
+) -> tiny_http::Options {
     tiny_http::Options {
         request_line: MAX_REQUEST_LINE,
         header_section: MAX_HEADER_SECTION,
@@ -214,6 +237,7 @@ fn layer_options(limits: Limits, common: &CommonHeaders) -> tiny_http::Options {
         socket_timeout: Some(limits.socket_timeout.unwrap_or(SOCKET_TIMEOUT)),
         error_headers: common.0.clone(),
         error_body: layer_error_body,
+        open_connections,
     }
 }
 
@@ -272,8 +296,10 @@ pub fn start(
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
     let common = CommonHeaders::new()?;
+    let open_connections = Arc::new(AtomicUsize::new(0));
+    let options = layer_options(limits, &common, open_connections.clone());
     let server = Arc::new(
-        tiny_http::Server::from_listener_with(listener, None, layer_options(limits, &common))
+        tiny_http::Server::from_listener_with(listener, None, options)
             .map_err(|e| format!("cannot start the HTTP server: {e}"))?,
     );
     let shared = Arc::new(Shared {
@@ -314,5 +340,98 @@ pub fn start(
         workers: handles,
         slow_lane,
         addr,
+        open_connections,
     })
+}
+
+/// The metrics listener (`--metrics-listen`): `GET /metrics` and nothing else, on one
+/// thread of its own, so that a scrape never takes a request worker and the API
+/// listener never serves the metrics.
+pub struct MetricsListener {
+    server: Arc<tiny_http::Server>,
+    stopping: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+    addr: SocketAddr,
+}
+
+impl MetricsListener {
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops answering and closes the listening socket.
+    pub fn shutdown(self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.server.unblock();
+        let _ = self.thread.join();
+    }
+}
+
+/// Binds `listen` and serves the metrics there; `open` is the API listener's count of
+/// open connections.
+pub fn start_metrics(
+    listen: SocketAddr,
+    open: Arc<AtomicUsize>,
+) -> Result<MetricsListener, String> {
+    let listener = TcpListener::bind(listen)
+        .map_err(|e| format!("--metrics-listen: cannot listen on {listen}: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let common = CommonHeaders::new()?;
+    let options = layer_options(Limits::default(), &common, Arc::default());
+    let server = Arc::new(
+        tiny_http::Server::from_listener_with(listener, None, options)
+            .map_err(|e| format!("cannot start the metrics listener: {e}"))?,
+    );
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (srv, stop) = (server.clone(), stopping.clone());
+    let thread = std::thread::Builder::new()
+        .name("mfad-metrics".into())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match srv.recv() {
+                    Ok(rq) => answer_scrape(rq, &open),
+                    Err(e) => log::warn!("receiving a metrics request failed: {e}"),
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    Ok(MetricsListener {
+        server,
+        stopping,
+        thread,
+        addr,
+    })
+}
+
+/// One request to the metrics listener.
+fn answer_scrape(rq: Request, open: &AtomicUsize) {
+    let path = clean_path(rq.url());
+    let (status, content_type, body) = match (rq.method(), path.as_str()) {
+        (tiny_http::Method::Get, "/metrics") => (
+            200,
+            crate::metrics::CONTENT_TYPE,
+            METRICS.render(&ROUTE_NAMES, open.load(Ordering::Relaxed)),
+        ),
+        (_, "/metrics") => (405, "text/plain; charset=utf-8", "Only GET.\n".into()),
+        _ => (
+            404,
+            "text/plain; charset=utf-8",
+            "Not found: the metrics are at /metrics.\n".into(),
+        ),
+    };
+    let mut response = Response::from_data(body.into_bytes()).with_status_code(status);
+    for (name, value) in [
+        ("Content-Type", content_type),
+        ("Cache-Control", "no-store"),
+    ] {
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    if let Err(e) = rq.respond(response) {
+        log::debug!("writing a metrics response failed: {e}");
+    }
 }

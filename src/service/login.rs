@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::{Login, SignIn};
 use crate::crypto::{self, PasswordCheck};
 use crate::error::Error;
+use crate::metrics::{Event, METRICS};
 use crate::store::{Account, Db, Purpose, Tx};
 
 use super::second_factor::{self, Answer, Asker, Kind, Verdict};
@@ -35,6 +36,8 @@ pub struct LoginLimiter {
     limit: u32,
     /// What the `429` says.
     message: &'static str,
+    /// How a `429` of this throttle is counted.
+    throttled: Event,
     attempts: Mutex<HashMap<IpAddr, VecDeque<i64>>>,
 }
 
@@ -50,10 +53,11 @@ pub struct Attempt {
 }
 
 impl LoginLimiter {
-    pub fn new(limit: u32, message: &'static str) -> Self {
+    pub fn new(limit: u32, message: &'static str, throttled: Event) -> Self {
         LoginLimiter {
             limit,
             message,
+            throttled,
             attempts: Mutex::new(HashMap::new()),
         }
     }
@@ -80,6 +84,7 @@ impl LoginLimiter {
         }
         if times.len() >= self.limit as usize {
             let oldest = times.front().copied().unwrap_or(now);
+            METRICS.event(self.throttled);
             return Err(Error::TooManyRequests {
                 message: self.message,
                 retry_after: (oldest + 60 - now).max(1) as u64,
@@ -168,6 +173,7 @@ pub fn login(
         (Some(a), true, PasswordCheck::Right | PasswordCheck::RightButWeak) => a,
         (account, ..) => {
             db.write(|tx| audit(tx, account.map(|a| a.id), now, "login_failed"))?;
+            METRICS.event(Event::PasswordLoginFailure);
             return Err(Error::Unauthenticated(INVALID_CREDENTIALS));
         }
     };
@@ -183,9 +189,12 @@ pub fn login(
             how: SignIn::Password,
             at: now,
         };
-        return db.write(|tx| issue_tokens(app, tx, &account, login, None, now));
+        let tokens = db.write(|tx| issue_tokens(app, tx, &account, login, None, now))?;
+        METRICS.event(Event::PasswordLoginSuccess);
+        return Ok(tokens);
     }
     let (challenge, methods) = new_challenge(app, db, id, Purpose::Login, now)?;
+    METRICS.event(Event::PasswordLoginMfaRequired);
     Ok(json!({
         "mfa_required": true,
         "mfa_token": challenge,
@@ -328,6 +337,7 @@ pub fn refresh(
         if row.rotated {
             let n = tx.revoke_family(&row.family)?;
             audit(tx, Some(row.account_id), now, "refresh_reuse_detected")?;
+            METRICS.event(Event::RefreshReuseDetected);
             log::warn!(
                 "refresh token reuse: revoked {n} tokens of account {}",
                 row.account_id
@@ -383,7 +393,7 @@ mod tests {
 
     #[test]
     fn login_limiter_slides_and_forgets() {
-        let l = LoginLimiter::new(3, FAILED_LOGINS);
+        let l = LoginLimiter::new(3, FAILED_LOGINS, Event::LoginThrottled);
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
         for t in 0..3 {
             let _failed = l.reserve(ip, 100 + t).unwrap();
@@ -394,12 +404,14 @@ mod tests {
         }
         assert!(l.reserve(Some(IpAddr::from([10, 0, 0, 2])), 103).is_ok());
         assert!(l.reserve(ip, 161).is_ok(), "the first failure has slid out");
-        assert!(LoginLimiter::new(0, FAILED_LOGINS).reserve(ip, 103).is_ok());
+        assert!(LoginLimiter::new(0, FAILED_LOGINS, Event::LoginThrottled)
+            .reserve(ip, 103)
+            .is_ok());
     }
 
     #[test]
     fn attempts_in_flight_count_and_successes_give_their_place_back() {
-        let l = LoginLimiter::new(2, FAILED_LOGINS);
+        let l = LoginLimiter::new(2, FAILED_LOGINS, Event::LoginThrottled);
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
         // Two checks running at once: a third is refused before its password is looked at.
         let a = l.reserve(ip, 100).unwrap();

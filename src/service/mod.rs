@@ -57,7 +57,11 @@ impl App {
             keys,
             tokens,
             issuer,
-            login_limiter: LoginLimiter::new(login_rate, login::FAILED_LOGINS),
+            login_limiter: LoginLimiter::new(
+                login_rate,
+                login::FAILED_LOGINS,
+                crate::metrics::Event::LoginThrottled,
+            ),
             passkey_limiter: passkey::login_options_limiter(passkey::LOGIN_OPTIONS_RATE),
             rp,
             dummy_password_hash: dummy,

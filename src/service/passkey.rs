@@ -40,7 +40,11 @@ const ASSERTION_FAILED: Error = Error::Rejected("Assertion verification failed."
 /// The passwordless-login throttle: every options request counts (API.md: 10 a minute
 /// per client address).
 pub fn login_options_limiter(rate: u32) -> LoginLimiter {
-    LoginLimiter::new(rate, "Too many requests.")
+    LoginLimiter::new(
+        rate,
+        "Too many requests.",
+        crate::metrics::Event::PasskeyLoginThrottled,
+    )
 }
 
 /// Decodes a WebAuthn JSON binary field: base64url, padding tolerated.
@@ -246,6 +250,7 @@ pub(super) fn refused(
     );
     if reason == Refusal::Counter.reason() {
         audit(tx, account, now, "passkey_counter_regression")?;
+        crate::metrics::METRICS.event(crate::metrics::Event::PasskeyCounterRegression);
         log::warn!("a passkey's sign counter did not grow: possibly a cloned authenticator");
     }
     Ok(())
@@ -570,6 +575,26 @@ pub fn login_options(
 
 /// `POST /api/auth/passkey/login`: a passkey with user verification is both factors.
 pub fn login(
+    app: &App,
+    db: &Db,
+    body: &Map<String, Value>,
+    origins: &[String],
+    now: i64,
+) -> Result<Value, Error> {
+    use crate::metrics::{Event, METRICS};
+    let result = passwordless(app, db, body, origins, now);
+    match &result {
+        Ok(_) => METRICS.event(Event::PasskeyLoginSuccess),
+        Err(Error::TooManyRequests { .. }) => METRICS.event(Event::PasskeyLoginLocked),
+        Err(e) if *e == ASSERTION_FAILED || *e == CHALLENGE_NOT_FOUND => {
+            METRICS.event(Event::PasskeyLoginFailure)
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+fn passwordless(
     app: &App,
     db: &Db,
     body: &Map<String, Value>,

@@ -9,6 +9,7 @@
 
 use crate::crypto;
 use crate::error::Error;
+use crate::metrics::{CheckResult, Event, METRICS};
 use crate::store::{Ceremony, Db, Purpose, Tx};
 use crate::totp;
 
@@ -160,9 +161,8 @@ pub enum Verdict<T> {
 /// the check and the spend (only possible on an engine without a single writer).
 const CHALLENGE_LOST: Error = Error::Conflict("challenge lost to a concurrent request");
 
-/// Checks `answer` for `asker` at `now`. When it is right, `on_accept` runs in the same
-/// transaction (to issue tokens, say); an error from it undoes the spend.
-pub fn check<T>(
+/// [`check`], uncounted.
+fn decide<T>(
     app: &App,
     db: &Db,
     asker: Asker<'_>,
@@ -248,6 +248,7 @@ pub fn check<T>(
                         let fresh = tx.raise_last_step(id, step as i64)?;
                         if !fresh {
                             audit(tx, Some(id), now, "totp_replay_refused")?;
+                            METRICS.event(Event::TotpReplayRefused);
                         }
                         fresh
                     }
@@ -300,6 +301,31 @@ pub fn check<T>(
     }
 }
 
+/// Checks `answer` for `asker` at `now`. When it is right, `on_accept` runs in the same
+/// transaction (to issue tokens, say); an error from it undoes the spend. Each check is
+/// counted in the metrics by method and result.
+pub fn check<T>(
+    app: &App,
+    db: &Db,
+    asker: Asker<'_>,
+    answer: &Answer,
+    now: i64,
+    on_accept: impl FnOnce(&dyn Tx, i64) -> Result<T, Error>,
+) -> Result<Verdict<T>, Error> {
+    let verdict = decide(app, db, asker, answer, now, on_accept);
+    let result = match &verdict {
+        Ok(Verdict::Accepted(_)) => Some(CheckResult::Accepted),
+        Ok(Verdict::Wrong { .. }) => Some(CheckResult::Wrong),
+        Ok(Verdict::Locked(_)) => Some(CheckResult::Locked),
+        Ok(Verdict::NoChallenge | Verdict::NoSecondFactor) => Some(CheckResult::NoChallenge),
+        Err(_) => None,
+    };
+    if let Some(result) = result {
+        METRICS.check(answer.method(), result);
+    }
+    verdict
+}
+
 /// Audits a wrong TOTP code that is the code of a step 2 to 10 steps away: the device's
 /// clock is probably off (the commonest reason codes fail). Still wrong.
 pub(crate) fn suspect_drift(
@@ -317,6 +343,7 @@ pub(crate) fn suspect_drift(
             Some(&format!("{offset:+} s")),
         )?;
         log::info!("audit: clock_drift_suspected account={id} offset={offset:+}s");
+        METRICS.event(Event::ClockDriftSuspected);
     }
     Ok(())
 }
@@ -335,6 +362,7 @@ fn wrong<T>(
         if tx.count_challenge_failure(hash)? >= CHALLENGE_MAX_FAILURES {
             tx.take_challenge(hash)?;
             audit(tx, Some(id), now, "challenge_locked")?;
+            METRICS.event(Event::ChallengeLocked);
             challenge_dead = true;
         }
     }
@@ -360,6 +388,7 @@ pub(crate) fn count_wrong(
     let locked_for = (locked_until > now).then_some(locked_until - now);
     if locked_for.is_some() {
         audit(tx, Some(id), now, "account_locked")?;
+        METRICS.event(Event::AccountLocked);
     }
     Ok(locked_for)
 }

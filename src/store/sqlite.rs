@@ -73,6 +73,7 @@ const PAGE_CACHE_KIB: u32 = 256;
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         // Logged in full here; the client only learns that storage failed.
+        crate::metrics::METRICS.storage_error();
         let unavailable = matches!(
             e.sqlite_error_code(),
             Some(
@@ -388,6 +389,7 @@ impl Db {
         }
         if result.is_ok() && batch.members > 0 {
             self.commits.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::METRICS.batch(batch.members);
         }
         batch.outcome.set(result.clone());
         Some(result)

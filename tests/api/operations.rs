@@ -13,7 +13,7 @@ use crate::common::*;
 const UNIT: &str = include_str!("../../systemd/mfad.service");
 
 /// Whether a tool is on PATH; under `CI=true` a missing one fails the test.
-fn have(tool: &str) -> bool {
+pub(crate) fn have(tool: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()

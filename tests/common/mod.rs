@@ -24,6 +24,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_mfad");
 /// A running mfad; killed on drop.
 pub struct Server {
     pub addr: SocketAddr,
+    /// The metrics listener, when started with `--metrics-listen`.
+    pub metrics: Option<SocketAddr>,
     pub dir: PathBuf,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
@@ -85,18 +87,29 @@ impl Server {
                 sink.lock().unwrap().push(line);
             }
         });
+        let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
+        out.read_line(&mut first).unwrap();
         let addr = first
             .trim()
             .strip_prefix("mfad listening on http://")
             .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
             .parse()
             .unwrap();
+        let metrics = extra.contains(&"--metrics-listen").then(|| {
+            let mut second = String::new();
+            out.read_line(&mut second).unwrap();
+            second
+                .trim()
+                .strip_prefix("mfad metrics on http://")
+                .and_then(|a| a.strip_suffix("/metrics"))
+                .unwrap_or_else(|| panic!("unexpected second line: {second:?}"))
+                .parse()
+                .unwrap()
+        });
         Server {
             addr,
+            metrics,
             dir: dir.to_path_buf(),
             child,
             log,
@@ -121,6 +134,14 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// One scrape of `/metrics` (the server must have been started with
+    /// `--metrics-listen`).
+    pub fn scrape(&self) -> String {
+        let r = request(self.metrics.unwrap(), "GET", "/metrics", &[], None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text()
     }
 
     pub fn pid(&self) -> u32 {
@@ -258,6 +279,34 @@ pub fn raw_request(addr: SocketAddr, raw: &[u8]) -> Resp {
     client::Conn::new(addr, Duration::from_secs(30))
         .request(raw)
         .unwrap()
+}
+
+/// The TCP ports process `pid` listens on (IPv4), from `/proc`: its sockets' inodes,
+/// found in the kernel's table of listening sockets.
+pub fn listening_ports(pid: u32) -> Vec<u16> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: Vec<String> = fds
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
+            if *state != "0A" || !inodes.iter().any(|i| i == inode) {
+                return None;
+            }
+            u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
+        })
+        .collect()
 }
 
 /// Unix time now, as the tests' TOTP codes want it.

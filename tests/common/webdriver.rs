@@ -33,28 +33,6 @@ pub struct Browser {
     profile: tempfile::TempDir,
 }
 
-/// The port a process listens on, from `/proc`: its sockets' inodes, found in the
-/// kernel's table of listening TCP sockets.
-fn listening_port(pid: u32) -> Option<u16> {
-    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()?
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter_map(|l| {
-            let l = l.to_string_lossy().into_owned();
-            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
-        })
-        .collect();
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
-        if *state != "0A" || !inodes.iter().any(|i| i == inode) {
-            return None;
-        }
-        u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
-    })
-}
-
 impl Browser {
     /// Starts chromedriver and a headless Chromium `width` pixels wide, in the dark
     /// colour scheme when `dark`.
@@ -67,7 +45,7 @@ impl Browser {
             .expect("start chromedriver");
         let deadline = Instant::now() + Duration::from_secs(20);
         let port = loop {
-            if let Some(p) = listening_port(driver.id()) {
+            if let Some(&p) = super::listening_ports(driver.id()).first() {
                 break p;
             }
             assert!(Instant::now() < deadline, "chromedriver did not listen");

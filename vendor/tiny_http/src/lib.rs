@@ -108,6 +108,22 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+/// mfad patch: one open connection in `Options::open_connections`, until dropped.
+struct OpenConnection(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenConnection {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> OpenConnection {
+        count.fetch_add(1, Relaxed);
+        OpenConnection(count.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 use client::ClientConnection;
 use connection::Connection;
 use util::MessagesQueue;
@@ -358,7 +374,11 @@ impl Server {
                     Ok(client) => {
                         let messages = inside_messages.clone();
                         let mut client = Some(client);
+                        // mfad patch: the connections open now, for the application's
+                        // metrics; counted until the connection's task ends.
+                        let mut open = Some(OpenConnection::new(&options.open_connections));
                         tasks_pool.spawn(Box::new(move || {
+                            let _open = open.take();
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {

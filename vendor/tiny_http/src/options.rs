@@ -1,6 +1,8 @@
 //! mfad patch: what the application decides about the HTTP layer — its bounds on a
 //! request and the answers the layer writes itself — instead of constants in this crate.
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{Header, StatusCode};
@@ -23,6 +25,9 @@ pub struct Options {
     pub error_headers: Vec<Header>,
     /// The body of such an answer, from its status.
     pub error_body: fn(StatusCode) -> Vec<u8>,
+    /// The connections open now (accepted, not yet closed): the layer counts them here
+    /// for the application to read.
+    pub open_connections: Arc<AtomicUsize>,
 }
 
 fn no_body(_: StatusCode) -> Vec<u8> {
@@ -38,6 +43,7 @@ impl Default for Options {
             socket_timeout: Some(Duration::from_secs(10)),
             error_headers: Vec::new(),
             error_body: no_body,
+            open_connections: Arc::default(),
         }
     }
 }
