@@ -19,6 +19,8 @@ mod hostile;
 mod http_layer;
 #[path = "api/metrics.rs"]
 mod metrics;
+#[path = "api/openapi.rs"]
+mod openapi;
 #[path = "api/operations.rs"]
 mod operations;
 #[path = "api/page.rs"]

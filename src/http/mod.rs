@@ -55,6 +55,7 @@ enum Endpoint {
     PasskeyLogin,
     MfaPasskeyOptions,
     StepUpPasskeyOptions,
+    OpenApi,
 }
 
 /// Where one passkey is (`DELETE …/{id}`).
@@ -62,17 +63,14 @@ const PASSKEY_PREFIX: &str = "/api/v1/me/passkeys/";
 
 /// Every endpoint: its path, what it is, the one method it takes. The position in this
 /// table is the endpoint's route in the metrics.
-const ENDPOINTS: [(&str, Endpoint, &str); 24] = [
+#[rustfmt::skip]
+const ENDPOINTS: [(&str, Endpoint, &str); 25] = [
     ("/healthz", Endpoint::Health, "GET"),
     ("/api/v1/me/mfa/totp/setup", Endpoint::Setup, "POST"),
     ("/api/v1/me/mfa/totp/enable", Endpoint::Enable, "POST"),
     ("/api/v1/me/mfa/totp/disable", Endpoint::Disable, "POST"),
     ("/api/v1/me/mfa/status", Endpoint::Status, "GET"),
-    (
-        "/api/v1/me/mfa/backup-codes/regenerate",
-        Endpoint::Regenerate,
-        "POST",
-    ),
+    ("/api/v1/me/mfa/backup-codes/regenerate", Endpoint::Regenerate, "POST"),
     ("/api/auth", Endpoint::Login, "POST"),
     ("/api/auth/mfa/verify", Endpoint::Verify, "POST"),
     ("/api/auth/refresh", Endpoint::Refresh, "POST"),
@@ -82,45 +80,26 @@ const ENDPOINTS: [(&str, Endpoint, &str); 24] = [
     ("/api/v1/mfa/verify", Endpoint::StepUpVerify, "POST"),
     ("/api/v1/mfa/verification/redeem", Endpoint::Redeem, "POST"),
     ("/.well-known/jwks.json", Endpoint::Jwks, "GET"),
-    (
-        "/.well-known/openid-configuration",
-        Endpoint::OpenIdConfiguration,
-        "GET",
-    ),
-    (
-        "/api/v1/passkey/register/options",
-        Endpoint::PasskeyRegisterOptions,
-        "POST",
-    ),
-    (
-        "/api/v1/passkey/register",
-        Endpoint::PasskeyRegister,
-        "POST",
-    ),
+    ("/.well-known/openid-configuration", Endpoint::OpenIdConfiguration, "GET"),
+    ("/api/v1/passkey/register/options", Endpoint::PasskeyRegisterOptions, "POST"),
+    ("/api/v1/passkey/register", Endpoint::PasskeyRegister, "POST"),
     ("/api/v1/me/passkeys", Endpoint::Passkeys, "GET"),
-    (
-        "/api/auth/passkey/login/options",
-        Endpoint::PasskeyLoginOptions,
-        "POST",
-    ),
+    ("/api/auth/passkey/login/options", Endpoint::PasskeyLoginOptions, "POST"),
     ("/api/auth/passkey/login", Endpoint::PasskeyLogin, "POST"),
-    (
-        "/api/auth/mfa/passkey/options",
-        Endpoint::MfaPasskeyOptions,
-        "POST",
-    ),
-    (
-        "/api/v1/mfa/passkey/options",
-        Endpoint::StepUpPasskeyOptions,
-        "POST",
-    ),
+    ("/api/auth/mfa/passkey/options", Endpoint::MfaPasskeyOptions, "POST"),
+    ("/api/v1/mfa/passkey/options", Endpoint::StepUpPasskeyOptions, "POST"),
+    ("/openapi.json", Endpoint::OpenApi, "GET"),
     // Matched by its prefix (below); the template is its name in the metrics.
-    (
-        "/api/v1/me/passkeys/{id}",
-        Endpoint::PasskeyDelete,
-        "DELETE",
-    ),
+    ("/api/v1/me/passkeys/{id}", Endpoint::PasskeyDelete, "DELETE"),
 ];
+
+/// The OpenAPI 3.1 document of this API (`GET /openapi.json`), checked against every
+/// answer of the integration tests.
+const OPENAPI: page::Asset = page::Asset {
+    content_type: "application/json",
+    bytes: include_bytes!("../../docs/openapi.json"),
+    headers: &[],
+};
 
 /// The metrics route of the page's assets, and of every path that is no endpoint.
 const PAGE_ROUTE: usize = ENDPOINTS.len();
@@ -233,7 +212,7 @@ pub(crate) struct Reply {
     /// Public keys, which caches may keep this many seconds; every other answer is
     /// `no-store`.
     max_age: Option<u32>,
-    /// A file of the page instead of a JSON body.
+    /// An embedded file (the page's, the OpenAPI document) instead of a JSON body.
     asset: Option<page::Asset>,
 }
 
@@ -289,7 +268,7 @@ impl Reply {
         }
     }
 
-    fn page(asset: page::Asset) -> Reply {
+    fn file(asset: page::Asset) -> Reply {
         Reply {
             status: 200,
             asset: Some(asset),
@@ -345,7 +324,7 @@ fn handle(
     }
     if let Some(asset) = page::asset(path) {
         return match rq.method() {
-            Method::Get => Ok(Reply::page(asset)),
+            Method::Get => Ok(Reply::file(asset)),
             _ => Err(Error::MethodNotAllowed("GET")),
         };
     }
@@ -424,6 +403,7 @@ fn handle(
         Endpoint::StepUpPasskeyOptions => {
             json(passkey::stepup_options(app, db, &me(db)?, &body, now))
         }
+        Endpoint::OpenApi => Ok(Reply::file(OPENAPI)),
     }
 }
 
@@ -497,7 +477,7 @@ fn respond(
     }
     if let Some(a) = asset {
         add(&mut response, "Content-Type", a.content_type);
-        for (name, value) in page::HEADERS {
+        for (name, value) in a.headers {
             add(&mut response, name, value);
         }
     }
@@ -616,6 +596,38 @@ pub fn dispatch(app: &App, db: &Db, mut rq: Request) -> (u16, Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_openapi_document_has_exactly_the_routers_endpoints() {
+        let doc: Value = serde_json::from_slice(OPENAPI.bytes).unwrap();
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if !["parameters", "options"].contains(&method.as_str()) {
+                    documented.push((path.clone(), method.to_ascii_uppercase()));
+                }
+            }
+        }
+        let mut routed: Vec<(String, String)> = ENDPOINTS
+            .iter()
+            .map(|(p, _, m)| (p.to_string(), m.to_string()))
+            .chain(["/", "/assets/app.css", "/assets/app.js"].map(|p| {
+                assert!(page::asset(p).is_some(), "{p}");
+                (p.to_string(), "GET".to_string())
+            }))
+            .collect();
+        documented.sort();
+        routed.sort();
+        assert_eq!(documented, routed);
+        // Each /api/ path documents its CORS preflight.
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            assert_eq!(
+                path.starts_with("/api/"),
+                item.get("options").is_some(),
+                "{path}"
+            );
+        }
+    }
 
     #[test]
     fn router_knows_paths_and_methods() {

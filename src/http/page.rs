@@ -8,19 +8,24 @@
 pub(crate) struct Asset {
     pub content_type: &'static str,
     pub bytes: &'static [u8],
+    /// Sent with it, beside the common headers.
+    pub headers: &'static [(&'static str, &'static str)],
 }
 
 const INDEX: Asset = Asset {
     content_type: "text/html; charset=utf-8",
     bytes: include_bytes!("../page/index.html"),
+    headers: &HEADERS,
 };
 const CSS: Asset = Asset {
     content_type: "text/css; charset=utf-8",
     bytes: include_bytes!("../page/app.css"),
+    headers: &HEADERS,
 };
 const JS: Asset = Asset {
     content_type: "text/javascript; charset=utf-8",
     bytes: include_bytes!("../page/app.js"),
+    headers: &HEADERS,
 };
 
 /// The file at `path`, if it is one of the page's.
@@ -34,7 +39,7 @@ pub(crate) fn asset(path: &str) -> Option<Asset> {
 }
 
 /// The headers every file of the page carries, beside `nosniff` and `no-store`.
-pub(crate) const HEADERS: [(&str, &str); 3] = [
+const HEADERS: [(&str, &str); 3] = [
     (
         "Content-Security-Policy",
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod openapi;
 pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Write};
@@ -107,6 +108,9 @@ impl Server {
                 .parse()
                 .unwrap()
         });
+        if let Some(m) = metrics {
+            METRICS_LISTENERS.lock().unwrap().push(m);
+        }
         Server {
             addr,
             metrics,
@@ -212,6 +216,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Some(m) = self.metrics {
+            METRICS_LISTENERS.lock().unwrap().retain(|a| *a != m);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -260,8 +267,9 @@ pub fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, Str
     )
 }
 
-/// One request on a fresh connection.
-pub fn request(
+/// One request on a fresh connection to something that is not mfad's API (the
+/// WebDriver server): not checked against the OpenAPI document.
+pub fn request_unchecked(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -273,6 +281,32 @@ pub fn request(
     let raw = client::request_bytes(method, path, &headers, body.map(str::as_bytes));
     raw_request(addr, &raw)
 }
+
+/// One request on a fresh connection; the answer is checked against
+/// `docs/openapi.json` (a mismatch fails the test).
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
+    let resp = request_unchecked(addr, method, path, headers, body);
+    // The metrics listener speaks no API; every other answer must be the document's.
+    if !is_metrics_listener(addr) {
+        if let Err(e) = openapi::contract().check(method, path, &resp) {
+            panic!("the answer is not what docs/openapi.json says: {e}");
+        }
+    }
+    resp
+}
+
+/// Whether `addr` is a metrics listener a test started (see [`Server::scrape`]).
+fn is_metrics_listener(addr: SocketAddr) -> bool {
+    METRICS_LISTENERS.lock().unwrap().contains(&addr)
+}
+
+static METRICS_LISTENERS: Mutex<Vec<SocketAddr>> = Mutex::new(Vec::new());
 
 /// Sends raw bytes on a fresh connection and reads one response.
 pub fn raw_request(addr: SocketAddr, raw: &[u8]) -> Resp {

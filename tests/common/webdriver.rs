@@ -91,7 +91,7 @@ impl Browser {
             Some(_) => &[("Content-Type", "application/json")],
             None => &[],
         };
-        let r = super::request(self.addr, method, path, headers, text.as_deref());
+        let r = super::request_unchecked(self.addr, method, path, headers, text.as_deref());
         let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
         assert!(
             r.status == 200,
@@ -257,8 +257,13 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         if !self.session.is_empty() {
+            // Best effort, and never a panic in a drop (a panic while the test is
+            // already failing would abort and hide its message): the driver is killed
+            // next anyway.
             let path = format!("/session/{}", self.session);
-            let _ = super::request(self.addr, "DELETE", &path, &[], None);
+            let raw =
+                super::client::request_bytes("DELETE", &path, &[("Connection", "close")], None);
+            let _ = super::client::Conn::new(self.addr, Duration::from_secs(10)).request(&raw);
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
