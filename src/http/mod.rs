@@ -300,12 +300,25 @@ fn preflight(web: &WebPolicy, rq: &Request, path: &str) -> Option<Result<Reply, 
 const NO_BASE_URL: &str =
     "The request has no usable Host header, and no --public-url is set to name mfad's address.";
 
+/// The client of `rq`: the peer, or behind a trusted proxy the address its
+/// `X-Forwarded-For` names (for the throttles, the audit and the access log).
+fn client_ip(web: &WebPolicy, rq: &Request) -> Option<std::net::IpAddr> {
+    let forwarded: Vec<&str> = rq
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("X-Forwarded-For"))
+        .map(|h| h.value.as_str())
+        .collect();
+    web.client_ip(rq.remote_addr().map(|a| a.ip()), &forwarded)
+}
+
 fn handle(
     app: &App,
     db: &Db,
     web: &WebPolicy,
     rq: &mut Request,
     path: &str,
+    ip: Option<std::net::IpAddr>,
 ) -> Result<Reply, Error> {
     // Which of two Authorization headers counts is up to each reader (the first won
     // here); a proxy that checked the other one would be fooled. (Two Host headers are
@@ -334,14 +347,6 @@ fn handle(
         _ => Map::new(),
     };
     let now = crate::unix_now();
-    // Behind a trusted proxy, the client its `X-Forwarded-For` names (throttles).
-    let forwarded: Vec<&str> = rq
-        .headers()
-        .iter()
-        .filter(|h| h.field.equiv("X-Forwarded-For"))
-        .map(|h| h.value.as_str())
-        .collect();
-    let ip = web.client_ip(rq.remote_addr().map(|a| a.ip()), &forwarded);
     let me = |db: &Db| service::authenticate(app, db, header(rq, "Authorization"), now);
     // Refresh and logout may be authenticated by the cookie alone: then a browser page
     // of another site must not be able to use it (API.md, the Origin rule).
@@ -571,8 +576,9 @@ fn answer(
     web: &WebPolicy,
     rq: &mut Request,
     path: &str,
+    ip: Option<std::net::IpAddr>,
 ) -> Result<Reply, Error> {
-    guarded(|| handle(app, db, web, rq, path))
+    guarded(|| handle(app, db, web, rq, path, ip))
 }
 
 /// Runs one request through the whole request-to-response path without a socket (the
@@ -581,7 +587,8 @@ fn answer(
 pub fn dispatch(app: &App, db: &Db, mut rq: Request) -> (u16, Value) {
     let web = WebPolicy::default();
     let path = clean_path(rq.url());
-    let result = answer(app, db, &web, &mut rq, &path);
+    let ip = client_ip(&web, &rq);
+    let result = answer(app, db, &web, &mut rq, &path, ip);
     let body = match &result {
         Ok(r) => r.body.clone().unwrap_or(Value::Null),
         Err(e) => error_body(e),

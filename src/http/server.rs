@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use tiny_http::{Request, Response};
 
 use super::{
-    answer, clean_path, log_safe, metrics_route, respond, route, CommonHeaders, Endpoint,
-    WebPolicy, ROUTE_NAMES,
+    answer, clean_path, client_ip, log_safe, metrics_route, respond, route, CommonHeaders,
+    Endpoint, WebPolicy, ROUTE_NAMES,
 };
 use crate::error::Error;
 use crate::metrics::METRICS;
@@ -37,6 +37,18 @@ struct SlowJob {
     started: Instant,
 }
 
+/// A client address for the access log (`-` when the socket had none).
+struct Client(Option<std::net::IpAddr>);
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 /// Counts one answered request in the metrics.
 fn record(path: &str, status: u16, started: Instant) {
     METRICS.request(metrics_route(path), status, started.elapsed().as_secs_f64());
@@ -45,12 +57,14 @@ fn record(path: &str, status: u16, started: Instant) {
 /// Handles one request and writes the access line.
 fn serve_one(shared: &Shared, mut rq: Request, path: &str, started: Instant) {
     let method = log_safe(rq.method().as_str());
-    let result = answer(&shared.app, &shared.db, &shared.web, &mut rq, path);
+    let ip = client_ip(&shared.web, &rq);
+    let result = answer(&shared.app, &shared.db, &shared.web, &mut rq, path, ip);
     let status = respond(rq, &shared.common, &shared.web, &result);
     record(path, status, started);
     log::info!(
         target: crate::log::ACCESS,
-        "{method} {path} {status} {:.1}ms",
+        "{} {method} {path} {status} {:.1}ms",
+        Client(ip),
         started.elapsed().as_secs_f64() * 1000.0
     );
 }

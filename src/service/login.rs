@@ -172,7 +172,16 @@ pub fn login(
     let account = match (account, has_password, check) {
         (Some(a), true, PasswordCheck::Right | PasswordCheck::RightButWeak) => a,
         (account, ..) => {
-            db.write(|tx| audit(tx, account.map(|a| a.id), now, "login_failed"))?;
+            // The client's address (behind a trusted proxy, the one it forwarded): who
+            // is guessing, for the operator reading `mfad audit`.
+            let from = ip.map(|ip| format!("from {ip}"));
+            let id = account.map(|a| a.id);
+            db.write(|tx| tx.audit(id, now, "login_failed", from.as_deref()))?;
+            log::info!(
+                "audit: login_failed account={} {}",
+                id.map_or("-".to_string(), |id| id.to_string()),
+                from.as_deref().unwrap_or("from -")
+            );
             METRICS.event(Event::PasswordLoginFailure);
             return Err(Error::Unauthenticated(INVALID_CREDENTIALS));
         }

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use jsonwebtoken::{Algorithm, EncodingKey};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::*;
 use crate::{
@@ -400,4 +400,27 @@ fn the_login_throttle_counts_forwarded_clients_only_behind_a_trusted_proxy() {
         429,
         "what a client writes to the left of the proxy's entry is its own word"
     );
+
+    // The access log and the audit name the same client as the throttle.
+    assert!(proxied.log_has("198.51.100.2 POST /api/auth 401"));
+    assert!(direct.log_has("127.0.0.1 POST /api/auth 401"));
+    assert!(!direct.log().iter().any(|l| l.contains("198.51.100.")));
+    let (ok, trail, _) = proxied.cli(&["audit", "--json"], None);
+    assert!(ok);
+    let from: Vec<String> = trail
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "login_failed")
+        .map(|e| e["detail"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        from,
+        ["from 198.51.100.1"; 5]
+            .into_iter()
+            .chain(["from 198.51.100.2"])
+            .collect::<Vec<_>>()
+    );
+    let (_, direct_trail, _) = direct.cli(&["audit"], None);
+    assert!(direct_trail.contains("from 127.0.0.1"), "{direct_trail}");
+    assert!(!direct_trail.contains("198.51.100."), "{direct_trail}");
 }
