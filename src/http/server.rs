@@ -1,6 +1,7 @@
 //! The running server: the listening socket and the vendored HTTP layer's options, the
-//! worker threads, the password lane, and the shutdown that drains them. Each request is
-//! answered by `mod.rs` ([`answer`], [`respond`]).
+//! worker threads, the password lane, the shutdown that drains them, and the metrics
+//! listener apart. Each request is answered by `mod.rs` ([`answer`], [`respond`]) and
+//! counted in the metrics here.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -407,6 +408,8 @@ pub fn start_metrics(
             while !stop.load(Ordering::SeqCst) {
                 match srv.recv() {
                     Ok(rq) => answer_scrape(rq, &open),
+                    // `unblock()` at shutdown.
+                    Err(_) if stop.load(Ordering::SeqCst) => break,
                     Err(e) => log::warn!("receiving a metrics request failed: {e}"),
                 }
             }
