@@ -111,7 +111,7 @@ const REFRESH_REUSE: Family = Family(
 const FAMILIES: [Family; 6] = [LOGINS, THROTTLED, REPLAYS, LOCKS, DRIFT, REFRESH_REUSE];
 
 /// The second factors the one rule checks, and what became of a check.
-pub const METHODS: [&str; 4] = ["totp", "backup_code", "passkey", "unreadable"];
+const METHODS: [&str; 4] = ["totp", "backup_code", "passkey", "unreadable"];
 const CHECK_RESULTS: [&str; 4] = ["accepted", "wrong", "locked", "no_challenge"];
 
 /// What became of one second-factor check.
@@ -177,11 +177,11 @@ impl<const B: usize> Histogram<B> {
 /// Every number of the process (see [`METRICS`]).
 pub struct Metrics {
     requests: [[AtomicU64; STATUS_NAMES.len()]; ROUTES],
-    latency: [Histogram<14>; ROUTES],
+    latency: [Histogram<{ LATENCY_BOUNDS.len() }>; ROUTES],
     events: [AtomicU64; EVENTS.len()],
     checks: [[AtomicU64; CHECK_RESULTS.len()]; METHODS.len()],
     storage_errors: AtomicU64,
-    batches: Histogram<6>,
+    batches: Histogram<{ BATCH_BOUNDS.len() }>,
 }
 
 impl Default for Metrics {
