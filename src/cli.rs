@@ -200,7 +200,7 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
                  The key is not in it: keep mfad.key (or its systemd credential) backed up \
                  apart. To restore: stop mfad, put the file in the data directory as mfad.db \
                  (remove mfad.db-wal and mfad.db-shm there), start mfad with the same key.\n",
-                db.path().display(),
+                db.shown(),
                 to.display()
             ))
         }

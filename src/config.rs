@@ -66,6 +66,25 @@ pub enum ExternalAlgorithm {
     EdDsa,
 }
 
+/// The database `--database` names.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// `sqlite:PATH`: an SQLite file elsewhere than the data directory.
+    Sqlite(PathBuf),
+    /// `postgres://…` (or `postgresql://…`), shared by every node.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
+            // The URL may carry a password.
+            Database::Postgres(_) => f.write_str("Postgres(..)"),
+        }
+    }
+}
+
 /// Every setting of mfad.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -86,6 +105,8 @@ pub struct Config {
     pub jwt_external_issuer: Option<String>,
     pub login_rate: u32,
     pub durability: Durability,
+    /// Where the data is; `None`: `mfad.db` in the data directory.
+    pub database: Option<Database>,
     pub log_level: log::LevelFilter,
     /// Set by `--password-stdin`: read the password from standard input, no prompt.
     pub password_stdin: bool,
@@ -165,6 +186,9 @@ OPTIONS (each also an environment variable; a flag wins over the variable):
     --jwt-external-issuer N  MFAD_JWT_EXTERNAL_ISSUER  required `iss` of external tokens
     --login-rate N           MFAD_LOGIN_RATE     failed logins per client address and
                                                  minute before 429; 0 turns it off [5]
+    --database URL           MFAD_DATABASE_URL   sqlite:PATH, or postgres://USER@HOST/DB for
+                                                 several nodes (a password only in the
+                                                 variable) [DIR/mfad.db]
     --durability MODE        MFAD_DURABILITY     normal (a power cut may lose the last
                                                  commits) or full (sync every commit) [normal]
     --log-level LEVEL        MFAD_LOG_LEVEL      error, warn, info or debug [info]
@@ -247,6 +271,7 @@ impl Config {
             jwt_external_issuer: None,
             login_rate: 5,
             durability: Durability::Normal,
+            database: None,
             log_level: log::LevelFilter::Info,
             password_stdin: false,
             init: false,
@@ -402,6 +427,33 @@ impl Config {
                     .parse()
                     .map_err(|_| bad(shown, value, "a whole number (0 turns it off)"))?
             }
+            "database" => {
+                self.database = Some(if let Some(path) = value.strip_prefix("sqlite:") {
+                    Database::Sqlite(nonempty_path(path, shown)?)
+                } else if value.starts_with("postgres://") || value.starts_with("postgresql://")
+                {
+                    // A flag shows in `ps`: its URL must not carry the password.
+                    let userinfo = value
+                        .split_once("://")
+                        .and_then(|(_, rest)| rest.split_once('@'))
+                        .map(|(userinfo, _)| userinfo)
+                        .filter(|u| !u.contains('/'));
+                    if shown.starts_with("--") && userinfo.is_some_and(|u| u.contains(':')) {
+                        return Err(ConfigError(format!(
+                            "{shown}: the URL carries a password, which every user of this \
+                             machine can read in the process list; put the URL in \
+                             MFAD_DATABASE_URL (for systemd, an EnvironmentFile= of mode 0600) \
+                             instead"
+                        )));
+                    }
+                    Database::Postgres(value.to_string())
+                } else {
+                    // Not echoed: a mistyped URL may still hold a password.
+                    return Err(ConfigError(format!(
+                        "{shown}: expected sqlite:PATH or postgres://USER@HOST/DATABASE"
+                    )));
+                });
+            }
             "durability" => {
                 self.durability = match value {
                     "normal" => Durability::Normal,
@@ -525,7 +577,8 @@ impl Config {
 }
 
 /// Settings that are both a flag (`--name`) and an environment variable.
-const SETTINGS: [(&str, &str); 23] = [
+const SETTINGS: [(&str, &str); 24] = [
+    ("database", "MFAD_DATABASE_URL"),
     ("metrics-listen", "MFAD_METRICS_LISTEN"),
     ("audit-retention", "MFAD_AUDIT_RETENTION"),
     ("trusted-proxy", "MFAD_TRUSTED_PROXIES"),

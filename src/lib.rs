@@ -160,10 +160,20 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
     let dir = &config.data_dir;
     ensure_data_dir(dir)?;
     let (path, create_if_missing, credential) = key_path(config);
-    let db_path = dir.join("mfad.db");
-    check_database_is_there(config, &db_path, &path, create_if_missing)?;
+    let postgres = match &config.database {
+        Some(config::Database::Postgres(url)) => Some(url.as_str()),
+        _ => None,
+    };
+    let db_path = match &config.database {
+        Some(config::Database::Sqlite(p)) => p.clone(),
+        _ => dir.join("mfad.db"),
+    };
+    let key_existed = path.exists();
+    if postgres.is_none() {
+        check_database_is_there(config, &db_path, &path, create_if_missing)?;
+    }
     if create_if_missing && !path.exists() {
-        if db_path.exists() {
+        if postgres.is_none() && db_path.exists() {
             return Err(format!(
                 "key file {} is missing but database {} exists: without its key the database \
                  is useless; restore the key from a backup (mfad will not make a new one)",
@@ -177,13 +187,17 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
     let keys = Keys::derive(&master).map_err(|e| e.to_string());
     crypto::wipe(&mut master);
     let keys = keys?;
-    let db = Db::open(&db_path, config.durability).map_err(|e| e.to_string())?;
+    let db = match postgres {
+        Some(url) => Db::connect_postgres(url),
+        None => Db::open(&db_path, config.durability),
+    }
+    .map_err(|e| e.to_string())?;
     // Once per start, before anything is written: a damaged file is reported, not served
     // (and not made worse).
     db.integrity_check().map_err(|e| {
         format!(
             "database {} failed its integrity check ({e}); restore it from a backup",
-            db_path.display()
+            db.shown()
         )
     })?;
     let check = keys.key_check();
@@ -196,7 +210,20 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
             return Err(format!(
                 "key file {} is not the key of database {}: was it replaced? Restore the right one",
                 path.display(),
-                db_path.display()
+                db.shown()
+            ))
+        }
+        // An empty PostgreSQL database beside a key of the data directory is what the
+        // missing mfad.db is for SQLite (see check_database_is_there): a database lost,
+        // or the wrong one named, unless --init says to start over.
+        None if postgres.is_some() && key_existed && create_if_missing && !config.init => {
+            return Err(format!(
+                "database {} is empty but key file {} exists: the accounts it held are not \
+                 there. Name the database they are in (or move them there with mfad \
+                 migrate); to start over with an empty database on purpose, run once with \
+                 --init",
+                db.shown(),
+                path.display()
             ))
         }
         None => db

@@ -52,8 +52,12 @@ pub(crate) fn inproc(opts: &Opts) -> Res<InprocOut> {
     };
     let secs = opts.secs.min(2.0);
     let max_calls = 2_000_000usize;
-    let db =
-        Db::open(inst.db.path(), mfad::config::Durability::Normal).map_err(|e| e.to_string())?;
+    let path = inst
+        .db
+        .sqlite()
+        .map(|s| s.path().to_path_buf())
+        .ok_or("the in-process figures are of the SQLite engine")?;
+    let db = Db::open(&path, mfad::config::Durability::Normal).map_err(|e| e.to_string())?;
     let (id, sealed, secret) = new_account(&db, 0)?;
     // The clock starts now and moves CLOCK_STRIDE steps per call, so that every call's
     // step is fresh and accepted.
@@ -91,7 +95,10 @@ pub(crate) fn inproc(opts: &Opts) -> Res<InprocOut> {
     }
     // The same write without the checkpoint that SQLite runs inside every ~1000th
     // page's commit: what moving checkpoints off the request path would save.
-    let set_autocheckpoint = |db: &Db, pages: u32| db.set_autocheckpoint(pages).map_err(db_err);
+    let set_autocheckpoint = |db: &Db, pages: u32| match db.sqlite() {
+        Some(s) => s.set_autocheckpoint(pages).map_err(db_err),
+        None => Ok(()),
+    };
     set_autocheckpoint(&db, 0)?;
     for _ in 0..opts.runs {
         let mut sum = Duration::ZERO;

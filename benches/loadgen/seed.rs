@@ -46,7 +46,8 @@ impl Seeder {
     /// A connection of the bench's own to the same file, for the reports that look
     /// under mfad's storage API (the SQL here is the bench's, not mfad's).
     fn raw(&self) -> Result<rusqlite::Connection, String> {
-        rusqlite::Connection::open(self.db.path()).map_err(|e| e.to_string())
+        let sqlite = self.db.sqlite().ok_or("the seeding reports read SQLite")?;
+        rusqlite::Connection::open(sqlite.path()).map_err(|e| e.to_string())
     }
 
     /// How many of each audit event the database holds.

@@ -5,16 +5,100 @@
 //! engine (PostgreSQL) is a second implementation of `Tx` and of `Db`'s few methods,
 //! not a rewrite of `service`.
 //!
-//! The engine today is SQLite: `sqlite.rs` opens the file, applies `schema.sql` and runs
-//! the group commit; `queries.rs` holds the SQL; `janitor.rs` checkpoints the WAL and
-//! purges expired rows off the request path.
+//! Two engines: SQLite, the default (`sqlite.rs` opens the file, applies `schema.sql`
+//! and runs the group commit; `queries.rs` holds its SQL), and PostgreSQL for more than
+//! one node (`postgres.rs`: a pool, `schema.pg.sql`, its SQL). `janitor.rs` checkpoints
+//! SQLite's WAL and purges expired rows off the request path.
 
 mod janitor;
+mod postgres;
 mod queries;
 mod sqlite;
 
+use std::path::Path;
+
 pub use janitor::Janitor;
-pub use sqlite::{Db, OpenError, MAX_BATCH, SCHEMA_VERSION};
+pub use postgres::PgDb;
+pub use sqlite::{OpenError, SqliteDb, MAX_BATCH, SCHEMA_VERSION};
+
+/// The database: the embedded SQLite file, or a PostgreSQL server shared by nodes.
+pub enum Db {
+    Sqlite(SqliteDb),
+    Postgres(PgDb),
+}
+
+impl Db {
+    /// Opens (creating) the SQLite database at `path`.
+    pub fn open(path: &Path, durability: crate::config::Durability) -> Result<Db, OpenError> {
+        SqliteDb::open(path, durability).map(Db::Sqlite)
+    }
+
+    /// Connects to the PostgreSQL database at `url`, creating its schema when empty.
+    pub fn connect_postgres(url: &str) -> Result<Db, OpenError> {
+        PgDb::connect(url).map(Db::Postgres)
+    }
+
+    /// Runs `f` on the database outside a transaction (each statement is its own).
+    pub fn read<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T, Error>) -> Result<T, Error> {
+        match self {
+            Db::Sqlite(db) => db.read(f),
+            Db::Postgres(db) => db.read(f),
+        }
+    }
+
+    /// Runs `f` in a transaction and returns once it is committed; an error from `f`
+    /// rolls back everything `f` did.
+    pub fn write<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T, Error>) -> Result<T, Error> {
+        match self {
+            Db::Sqlite(db) => db.write(f),
+            Db::Postgres(db) => db.write(f),
+        }
+    }
+
+    /// The SQLite engine, for what only it has (checkpoints, backups, the file).
+    pub fn sqlite(&self) -> Option<&SqliteDb> {
+        match self {
+            Db::Sqlite(db) => Some(db),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    /// Where the database is, for messages (a PostgreSQL URL without its password).
+    pub fn shown(&self) -> String {
+        match self {
+            Db::Sqlite(db) => db.path().display().to_string(),
+            Db::Postgres(db) => db.shown().to_string(),
+        }
+    }
+
+    /// The health check: the database answers a query.
+    pub(crate) fn ping(&self) -> Result<(), Error> {
+        match self {
+            Db::Sqlite(db) => db.ping(),
+            Db::Postgres(db) => db.ping(),
+        }
+    }
+
+    /// SQLite's `integrity_check` (PostgreSQL checks its own pages).
+    pub fn integrity_check(&self) -> Result<(), String> {
+        match self {
+            Db::Sqlite(db) => db.integrity_check(),
+            Db::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// A consistent copy in a new file (SQLite); PostgreSQL has its own tools.
+    pub fn backup_to(&self, target: &Path) -> Result<u64, String> {
+        match self {
+            Db::Sqlite(db) => db.backup_to(target),
+            Db::Postgres(db) => Err(format!(
+                "the database is PostgreSQL ({}): back it up with pg_dump (or your \
+                 server's backups); mfad backup copies SQLite databases",
+                db.shown()
+            )),
+        }
+    }
+}
 
 use crate::auth::Login;
 use crate::error::Error;

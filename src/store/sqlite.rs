@@ -1,12 +1,12 @@
 //! The SQLite engine: opening the file (WAL, foreign keys, busy timeout, `schema.sql`
 //! versioned by `PRAGMA user_version`) and running transactions with group commit;
 //! the queries themselves are in `queries.rs`. The server's
-//! workers share one [`Db`]: one connection behind a mutex. Its page cache then stays
+//! workers share one [`SqliteDb`]: one connection behind a mutex. Its page cache then stays
 //! valid from one request to the next (with a connection per worker, every commit made
 //! SQLite drop the other connections' caches and read the pages again), writers queue on
 //! the mutex instead of sleeping in SQLite's busy handler, and every hold of the mutex is
 //! a few microseconds: nothing slow (PBKDF2, rendering) runs inside one. Writes go
-//! through [`Db::write`], one transaction each.
+//! through [`SqliteDb::write`], one transaction each.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -109,14 +109,14 @@ impl From<rusqlite::Error> for Error {
 /// theirs was acknowledged. A reader never sees a batch that is not committed: it
 /// commits the open batch (whose writers have all finished) before it reads.
 ///
-/// The mutex is not reentrant: a closure given to [`Db::read`] or [`Db::write`] must not
-/// use the `Db` again (it gets the connection for that).
-pub struct Db {
+/// The mutex is not reentrant: a closure given to [`SqliteDb::read`] or [`SqliteDb::write`] must not
+/// use the `SqliteDb` again (it gets the connection for that).
+pub struct SqliteDb {
     state: Mutex<State>,
     /// Writers waiting for `state`: while there are any, a finished writer leaves the
     /// transaction open for them instead of committing.
     writers_waiting: AtomicUsize,
-    /// Transactions committed through [`Db::write`], for the janitor to see activity.
+    /// Transactions committed through [`SqliteDb::write`], for the janitor to see activity.
     commits: AtomicU64,
     /// Where the file is, and how it was opened: the janitor opens its own connection.
     path: PathBuf,
@@ -186,9 +186,9 @@ fn open_error(path: &Path, e: impl std::fmt::Display) -> OpenError {
     OpenError(format!("cannot use database {}: {e}{hint}", path.display()))
 }
 
-impl Db {
+impl SqliteDb {
     /// Opens the database, creating it and applying the schema if needed.
-    pub fn open(path: &Path, durability: Durability) -> Result<Db, OpenError> {
+    pub fn open(path: &Path, durability: Durability) -> Result<SqliteDb, OpenError> {
         let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| open_error(path, e))?;
@@ -224,7 +224,7 @@ impl Db {
         // the load generator showed no throughput difference at 256 KiB.
         conn.execute_batch(&format!("PRAGMA cache_size = -{PAGE_CACHE_KIB}"))
             .map_err(|e| open_error(path, e))?;
-        let db = Db {
+        let db = SqliteDb {
             state: Mutex::new(State { conn, batch: None }),
             writers_waiting: AtomicUsize::new(0),
             commits: AtomicU64::new(0),
@@ -354,12 +354,12 @@ impl Db {
     }
 
     /// Opens another connection to the same file (for the janitor's checkpoints).
-    pub(super) fn reopen(&self) -> Result<Db, OpenError> {
-        Db::open(&self.path, self.durability)
+    pub(super) fn reopen(&self) -> Result<SqliteDb, OpenError> {
+        SqliteDb::open(&self.path, self.durability)
     }
 
     /// Runs `f` in a transaction and returns once that is committed; an error from `f`
-    /// rolls back everything `f` did (and nothing else). See [`Db`] on group commit.
+    /// rolls back everything `f` did (and nothing else). See [`SqliteDb`] on group commit.
     pub fn write<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T, Error>) -> Result<T, Error> {
         self.write_conn(|conn| f(&SqliteTx { conn }))
     }
@@ -395,7 +395,7 @@ impl Db {
         Some(result)
     }
 
-    /// How many transactions [`Db::write`] has committed.
+    /// How many transactions [`SqliteDb::write`] has committed.
     pub(crate) fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
@@ -430,13 +430,13 @@ impl Db {
 /// without [`Member::leave`] (its closure panicked) it rolls them back, and still
 /// commits the batch for the others if nobody else will.
 struct Member<'a> {
-    db: &'a Db,
+    db: &'a SqliteDb,
     state: &'a mut State,
     left: bool,
 }
 
 impl<'a> Member<'a> {
-    fn join(db: &'a Db, state: &'a mut State) -> Result<Member<'a>, Error> {
+    fn join(db: &'a SqliteDb, state: &'a mut State) -> Result<Member<'a>, Error> {
         if state.batch.is_none() {
             exec(&state.conn, "BEGIN IMMEDIATE")?;
             state.batch = Some(Batch {
@@ -522,7 +522,7 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
-impl Db {
+impl SqliteDb {
     /// Commits the batch unless another writer is queued to join it and it has room.
     fn close_if_last(&self, state: &mut State) -> Option<Result<(), Error>> {
         let members = state.batch.as_ref().map_or(0, |b| b.members);
@@ -538,7 +538,7 @@ mod tests {
     use super::*;
     use crate::store::{Account, Totp};
 
-    impl Db {
+    impl SqliteDb {
         /// The bare connection, for tests that look under the API.
         fn raw<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
             f(&self.conn().conn)
@@ -546,7 +546,7 @@ mod tests {
     }
 
     /// A database with one account whose TOTP setup is pending (secret `b"s"`).
-    fn account_with_pending_secret() -> (tempfile::TempDir, Db, i64) {
+    fn account_with_pending_secret() -> (tempfile::TempDir, SqliteDb, i64) {
         let (d, db) = db();
         let id = db
             .write(|tx| tx.create_account("a@b.c", None, 1))
@@ -556,9 +556,9 @@ mod tests {
         (d, db, id)
     }
 
-    fn db() -> (tempfile::TempDir, Db) {
+    fn db() -> (tempfile::TempDir, SqliteDb) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db"), Durability::Normal).unwrap();
+        let db = SqliteDb::open(&dir.path().join("t.db"), Durability::Normal).unwrap();
         (dir, db)
     }
 
@@ -571,7 +571,7 @@ mod tests {
         assert_eq!(v, SCHEMA_VERSION);
         drop(db);
         // Opening again must not re-run CREATE TABLE (which would fail).
-        Db::open(&dir.path().join("t.db"), Durability::Full).unwrap();
+        SqliteDb::open(&dir.path().join("t.db"), Durability::Full).unwrap();
     }
 
     /// A database as an earlier release left it: its `schema.sql`, then `rows` (which
@@ -599,7 +599,7 @@ mod tests {
                  VALUES (x'02', 1, x'aa', 2592100);",
         );
         let before = crate::unix_now();
-        let db = Db::open(&path, Durability::Normal).unwrap();
+        let db = SqliteDb::open(&path, Durability::Normal).unwrap();
         let row = db.raw(|c| {
             c.query_row(
                 "SELECT sign_in, auth_time FROM refresh_tokens WHERE token_hash = x'02'",
@@ -617,7 +617,7 @@ mod tests {
     }
 
     /// Every table, column and index of a database, as SQLite describes them.
-    fn shape(db: &Db) -> Vec<String> {
+    fn shape(db: &SqliteDb) -> Vec<String> {
         db.raw(|c| {
             let mut out = Vec::new();
             let mut objects = c
@@ -664,7 +664,7 @@ mod tests {
             "PRAGMA user_version = 3;
              INSERT INTO accounts (email, created_at) VALUES ('old@example.com', 7);",
         );
-        let db = Db::open(&path, Durability::Normal).unwrap();
+        let db = SqliteDb::open(&path, Durability::Normal).unwrap();
         let (_d, fresh) = super::tests::db();
         assert_eq!(shape(&db), shape(&fresh));
         let a = db
@@ -681,7 +681,7 @@ mod tests {
             include_str!("../../tests/fixtures/schema-v1.sql"),
             "PRAGMA user_version = 1;",
         );
-        let db = Db::open(&path, Durability::Normal).unwrap();
+        let db = SqliteDb::open(&path, Durability::Normal).unwrap();
         assert_eq!(shape(&db), shape(&fresh));
     }
 
@@ -699,7 +699,7 @@ mod tests {
              INSERT INTO mfa_challenges (token_hash, account_id, expires_at)
                  VALUES (x'01', 1, 99);",
         );
-        let db = Db::open(&path, Durability::Normal).unwrap();
+        let db = SqliteDb::open(&path, Durability::Normal).unwrap();
         let v: i64 = db
             .raw(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
             .unwrap();
@@ -731,7 +731,7 @@ mod tests {
         db.raw(|c| c.execute_batch("PRAGMA user_version = 99"))
             .unwrap();
         drop(db);
-        let e = Db::open(&dir.path().join("t.db"), Durability::Normal)
+        let e = SqliteDb::open(&dir.path().join("t.db"), Durability::Normal)
             .err()
             .unwrap();
         assert!(e.0.contains("newer"), "{e}");
@@ -802,7 +802,7 @@ mod tests {
         assert_eq!(db.read(|tx| tx.account_by_email("a@b.c")).unwrap(), None);
     }
 
-    fn meta_names(db: &Db) -> Vec<String> {
+    fn meta_names(db: &SqliteDb) -> Vec<String> {
         db.raw(|c| {
             c.prepare("SELECT name FROM meta ORDER BY name")?
                 .query_map([], |r| r.get(0))?
