@@ -502,7 +502,11 @@ impl Tokens {
         } else {
             let name = claims.sub.clone().or_else(|| claims.username.clone());
             match name {
-                Some(n) if !n.is_empty() && n.len() <= 512 => Subject::External(n),
+                // No NUL: PostgreSQL's text cannot hold one, and the account must be the
+                // same on either engine.
+                Some(n) if !n.is_empty() && n.len() <= 512 && !n.contains('\0') => {
+                    Subject::External(n)
+                }
                 _ => return Err(TokenError::Invalid),
             }
         };

@@ -430,8 +430,7 @@ impl Config {
             "database" => {
                 self.database = Some(if let Some(path) = value.strip_prefix("sqlite:") {
                     Database::Sqlite(nonempty_path(path, shown)?)
-                } else if value.starts_with("postgres://") || value.starts_with("postgresql://")
-                {
+                } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
                     // A flag shows in `ps`: its URL must not carry the password.
                     let userinfo = value
                         .split_once("://")

@@ -172,7 +172,26 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
     if postgres.is_none() {
         check_database_is_there(config, &db_path, &path, create_if_missing)?;
     }
+    // A server that cannot be reached must not leave a new key behind: the next start
+    // would find a key beside an empty database and refuse it.
+    let pg = postgres
+        .map(|url| Db::connect_postgres(url).map_err(|e| e.to_string()))
+        .transpose()?;
     if create_if_missing && !path.exists() {
+        if let Some(db) = &pg {
+            let owned = db
+                .read(|tx| tx.meta("key_check"))
+                .map_err(|_| "cannot read the database (see the log above)".to_string())?;
+            if owned.is_some() {
+                return Err(format!(
+                    "database {} already holds an mfad instance, and key file {} is missing: \
+                     every node needs the same key; copy mfad.key from a node that serves this \
+                     database (mfad will not make a new one)",
+                    db.shown(),
+                    path.display()
+                ));
+            }
+        }
         if postgres.is_none() && db_path.exists() {
             return Err(format!(
                 "key file {} is missing but database {} exists: without its key the database \
@@ -187,11 +206,10 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
     let keys = Keys::derive(&master).map_err(|e| e.to_string());
     crypto::wipe(&mut master);
     let keys = keys?;
-    let db = match postgres {
-        Some(url) => Db::connect_postgres(url),
-        None => Db::open(&db_path, config.durability),
-    }
-    .map_err(|e| e.to_string())?;
+    let db = match pg {
+        Some(db) => db,
+        None => Db::open(&db_path, config.durability).map_err(|e| e.to_string())?,
+    };
     // Once per start, before anything is written: a damaged file is reported, not served
     // (and not made worse).
     db.integrity_check().map_err(|e| {

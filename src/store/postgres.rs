@@ -48,6 +48,11 @@ impl From<postgres::Error> for Error {
                 code.starts_with("08") || code.starts_with("53") || code.starts_with("57")
             }
         };
+        // The cause of a connection error is in its source (refused, timed out, …).
+        let e = match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        };
         if unavailable {
             log::error!("storage unavailable: PostgreSQL: {e}");
             Error::Unavailable
@@ -114,9 +119,8 @@ impl PgDb {
     pub fn connect(url: &str) -> Result<PgDb, OpenError> {
         let shown = redact(url);
         let named = shown.clone();
-        let fail = |e: &dyn std::fmt::Display| {
-            OpenError(format!("cannot use database {named}: {e}"))
-        };
+        let fail =
+            |e: &dyn std::fmt::Display| OpenError(format!("cannot use database {named}: {e}"));
         let mut config: postgres::Config = url.parse().map_err(|e| fail(&e))?;
         if matches!(config.get_ssl_mode(), postgres::config::SslMode::Require) {
             return Err(fail(
@@ -138,11 +142,10 @@ impl PgDb {
             }),
             freed: Condvar::new(),
         };
-        let mut taken = db.take().map_err(|_| fail(&"cannot connect (see the log above)"))?;
-        let conn = taken
-            .conn
-            .as_mut()
-            .ok_or_else(|| fail(&"no connection"))?;
+        let mut taken = db
+            .take()
+            .map_err(|_| fail(&"cannot connect (see the log above)"))?;
+        let conn = taken.conn.as_mut().ok_or_else(|| fail(&"no connection"))?;
         migrate(&mut conn.client).map_err(|e| fail(&e))?;
         drop(taken);
         Ok(db)
@@ -230,6 +233,8 @@ impl PgDb {
         match out {
             Ok(v) => {
                 t.commit()?;
+                // Each transaction is its own COMMIT here: a batch of one writer.
+                crate::metrics::METRICS.batch(1);
                 Ok(v)
             }
             Err(e) => {
@@ -414,6 +419,11 @@ impl<C: GenericClient> Tx for PgTx<'_, C> {
 
     fn account_by_email(&self, email: &str) -> Result<Option<Account>, Error> {
         const SQL: &str = select_account!(" WHERE email = $1");
+        // PostgreSQL's text holds no NUL, so no account has one (SQLite's could not
+        // either: every email stored was checked).
+        if email.contains('\0') {
+            return Ok(None);
+        }
         self.opt(SQL, &[&normalize_email(email)])?
             .as_ref()
             .map(account)
@@ -422,7 +432,13 @@ impl<C: GenericClient> Tx for PgTx<'_, C> {
 
     fn account_by_subject(&self, subject: &str) -> Result<Option<Account>, Error> {
         const SQL: &str = select_account!(" WHERE external_subject = $1");
-        self.opt(SQL, &[&subject])?.as_ref().map(account).transpose()
+        if subject.contains('\0') {
+            return Ok(None);
+        }
+        self.opt(SQL, &[&subject])?
+            .as_ref()
+            .map(account)
+            .transpose()
     }
 
     fn create_account(

@@ -35,6 +35,9 @@ fn remove_db(dir: &std::path::Path) {
 
 #[test]
 fn a_key_beside_no_usable_database_stops_every_command() {
+    if sqlite_only("a missing, empty or foreign database file") {
+        return;
+    }
     type Damage = fn(&std::path::Path);
     let cases: [(&str, Damage, &str); 4] = [
         (
@@ -217,14 +220,7 @@ fn a_refresh_never_moves_the_end_of_its_login() {
         assert_eq!(r.status, 200, "{}", r.text());
         rt = r.json()["refresh_token"].as_str().unwrap().to_string();
     }
-    let db = rusqlite::Connection::open(s.dir.join("mfad.db")).unwrap();
-    let ends: Vec<i64> = db
-        .prepare("SELECT DISTINCT expires_at FROM refresh_tokens")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let ends = select_i64s(&s.dir, "SELECT DISTINCT expires_at FROM refresh_tokens");
     assert_eq!(
         ends.len(),
         1,

@@ -72,6 +72,7 @@ impl Server {
             ])
             .arg(dir)
             .args(extra)
+            .envs(database_env(dir))
             .env_remove("STATE_DIRECTORY")
             .env_remove("CREDENTIALS_DIRECTORY")
             .stdout(Stdio::piped())
@@ -224,6 +225,103 @@ impl Drop for Server {
     }
 }
 
+/// The PostgreSQL server the suite runs against (`MFAD_TEST_DATABASE_URL`, a URL of
+/// a database the tests may create databases from), if any; otherwise SQLite.
+pub fn postgres_base() -> Option<String> {
+    std::env::var("MFAD_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// Whether this run is the PostgreSQL one.
+pub fn on_postgres() -> bool {
+    postgres_base().is_some()
+}
+
+/// For a test of what only SQLite has (its file, its faults, its backups): says so and
+/// tells the caller to return, on the PostgreSQL run.
+pub fn sqlite_only(what: &str) -> bool {
+    if on_postgres() {
+        eprintln!("SKIPPED on PostgreSQL: {what} is SQLite's");
+        return true;
+    }
+    false
+}
+
+/// The environment that points mfad at the database of data directory `dir`: on the
+/// PostgreSQL run, a new database the first time `dir` is seen (and the same one after,
+/// for restarts and admin commands); nothing on the SQLite run.
+fn database_env(dir: &Path) -> Vec<(&'static str, String)> {
+    static DATABASES: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let Some(base) = postgres_base() else {
+        return Vec::new();
+    };
+    let mut known = DATABASES.lock().unwrap();
+    if let Some((_, url)) = known.iter().find(|(d, _)| d == dir) {
+        return vec![("MFAD_DATABASE_URL", url.clone())];
+    }
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("mfad_test_{}_{n}", std::process::id());
+    let mut admin = postgres::Client::connect(&base, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("MFAD_TEST_DATABASE_URL: cannot connect: {e}"));
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (server, _) = base.rsplit_once('/').expect("a URL that names a database");
+    let url = format!("{server}/{name}");
+    known.push((dir.to_path_buf(), url.clone()));
+    vec![("MFAD_DATABASE_URL", url)]
+}
+
+/// The numbers one `SELECT` of the first column gives, on the database of data
+/// directory `dir` whichever engine it is (SQL both understand).
+pub fn select_i64s(dir: &Path, sql: &str) -> Vec<i64> {
+    match database_env(dir).pop() {
+        Some((_, url)) => postgres::Client::connect(&url, postgres::NoTls)
+            .unwrap()
+            .query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+        None => {
+            let db = rusqlite::Connection::open(dir.join("mfad.db")).unwrap();
+            let mut q = db.prepare(sql).unwrap();
+            let all = q
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            all
+        }
+    }
+}
+
+/// On the PostgreSQL run, every row of the database of data directory `dir` as text
+/// (`bytea` as `\x` and hex), to look for what must not be stored; `None` on SQLite.
+pub fn postgres_rows(dir: &Path) -> Option<String> {
+    let url = database_env(dir).pop()?.1;
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let tables: Vec<String> = c
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut all = String::new();
+    for t in tables {
+        for r in c.query(&format!("SELECT t::text FROM {t} t"), &[]).unwrap() {
+            all.push_str(r.get::<_, &str>(0));
+            all.push('\n');
+        }
+    }
+    Some(all)
+}
+
 /// Starts `mfad serve` on `dir` (and `key`, if given), expecting it to refuse: returns
 /// its stderr.
 pub fn refused_start(dir: &Path, key: Option<&Path>) -> String {
@@ -233,7 +331,11 @@ pub fn refused_start(dir: &Path, key: Option<&Path>) -> String {
     if let Some(k) = key {
         cmd.arg("--key-file").arg(k);
     }
-    let out = cmd.env_remove("CREDENTIALS_DIRECTORY").output().unwrap();
+    let out = cmd
+        .envs(database_env(dir))
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
     assert!(
         !out.status.success(),
         "mfad started where it should have refused"
@@ -246,6 +348,7 @@ pub fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, Str
         .args(args)
         .arg("--data-dir")
         .arg(dir)
+        .envs(database_env(dir))
         .env_remove("STATE_DIRECTORY")
         .env_remove("CREDENTIALS_DIRECTORY")
         .stdin(Stdio::piped())
