@@ -19,6 +19,8 @@ mod hostile;
 mod http_layer;
 #[path = "api/metrics.rs"]
 mod metrics;
+#[path = "api/nodes.rs"]
+mod nodes;
 #[path = "api/openapi.rs"]
 mod openapi;
 #[path = "api/operations.rs"]

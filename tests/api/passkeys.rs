@@ -10,14 +10,14 @@ use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 
 use super::*;
 
-const PUBLIC_URL: &str = "https://auth.example.test";
+pub(crate) const PUBLIC_URL: &str = "https://auth.example.test";
 const ORIGIN: &str = PUBLIC_URL;
 const RP_ID: &str = "auth.example.test";
 const REGISTER_OPTIONS: &str = "/api/v1/passkey/register/options";
-const REGISTER: &str = "/api/v1/passkey/register";
+pub(crate) const REGISTER: &str = "/api/v1/passkey/register";
 const PASSKEYS: &str = "/api/v1/me/passkeys";
 const LOGIN_OPTIONS: &str = "/api/auth/passkey/login/options";
-const PASSKEY_LOGIN: &str = "/api/auth/passkey/login";
+pub(crate) const PASSKEY_LOGIN: &str = "/api/auth/passkey/login";
 const MFA_OPTIONS: &str = "/api/auth/mfa/passkey/options";
 const STEPUP: &str = "/api/v1/mfa/challenge";
 const STEPUP_OPTIONS: &str = "/api/v1/mfa/passkey/options";
@@ -95,7 +95,7 @@ enum Key {
 }
 
 /// One credential of a software authenticator.
-struct Authenticator {
+pub(crate) struct Authenticator {
     key: Key,
     credential_id: Vec<u8>,
     counter: u32,
@@ -120,7 +120,7 @@ fn rsa_key() -> RsaKeyPair {
 }
 
 impl Authenticator {
-    fn new(alg: i64) -> Authenticator {
+    pub(crate) fn new(alg: i64) -> Authenticator {
         let rng = SystemRandom::new();
         let key = match alg {
             -7 => {
@@ -227,7 +227,7 @@ impl Authenticator {
         })
     }
 
-    fn register(&mut self, options: &Value) -> Value {
+    pub(crate) fn register(&mut self, options: &Value) -> Value {
         self.register_with(options, UP | UV | AT)
     }
 
@@ -267,24 +267,24 @@ impl Authenticator {
     }
 
     /// What a browser sends after the user unlocked the authenticator.
-    fn assert(&mut self, options: &Value) -> Value {
+    pub(crate) fn assert(&mut self, options: &Value) -> Value {
         self.assert_with(options["challenge"].as_str().unwrap(), UP | UV)
     }
 }
 
-fn server() -> Server {
+pub(crate) fn server() -> Server {
     Server::start(&["--public-url", PUBLIC_URL])
 }
 
 /// An account with a password and its password-only token.
-fn account(s: &Server, email: &str) -> String {
+pub(crate) fn account(s: &Server, email: &str) -> String {
     s.add_user(email, PASSWORD);
     let r = login(s, email, PASSWORD);
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["token"].as_str().unwrap().to_string()
 }
 
-fn options(s: &Server, token: &str) -> Value {
+pub(crate) fn options(s: &Server, token: &str) -> Value {
     let r = s.post(REGISTER_OPTIONS, Some(token), &json!({}));
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
@@ -311,7 +311,7 @@ fn enrol_key(s: &Server, token: &str, a: &mut Authenticator, name: &str) -> Valu
 
 /// Passwordless login options. (10 a minute per address: a test that needs more must
 /// use a second server.)
-fn login_options(s: &Server) -> Value {
+pub(crate) fn login_options(s: &Server) -> Value {
     let r = s.post(LOGIN_OPTIONS, None, &json!({}));
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()

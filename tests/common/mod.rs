@@ -141,6 +141,26 @@ impl Server {
         }
     }
 
+    /// Another node on this server's database (PostgreSQL): a data directory of its own
+    /// holding a copy of this one's key, as an operator sets up a second node.
+    pub fn second_node(&self, extra: &[&str]) -> Server {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let url = database_env(&self.dir)
+            .pop()
+            .expect("a second node needs the PostgreSQL run")
+            .1;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        let key = dir.join("mfad.key");
+        std::fs::copy(self.dir.join("mfad.key"), &key).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        DATABASES.lock().unwrap().push((dir.clone(), url));
+        let mut s = Server::start_in_with(&dir, extra, |_| {});
+        s._tmp = Some(tmp);
+        s
+    }
+
     /// One scrape of `/metrics` (the server must have been started with
     /// `--metrics-listen`).
     pub fn scrape(&self) -> String {
@@ -251,8 +271,9 @@ pub fn sqlite_only(what: &str) -> bool {
 /// The environment that points mfad at the database of data directory `dir`: on the
 /// PostgreSQL run, a new database the first time `dir` is seen (and the same one after,
 /// for restarts and admin commands); nothing on the SQLite run.
+static DATABASES: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
+
 fn database_env(dir: &Path) -> Vec<(&'static str, String)> {
-    static DATABASES: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let Some(base) = postgres_base() else {
         return Vec::new();

@@ -1,0 +1,182 @@
+//! Two nodes on one PostgreSQL database (the PostgreSQL run only): every rule holds
+//! across them as on one — a TOTP code and a backup code are accepted once, wrong
+//! answers count and lock together, a refresh token reused on the other node revokes
+//! its login everywhere, and a passkey ceremony started on one node is finished on the
+//! other.
+
+use serde_json::json;
+
+use crate::common::*;
+use crate::passkeys::{self, Authenticator};
+use crate::{enable, login, verify, PASSWORD, REFRESH};
+
+const CHALLENGE: &str = "/api/v1/mfa/challenge";
+const STEPUP_VERIFY: &str = "/api/v1/mfa/verify";
+
+/// Two nodes, or `None` (and one SKIPPED line) on the SQLite run.
+fn two_nodes(extra: &[&str]) -> Option<(Server, Server)> {
+    if !on_postgres() {
+        eprintln!("SKIPPED: two nodes need the PostgreSQL run (MFAD_TEST_DATABASE_URL)");
+        return None;
+    }
+    let a = Server::start(extra);
+    let b = a.second_node(extra);
+    Some((a, b))
+}
+
+/// A step-up challenge of the account of `bearer`, on `s`.
+fn stepup(s: &Server, bearer: &str) -> String {
+    let r = s.post(CHALLENGE, Some(bearer), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["challenge_token"].as_str().unwrap().to_string()
+}
+
+/// `answer` to challenge `on_a` at A and to `on_b` at B at the same instant: the two
+/// statuses.
+fn at_once(a: &Server, b: &Server, bearer: &str, on_a: &str, on_b: &str, answer: &str) -> [u16; 2] {
+    let barrier = std::sync::Barrier::new(2);
+    let send = |s: &Server, challenge: &str| {
+        barrier.wait();
+        s.post(
+            STEPUP_VERIFY,
+            Some(bearer),
+            &json!({ "challengeToken": challenge, "code": answer }),
+        )
+        .status
+    };
+    std::thread::scope(|scope| {
+        let x = scope.spawn(|| send(a, on_a));
+        let y = scope.spawn(|| send(b, on_b));
+        [x.join().unwrap(), y.join().unwrap()]
+    })
+}
+
+#[test]
+fn one_code_sent_to_both_nodes_at_once_is_accepted_once() {
+    let Some((a, b)) = two_nodes(&[]) else { return };
+    // One account per round: each round's code is a step no node has accepted yet.
+    for round in 0..8 {
+        let email = format!("race{round}@example.com");
+        let bearer = a.token(&email);
+        let (secret, step, backup) = enable(&a, &bearer);
+        // The next step's code (accepted: one step either side), not the enable's.
+        let code = code_at(&secret, (step + 1) * 30);
+        let (ca, cb) = (stepup(&a, &bearer), stepup(&b, &bearer));
+        let got = at_once(&a, &b, &bearer, &ca, &cb, &code);
+        assert_eq!(
+            got.iter().filter(|s| **s == 200).count(),
+            1,
+            "TOTP round {round}: {got:?}"
+        );
+        assert_eq!(
+            got.iter().filter(|s| **s == 401).count(),
+            1,
+            "TOTP round {round}: {got:?}"
+        );
+
+        let (ca, cb) = (stepup(&a, &bearer), stepup(&b, &bearer));
+        let got = at_once(&a, &b, &bearer, &ca, &cb, &backup[0]);
+        assert_eq!(
+            got.iter().filter(|s| **s == 200).count(),
+            1,
+            "backup round {round}: {got:?}"
+        );
+        let status = b.get("/api/v1/me/mfa/status", Some(&bearer)).json();
+        assert_eq!(status["backupCodesRemaining"], 9);
+    }
+}
+
+#[test]
+fn wrong_codes_split_across_nodes_lock_the_account_on_both() {
+    let Some((a, b)) = two_nodes(&[]) else { return };
+    let bearer = a.token("split@example.com");
+    let (secret, step, _) = enable(&a, &bearer);
+    let wrong = code_at(&secret, (step + 500) * 30);
+    // 4 + 4 + 1 on three challenges (5 would end one), alternating nodes.
+    for (s, n) in [(&a, 4), (&b, 4), (&a, 1)] {
+        let c = stepup(s, &bearer);
+        for _ in 0..n {
+            let r = s.post(
+                STEPUP_VERIFY,
+                Some(&bearer),
+                &json!({ "challengeToken": c, "code": wrong }),
+            );
+            assert_eq!(r.status, 401, "{}", r.text());
+        }
+    }
+    // The 10th, on B, locks the account: then even the right code is refused on A.
+    let c = stepup(&b, &bearer);
+    let r = b.post(
+        STEPUP_VERIFY,
+        Some(&bearer),
+        &json!({ "challengeToken": c, "code": wrong }),
+    );
+    assert_eq!(r.status, 429, "{}", r.text());
+    let right = code_at(&secret, (step + 1) * 30);
+    let c = stepup(&a, &bearer);
+    let r = a.post(
+        STEPUP_VERIFY,
+        Some(&bearer),
+        &json!({ "challengeToken": c, "code": right }),
+    );
+    assert_eq!(r.status, 429, "locked on A too: {}", r.text());
+    assert!(r.header("Retry-After").is_some());
+}
+
+#[test]
+fn a_refresh_token_reused_on_the_other_node_revokes_the_login_everywhere() {
+    let Some((a, b)) = two_nodes(&[]) else { return };
+    let email = "family@example.com";
+    let bearer = a.token(email);
+    a.cli(
+        &["user", "passwd", "--email", email, "--password-stdin"],
+        Some(PASSWORD),
+    );
+    let (secret, step, _) = enable(&a, &bearer);
+    // Login on A, its second factor on B.
+    let r = login(&a, email, PASSWORD);
+    let mfa = r.json()["mfa_token"].as_str().unwrap().to_string();
+    let r = verify(&b, &mfa, &code_at(&secret, (step + 1) * 30));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = r.json()["refresh_token"].as_str().unwrap().to_string();
+    // Refresh on A; the old token again on B: the whole login is revoked.
+    let r = a.post(REFRESH, None, &json!({ "refresh_token": first }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let second = r.json()["refresh_token"].as_str().unwrap().to_string();
+    let r = b.post(REFRESH, None, &json!({ "refresh_token": first }));
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["message"], "Invalid JWT Refresh Token");
+    for s in [&a, &b] {
+        let r = s.post(REFRESH, None, &json!({ "refresh_token": second }));
+        assert_eq!(r.status, 401, "the newer token is revoked too");
+    }
+}
+
+#[test]
+fn a_passkey_ceremony_started_on_one_node_is_finished_on_the_other() {
+    let extra = ["--public-url", passkeys::PUBLIC_URL];
+    let Some((a, b)) = two_nodes(&extra) else {
+        return;
+    };
+    let token = passkeys::account(&a, "nodes@example.com");
+    let mut key = Authenticator::new(-7);
+    let o = passkeys::options(&a, &token);
+    let r = b.post(
+        passkeys::REGISTER,
+        Some(&token),
+        &json!({ "name": "Laptop", "credential": key.register(&o) }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // Passwordless: options from B, the answer to A; the same answer again to B.
+    let o = passkeys::login_options(&b);
+    let body = json!({ "sessionId": o["sessionId"], "credential": key.assert(&o) });
+    let r = a.post(passkeys::PASSKEY_LOGIN, None, &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = b.post(passkeys::PASSKEY_LOGIN, None, &body);
+    assert_eq!(
+        r.status,
+        400,
+        "a ceremony is taken once, by any node: {}",
+        r.text()
+    );
+}
