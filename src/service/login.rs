@@ -33,6 +33,8 @@ pub(crate) const FAILED_LOGINS: &str = "Too many failed login attempts. Try agai
 /// back only when it succeeds: checking first and counting after let every password
 /// check already running slip past the limit.
 pub struct LoginLimiter {
+    /// Its name in the database, where several nodes share it (PostgreSQL).
+    name: &'static str,
     limit: u32,
     /// What the `429` says.
     message: &'static str,
@@ -50,11 +52,14 @@ const LIMITER_MAX_ADDRESSES: usize = 100_000;
 pub struct Attempt {
     ip: Option<IpAddr>,
     at: i64,
+    /// Its row, when the database keeps the throttle.
+    row: Option<i64>,
 }
 
 impl LoginLimiter {
-    pub fn new(limit: u32, message: &'static str, throttled: Event) -> Self {
+    pub fn new(name: &'static str, limit: u32, message: &'static str, throttled: Event) -> Self {
         LoginLimiter {
+            name,
             limit,
             message,
             throttled,
@@ -64,10 +69,40 @@ impl LoginLimiter {
 
     /// Takes a place for one attempt from `ip`, or `429` when `limit` attempts in the
     /// last 60 s have failed or are still being checked.
-    pub(crate) fn reserve(&self, ip: Option<IpAddr>, now: i64) -> Result<Attempt, Error> {
+    /// On PostgreSQL the window is in the database, shared by every node.
+    pub(crate) fn reserve(&self, db: &Db, ip: Option<IpAddr>, now: i64) -> Result<Attempt, Error> {
         let (Some(addr), true) = (ip, self.limit > 0) else {
-            return Ok(Attempt { ip: None, at: now });
+            return Ok(Attempt {
+                ip: None,
+                at: now,
+                row: None,
+            });
         };
+        if let Some(shared) = db.shared() {
+            return match shared.throttle_reserve(self.name, &addr.to_string(), self.limit, now)? {
+                Ok(row) => Ok(Attempt {
+                    ip,
+                    at: now,
+                    row: Some(row),
+                }),
+                Err(oldest) => Err(self.refuse(oldest, now)),
+            };
+        }
+        self.reserve_here(addr, now)
+    }
+
+    /// The `429` of an attempt refused at `now`, the oldest of the window at `oldest`.
+    fn refuse(&self, oldest: i64, now: i64) -> Error {
+        METRICS.event(self.throttled);
+        Error::TooManyRequests {
+            message: self.message,
+            retry_after: (oldest + 60 - now).max(1) as u64,
+        }
+    }
+
+    /// [`LoginLimiter::reserve`] in this process's memory.
+    fn reserve_here(&self, addr: IpAddr, now: i64) -> Result<Attempt, Error> {
+        let ip = Some(addr);
         let mut map = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= LIMITER_MAX_ADDRESSES && !map.contains_key(&addr) {
             map.retain(|_, t| t.back().is_some_and(|last| *last > now - 60));
@@ -84,18 +119,23 @@ impl LoginLimiter {
         }
         if times.len() >= self.limit as usize {
             let oldest = times.front().copied().unwrap_or(now);
-            METRICS.event(self.throttled);
-            return Err(Error::TooManyRequests {
-                message: self.message,
-                retry_after: (oldest + 60 - now).max(1) as u64,
-            });
+            return Err(self.refuse(oldest, now));
         }
         times.push_back(now);
-        Ok(Attempt { ip, at: now })
+        Ok(Attempt {
+            ip,
+            at: now,
+            row: None,
+        })
     }
 
     /// The attempt succeeded: it does not count.
-    pub fn release(&self, attempt: Attempt) {
+    pub fn release(&self, db: &Db, attempt: Attempt) {
+        if let (Some(row), Some(shared)) = (attempt.row, db.shared()) {
+            // Failing to give the place back only makes the window stricter.
+            let _ = shared.throttle_release(row);
+            return;
+        }
         let Some(addr) = attempt.ip else { return };
         let mut map = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(times) = map.get_mut(&addr) {
@@ -159,7 +199,7 @@ pub fn login(
     const MISSING: &str = "Fields \"email\" and \"password\" are required strings.";
     let email = req_str(body, "email", MISSING)?;
     let password = req_str(body, "password", MISSING)?;
-    let attempt = app.login_limiter.reserve(ip, now)?;
+    let attempt = app.login_limiter.reserve(db, ip, now)?;
     let account = if email.len() <= 320 {
         db.read(|tx| tx.account_by_email(email))?
     } else {
@@ -186,7 +226,7 @@ pub fn login(
             return Err(Error::Unauthenticated(INVALID_CREDENTIALS));
         }
     };
-    app.login_limiter.release(attempt);
+    app.login_limiter.release(db, attempt);
     if check == PasswordCheck::RightButWeak {
         let upgraded = crypto::hash_password(password, crypto::PASSWORD_ITERATIONS)?;
         db.write(|tx| tx.set_password(account.id, &upgraded))?;
@@ -400,39 +440,55 @@ pub fn logout(
 mod tests {
     use super::*;
 
+    /// The SQLite engine, whose throttles live in this process.
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db"), crate::config::Durability::Normal).unwrap();
+        (dir, db)
+    }
+
+    fn limiter(limit: u32) -> LoginLimiter {
+        LoginLimiter::new("login", limit, FAILED_LOGINS, Event::LoginThrottled)
+    }
+
     #[test]
     fn login_limiter_slides_and_forgets() {
-        let l = LoginLimiter::new(3, FAILED_LOGINS, Event::LoginThrottled);
+        let (_dir, db) = db();
+        let l = limiter(3);
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
         for t in 0..3 {
-            let _failed = l.reserve(ip, 100 + t).unwrap();
+            let _failed = l.reserve(&db, ip, 100 + t).unwrap();
         }
-        match l.reserve(ip, 103) {
+        match l.reserve(&db, ip, 103) {
             Err(Error::TooManyRequests { retry_after, .. }) => assert_eq!(retry_after, 57),
             other => panic!("{other:?}"),
         }
-        assert!(l.reserve(Some(IpAddr::from([10, 0, 0, 2])), 103).is_ok());
-        assert!(l.reserve(ip, 161).is_ok(), "the first failure has slid out");
-        assert!(LoginLimiter::new(0, FAILED_LOGINS, Event::LoginThrottled)
-            .reserve(ip, 103)
+        assert!(l
+            .reserve(&db, Some(IpAddr::from([10, 0, 0, 2])), 103)
             .is_ok());
+        assert!(
+            l.reserve(&db, ip, 161).is_ok(),
+            "the first failure has slid out"
+        );
+        assert!(limiter(0).reserve(&db, ip, 103).is_ok());
     }
 
     #[test]
     fn attempts_in_flight_count_and_successes_give_their_place_back() {
-        let l = LoginLimiter::new(2, FAILED_LOGINS, Event::LoginThrottled);
+        let (_dir, db) = db();
+        let l = limiter(2);
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
         // Two checks running at once: a third is refused before its password is looked at.
-        let a = l.reserve(ip, 100).unwrap();
-        let b = l.reserve(ip, 100).unwrap();
+        let a = l.reserve(&db, ip, 100).unwrap();
+        let b = l.reserve(&db, ip, 100).unwrap();
         assert!(matches!(
-            l.reserve(ip, 100),
+            l.reserve(&db, ip, 100),
             Err(Error::TooManyRequests { .. })
         ));
         // One of them was right: its place is free again; the wrong one still counts.
-        l.release(a);
-        let _c = l.reserve(ip, 101).unwrap();
-        assert!(l.reserve(ip, 101).is_err());
+        l.release(&db, a);
+        let _c = l.reserve(&db, ip, 101).unwrap();
+        assert!(l.reserve(&db, ip, 101).is_err());
         drop(b);
     }
 }

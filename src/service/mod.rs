@@ -58,6 +58,7 @@ impl App {
             tokens,
             issuer,
             login_limiter: LoginLimiter::new(
+                "login",
                 login_rate,
                 login::FAILED_LOGINS,
                 crate::metrics::Event::LoginThrottled,

@@ -41,6 +41,7 @@ const ASSERTION_FAILED: Error = Error::Rejected("Assertion verification failed."
 /// per client address).
 pub fn login_options_limiter(rate: u32) -> LoginLimiter {
     LoginLimiter::new(
+        "passkey_login",
         rate,
         "Too many requests.",
         crate::metrics::Event::PasskeyLoginThrottled,
@@ -550,7 +551,7 @@ pub fn login_options(
     now: i64,
 ) -> Result<Value, Error> {
     // Every request counts: the place is never given back.
-    let _counted = app.passkey_limiter.reserve(ip, now)?;
+    let _counted = app.passkey_limiter.reserve(db, ip, now)?;
     let session: [u8; 16] = crypto::random()?;
     let session_hash = app.keys.token_hash(&session);
     let challenge = db.write(|tx| {

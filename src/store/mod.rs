@@ -55,6 +55,15 @@ impl Db {
         }
     }
 
+    /// The engine's own throttle of many nodes, if it has one (PostgreSQL; SQLite's one
+    /// node keeps its throttles in memory).
+    pub fn shared(&self) -> Option<&PgDb> {
+        match self {
+            Db::Sqlite(_) => None,
+            Db::Postgres(db) => Some(db),
+        }
+    }
+
     /// The SQLite engine, for what only it has (checkpoints, backups, the file).
     pub fn sqlite(&self) -> Option<&SqliteDb> {
         match self {

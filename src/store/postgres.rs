@@ -41,8 +41,9 @@ impl From<postgres::Error> for Error {
         crate::metrics::METRICS.storage_error();
         // Connection lost, server shutting down or starting, out of resources, a
         // statement cancelled by its timeout: storage is unavailable, try again.
+        let io = std::error::Error::source(&e).is_some_and(|c| c.is::<std::io::Error>());
         let unavailable = match e.as_db_error() {
-            None => true,
+            None => e.is_closed() || io || e.to_string().contains("timeout"),
             Some(db) => {
                 let code = db.code().code();
                 code.starts_with("08") || code.starts_with("53") || code.starts_with("57")
@@ -272,6 +273,61 @@ impl PgDb {
         })?;
         t.commit()?;
         Ok(Some(out))
+    }
+}
+
+impl PgDb {
+    /// Takes a place in the throttle `name` for `client`: `Ok(id)` of the attempt, or
+    /// `Err(oldest)` (when the oldest attempt of the minute was) when `limit` attempts of
+    /// the last 60 s are there already. One transaction under an advisory lock of this
+    /// throttle and client, so nodes counting at once cannot both take the last place.
+    pub fn throttle_reserve(
+        &self,
+        name: &str,
+        client: &str,
+        limit: u32,
+        now: i64,
+    ) -> Result<Result<i64, i64>, Error> {
+        let mut taken = self.take()?;
+        let Some(Conn { client: c, .. }) = taken.conn.as_mut() else {
+            return Err(Error::Unavailable);
+        };
+        let mut t = c.transaction()?;
+        t.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
+            &[&name, &client],
+        )?;
+        t.execute(
+            "DELETE FROM throttle WHERE name = $1 AND client = $2 AND at <= $3::BIGINT - 60",
+            &[&name, &client, &now],
+        )?;
+        let row = t.query_one(
+            "SELECT count(*), min(at) FROM throttle WHERE name = $1 AND client = $2",
+            &[&name, &client],
+        )?;
+        let (count, oldest): (i64, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+        let out = if count >= i64::from(limit) {
+            Err(oldest.unwrap_or(now))
+        } else {
+            Ok(t.query_one(
+                "INSERT INTO throttle (name, client, at) VALUES ($1, $2, $3) RETURNING id",
+                &[&name, &client, &now],
+            )?
+            .try_get(0)?)
+        };
+        t.commit()?;
+        Ok(out)
+    }
+
+    /// Gives back the place of attempt `id` (it succeeded).
+    pub fn throttle_release(&self, id: i64) -> Result<(), Error> {
+        let mut taken = self.take()?;
+        let Some(conn) = taken.conn.as_mut() else {
+            return Err(Error::Unavailable);
+        };
+        conn.client
+            .execute("DELETE FROM throttle WHERE id = $1", &[&id])?;
+        Ok(())
     }
 }
 
@@ -951,7 +1007,7 @@ impl<C: GenericClient> Tx for PgTx<'_, C> {
             "DELETE FROM verifications WHERE expires_at <= $1",
             "DELETE FROM refresh_tokens WHERE expires_at <= $1",
             // The throttles' attempts older than their minute.
-            "DELETE FROM throttle WHERE at <= $1 - 60",
+            "DELETE FROM throttle WHERE at <= $1::BIGINT - 60",
         ] {
             n += self.exec(sql, &[&now])? as usize;
         }

@@ -180,3 +180,28 @@ fn a_passkey_ceremony_started_on_one_node_is_finished_on_the_other() {
         r.text()
     );
 }
+
+#[test]
+fn the_throttles_count_one_client_across_the_nodes() {
+    let Some((a, b)) = two_nodes(&["--login-rate", "3"]) else {
+        return;
+    };
+    for _ in 0..3 {
+        assert_eq!(login(&a, "nobody@example.com", "wrong").status, 401);
+    }
+    let r = login(&b, "nobody@example.com", "wrong");
+    assert_eq!(
+        r.status,
+        429,
+        "the other node knows the three failures: {}",
+        r.text()
+    );
+    assert!(r.header("Retry-After").is_some());
+    // The passwordless options: 10 a minute per address, wherever they are asked.
+    for i in 0..10 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(passkeys::login_options(s)["rpId"], "localhost");
+    }
+    let r = a.post("/api/auth/passkey/login/options", None, &json!({}));
+    assert_eq!(r.status, 429, "{}", r.text());
+}
