@@ -193,6 +193,33 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
             }
             Ok(out)
         }
+        Command::Migrate { to } => {
+            let Some(source) = db.sqlite() else {
+                return Err(format!(
+                    "the database is PostgreSQL already ({}); mfad migrate copies an SQLite \
+                     database (name it with --database sqlite:PATH, or leave the data \
+                     directory's)",
+                    db.shown()
+                ));
+            };
+            let target = store::PgDb::connect(to).map_err(|e| e.to_string())?;
+            let copied = store::sqlite_to_postgres(source, &target)
+                .map_err(|e| format!("nothing was copied: {e}"))?;
+            let mut out = format!(
+                "copied {} into {} (row counts checked):\n",
+                db.shown(),
+                target.shown()
+            );
+            for (table, n) in copied {
+                out.push_str(&format!("  {table:<20} {n:>8}\n"));
+            }
+            out.push_str(
+                "The SQLite database is as it was. Serve from PostgreSQL with the same key \
+                 file: MFAD_DATABASE_URL=<the URL> mfad serve (on each node, with a copy of \
+                 mfad.key).\n",
+            );
+            Ok(out)
+        }
         Command::Backup { to } => {
             let bytes = db.backup_to(to)?;
             Ok(format!(

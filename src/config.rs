@@ -38,6 +38,10 @@ pub enum Command {
     Backup {
         to: PathBuf,
     },
+    /// Copy the SQLite database into an empty PostgreSQL one.
+    Migrate {
+        to: String,
+    },
     Audit {
         email: Option<String>,
         since: Option<i64>,
@@ -166,6 +170,8 @@ USAGE:
                                          RFC 3339 time or Unix seconds); --json: JSON lines
     mfad backup --to FILE                a consistent copy of the database, made while the
                                          server runs, checked; never overwrites FILE
+    mfad migrate --to postgres://…       copy the SQLite database into an empty PostgreSQL
+                                         one (then serve with --database and the same key)
 
 Every command works on the same data directory as a running server.
 
@@ -365,6 +371,21 @@ impl Config {
         }
         if matches!(c.command, Command::Help | Command::Version) {
             return Ok(c);
+        }
+        if words == ["migrate"] {
+            match &flags.to {
+                // A target URL with a password comes from the environment, never a flag
+                // (`ps`).
+                Some(url) if url.to_str().is_some_and(flags_password) => {
+                    return Err(ConfigError(
+                        "--to: the URL carries a password, which every user of this machine \
+                         can read in the process list; put it in MFAD_MIGRATE_TO instead"
+                            .into(),
+                    ))
+                }
+                Some(_) => {}
+                None => flags.to = env("MFAD_MIGRATE_TO").map(PathBuf::from),
+            }
         }
         c.command = command(&words, flags)?;
         c.check()?;
@@ -575,6 +596,15 @@ impl Config {
     }
 }
 
+/// Whether a PostgreSQL URL carries a password (`user:password@`).
+fn flags_password(url: &str) -> bool {
+    url.split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(userinfo, _)| userinfo)
+        .filter(|u| !u.contains('/'))
+        .is_some_and(|u| u.contains(':'))
+}
+
 /// Settings that are both a flag (`--name`) and an environment variable.
 const SETTINGS: [(&str, &str); 24] = [
     ("database", "MFAD_DATABASE_URL"),
@@ -660,7 +690,16 @@ fn command(words: &[String], flags: CommandFlags) -> Result<Command, ConfigError
         true => Err(ConfigError(refusal.into())),
         false => Ok(()),
     };
-    owned_by(to.is_some(), &["backup"], "--to belongs to mfad backup")?;
+    let to_owner: &[&str] = if words == ["migrate"] {
+        &["migrate"]
+    } else {
+        &["backup"]
+    };
+    owned_by(
+        to.is_some(),
+        to_owner,
+        "--to belongs to mfad backup and mfad migrate",
+    )?;
     owned_by(
         keep_passkeys,
         &["user", "reset-mfa"],
@@ -695,6 +734,22 @@ fn command(words: &[String], flags: CommandFlags) -> Result<Command, ConfigError
         ["user", "show"] => Command::UserShow {
             email: need_email("mfad user show")?,
         },
+        ["migrate"] => {
+            let url = to
+                .as_deref()
+                .and_then(|p| p.to_str())
+                .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+                .ok_or_else(|| {
+                    ConfigError(
+                        "mfad migrate needs --to postgres://USER@HOST/DATABASE (with a \
+                         password: in MFAD_MIGRATE_TO instead, as flags show in the process \
+                         list)"
+                            .into(),
+                    )
+                })?
+                .to_string();
+            Command::Migrate { to: url }
+        }
         ["backup"] => Command::Backup {
             to: to.ok_or_else(|| ConfigError("mfad backup needs --to FILE".into()))?,
         },

@@ -11,6 +11,7 @@
 //! SQLite's WAL and purges expired rows off the request path.
 
 mod janitor;
+mod migrate;
 mod postgres;
 mod queries;
 mod sqlite;
@@ -18,6 +19,7 @@ mod sqlite;
 use std::path::Path;
 
 pub use janitor::Janitor;
+pub use migrate::sqlite_to_postgres;
 pub use postgres::PgDb;
 pub use sqlite::{OpenError, SqliteDb, MAX_BATCH, SCHEMA_VERSION};
 

@@ -319,6 +319,27 @@ impl PgDb {
         Ok(out)
     }
 
+    /// Runs `f` in one transaction of its own, committed if `f` succeeds (`mfad migrate`).
+    pub(super) fn with_transaction<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut taken = self
+            .take()
+            .map_err(|_| "cannot connect (see the log above)")?;
+        let Some(conn) = taken.conn.as_mut() else {
+            return Err("cannot connect".into());
+        };
+        // A copy may take longer than a request's statement timeout.
+        conn.client
+            .batch_execute("SET statement_timeout = 0")
+            .map_err(|e| e.to_string())?;
+        let mut t = conn.client.transaction().map_err(|e| e.to_string())?;
+        let out = f(&mut t)?;
+        t.commit().map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
     /// Gives back the place of attempt `id` (it succeeded).
     pub fn throttle_release(&self, id: i64) -> Result<(), Error> {
         let mut taken = self.take()?;

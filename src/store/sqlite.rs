@@ -348,6 +348,20 @@ impl SqliteDb {
         }
     }
 
+    /// Runs `f` on the connection inside one read transaction: everything it reads is
+    /// of one moment, whatever a server writes meanwhile (`mfad migrate`).
+    pub(super) fn with_snapshot<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let state = self.conn();
+        let c = &state.conn;
+        c.execute_batch("BEGIN").map_err(|e| e.to_string())?;
+        let out = f(c);
+        let _ = c.execute_batch("COMMIT");
+        out
+    }
+
     /// The file this database lives in.
     pub fn path(&self) -> &Path {
         &self.path

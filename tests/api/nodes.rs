@@ -205,3 +205,164 @@ fn the_throttles_count_one_client_across_the_nodes() {
     let r = a.post("/api/auth/passkey/login/options", None, &json!({}));
     assert_eq!(r.status, 429, "{}", r.text());
 }
+
+/// Every row of every table of the SQLite database in `dir`, as text: its content,
+/// whatever SQLite does with its own WAL file on open and close.
+fn sqlite_content(dir: &std::path::Path) -> String {
+    let db = rusqlite::Connection::open(dir.join("mfad.db")).unwrap();
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut all = String::new();
+    for t in tables {
+        let mut q = db.prepare(&format!("SELECT * FROM {t}")).unwrap();
+        let n = q.column_count();
+        let mut rows = q.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            let values: Vec<rusqlite::types::Value> = (0..n).map(|i| r.get(i).unwrap()).collect();
+            all.push_str(&format!("{t}: {values:?}\n"));
+        }
+    }
+    all
+}
+
+#[test]
+fn an_sqlite_install_migrated_to_postgres_signs_everyone_in_as_before() {
+    if !on_postgres() {
+        eprintln!("SKIPPED: mfad migrate needs the PostgreSQL run (MFAD_TEST_DATABASE_URL)");
+        return;
+    }
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let old = tmp.path().join("old");
+    use_sqlite(&old);
+    let extra = ["--public-url", passkeys::PUBLIC_URL];
+    let s = Server::start_in(&old, &extra);
+    // Every kind of row: accounts with a password, TOTP and backup codes, a passkey, an
+    // external-style account without password; refresh tokens, challenges, ceremonies,
+    // a step-up verification, audit events, the key check.
+    let email = "moved@example.com";
+    let bearer = s.token(email);
+    s.cli(
+        &["user", "passwd", "--email", email, "--password-stdin"],
+        Some(PASSWORD),
+    );
+    let (secret, step, backup) = enable(&s, &bearer);
+    let r = login(&s, email, PASSWORD);
+    let pending_challenge = r.json()["mfa_token"].as_str().unwrap().to_string();
+    let r = verify(&s, &pending_challenge, &backup[0]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let refresh = r.json()["refresh_token"].as_str().unwrap().to_string();
+    let c = stepup(&s, &bearer);
+    let r = s.post(
+        STEPUP_VERIFY,
+        Some(&bearer),
+        &json!({ "challengeToken": c, "code": backup[1] }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let _open_challenge = login(&s, email, PASSWORD);
+    let token = passkeys::account(&s, "key@example.com");
+    let mut key = Authenticator::new(-8);
+    let o = passkeys::options(&s, &token);
+    let r = s.post(
+        passkeys::REGISTER,
+        Some(&token),
+        &json!({ "credential": key.register(&o) }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let _open_ceremony = passkeys::login_options(&s);
+    s.cli(&["user", "delete", "--email", "key@example.com"], None);
+    let token = passkeys::account(&s, "key2@example.com");
+    let o = passkeys::options(&s, &token);
+    let r = s.post(
+        passkeys::REGISTER,
+        Some(&token),
+        &json!({ "credential": key.register(&o) }),
+    );
+    assert_eq!(
+        r.status,
+        201,
+        "the deleted account's credential is free again: {}",
+        r.text()
+    );
+    // The newest account deleted: its id (4) must not be given again after the move.
+    s.token("gone@example.com");
+    s.cli(&["user", "delete", "--email", "gone@example.com"], None);
+    let (_, before, _) = s.cli(&["user", "list"], None);
+    drop(s);
+
+    let content = sqlite_content(&old);
+    let url = new_postgres_database();
+    let (ok, out, err) = cli(&old, &["migrate", "--to", &url], None);
+    assert!(ok, "{err}");
+    for table in [
+        "accounts",
+        "totp",
+        "backup_codes",
+        "refresh_tokens",
+        "passkeys",
+        "audit",
+        "meta",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(table))
+            .unwrap();
+        let n: i64 = line.split_whitespace().last().unwrap().parse().unwrap();
+        assert!(n > 0, "{table}: {out}");
+    }
+    assert!(content == sqlite_content(&old), "the source's rows changed");
+    let (ok, _, err) = cli(&old, &["migrate", "--to", &url], None);
+    assert!(!ok && err.contains("not empty"), "{err}");
+
+    // A node on the migrated database, with the same key.
+    let new = tmp.path().join("new");
+    std::fs::DirBuilder::new().mode(0o700).create(&new).unwrap();
+    std::fs::copy(old.join("mfad.key"), new.join("mfad.key")).unwrap();
+    std::fs::set_permissions(new.join("mfad.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    use_database(&new, &url);
+    let n = Server::start_in(&new, &extra);
+    let (_, after, _) = n.cli(&["user", "list"], None);
+    assert_eq!(after, before);
+    // The same password and TOTP (a step not used yet), a backup code not spent, the
+    // passkey (its counter goes on), the refresh token of before.
+    let r = login(&n, email, PASSWORD);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mfa = r.json()["mfa_token"].as_str().unwrap().to_string();
+    let r = verify(&n, &mfa, &code_at(&secret, (step + 1) * 30));
+    assert_eq!(r.status, 200, "TOTP: {}", r.text());
+    let mfa = login(&n, email, PASSWORD).json()["mfa_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        verify(&n, &mfa, &backup[0]).status,
+        401,
+        "spent before the move"
+    );
+    assert_eq!(
+        verify(&n, &mfa, &backup[2]).status,
+        200,
+        "unspent backup code"
+    );
+    let o = passkeys::login_options(&n);
+    let body = json!({ "sessionId": o["sessionId"], "credential": key.assert(&o) });
+    assert_eq!(n.post(passkeys::PASSKEY_LOGIN, None, &body).status, 200);
+    let r = n.post(REFRESH, None, &json!({ "refresh_token": refresh }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Ids go on past every one SQLite gave, the deleted accounts' too.
+    n.add_user("later@example.com", PASSWORD);
+    let (_, list, _) = n.cli(&["user", "list"], None);
+    let id: i64 = list
+        .lines()
+        .find(|l| l.contains("later@example.com"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(id, 5, "{list}");
+}

@@ -280,7 +280,11 @@ fn database_env(dir: &Path) -> Vec<(&'static str, String)> {
     };
     let mut known = DATABASES.lock().unwrap();
     if let Some((_, url)) = known.iter().find(|(d, _)| d == dir) {
-        return vec![("MFAD_DATABASE_URL", url.clone())];
+        // An empty URL: this directory keeps its SQLite file (see `use_sqlite`).
+        return match url.is_empty() {
+            true => Vec::new(),
+            false => vec![("MFAD_DATABASE_URL", url.clone())],
+        };
     }
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = format!("mfad_test_{}_{n}", std::process::id());
@@ -317,6 +321,33 @@ pub fn select_i64s(dir: &Path, sql: &str) -> Vec<i64> {
             all
         }
     }
+}
+
+/// On the PostgreSQL run: data directory `dir` keeps its SQLite file (a test of
+/// moving from SQLite to PostgreSQL).
+pub fn use_sqlite(dir: &Path) {
+    DATABASES
+        .lock()
+        .unwrap()
+        .push((dir.to_path_buf(), String::new()));
+}
+
+/// On the PostgreSQL run: a new, empty database, its URL.
+pub fn new_postgres_database() -> String {
+    let probe = tempfile::tempdir().unwrap();
+    let url = database_env(probe.path())
+        .pop()
+        .expect("a PostgreSQL database needs the PostgreSQL run")
+        .1;
+    url
+}
+
+/// Data directory `dir` uses the database at `url`.
+pub fn use_database(dir: &Path, url: &str) {
+    DATABASES
+        .lock()
+        .unwrap()
+        .push((dir.to_path_buf(), url.to_string()));
 }
 
 /// On the PostgreSQL run, every row of the database of data directory `dir` as text
