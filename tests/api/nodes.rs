@@ -4,6 +4,8 @@
 //! its login everywhere, and a passkey ceremony started on one node is finished on the
 //! other.
 
+use std::process::Command;
+
 use serde_json::json;
 
 use crate::common::*;
@@ -365,4 +367,171 @@ fn an_sqlite_install_migrated_to_postgres_signs_everyone_in_as_before() {
         .parse()
         .unwrap();
     assert_eq!(id, 5, "{list}");
+}
+
+/// A PostgreSQL cluster of a test's own (to stop and start under load), run by the
+/// `postgres` user when the tests run as root, as initdb requires.
+struct Cluster {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("the PostgreSQL run has Debian's server")
+            .filter_map(|e| Some(e.ok()?.path().join("bin")))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cluster { dir, bin };
+        if unsafe { libc::geteuid() } == 0 {
+            let ok = Command::new("chown")
+                .args(["postgres"])
+                .arg(c.dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let data = c.dir.path().join("data");
+        c.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+            ],
+        );
+        c.pg_ctl("start");
+        c
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let path = self.bin.join(tool);
+        let mut cmd = if unsafe { libc::geteuid() } == 0 {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let data = self.dir.path().join("data");
+        let log = self.dir.path().join("log");
+        let opts = format!(
+            "-c listen_addresses='' -k {} -c fsync=off",
+            self.dir.path().display()
+        );
+        let mut args = vec![action, "-D", data.to_str().unwrap(), "-w"];
+        if action == "start" {
+            args.extend(["-l", log.to_str().unwrap(), "-o", &opts]);
+        } else {
+            args.extend(["-m", "fast"]);
+        }
+        self.run("pg_ctl", &args);
+    }
+
+    fn url(&self) -> String {
+        let socket = self.dir.path().to_str().unwrap().replace('/', "%2F");
+        format!("postgres://postgres@{socket}/postgres")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(&data)
+            .output();
+    }
+}
+
+#[test]
+fn postgres_stopped_under_load_gives_503s_then_recovers_without_a_restart() {
+    if !on_postgres() {
+        eprintln!("SKIPPED: stopping PostgreSQL needs the PostgreSQL run (MFAD_TEST_DATABASE_URL)");
+        return;
+    }
+    let cluster = Cluster::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    use_database(&dir, &cluster.url());
+    let s = Server::start_in(&dir, &[]);
+    let email = "outage@example.com";
+    s.add_user(email, PASSWORD);
+    // Four clients refreshing in a loop: every 200 is an acknowledged write (the old
+    // token rotated, a new one stored), whose token must work once PostgreSQL is back.
+    let firsts: Vec<String> = (0..4)
+        .map(|_| {
+            let r = login(&s, email, PASSWORD);
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["refresh_token"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let outcomes: Vec<(Vec<u16>, String)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = firsts
+            .iter()
+            .map(|first| {
+                let (s, stop) = (&s, &stop);
+                scope.spawn(move || {
+                    let mut token = first.clone();
+                    let mut seen = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let r = s.post(REFRESH, None, &json!({ "refresh_token": token }));
+                        if r.status == 200 {
+                            token = r.json()["refresh_token"].as_str().unwrap().to_string();
+                        }
+                        seen.push(r.status);
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    (seen, token)
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        cluster.pg_ctl("stop");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let health = s.get("/healthz", None);
+        assert_eq!(health.status, 503, "{}", health.text());
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        cluster.pg_ctl("start");
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let all: Vec<u16> = outcomes.iter().flat_map(|(seen, _)| seen.clone()).collect();
+    assert!(all.iter().all(|s| [200, 503].contains(s)), "{all:?}");
+    let outage = all.iter().filter(|s| **s == 503).count();
+    assert!(outage > 10, "{outage} 503s: {all:?}");
+    eprintln!(
+        "PostgreSQL outage: {} refreshes by 4 clients, {outage} answered 503, the rest 200",
+        all.len()
+    );
+    for (seen, last) in &outcomes {
+        assert_eq!(seen.last(), Some(&200), "recovered: {seen:?}");
+        let r = s.post(REFRESH, None, &json!({ "refresh_token": last }));
+        assert_eq!(r.status, 200, "the last acknowledged token: {}", r.text());
+    }
+    assert_eq!(s.get("/healthz", None).status, 200);
+    assert!(s.log_has("storage unavailable: PostgreSQL"));
+    assert!(
+        !s.log().iter().any(|l| l.contains(" 500 ")),
+        "a 500 was answered"
+    );
 }
