@@ -76,6 +76,8 @@ OPTIONS:
     --only A,B,..     sections: start, ceiling, healthz, status, setup, verify, login,
                       refresh, pair, inproc, pipeline [all]
     --mfad PATH       measure this mfad binary instead of the one cargo built
+    --database URL    run mfad on PostgreSQL: a new database per data directory on the
+                      server of postgres://USER@HOST/DB (which must allow CREATE DATABASE)
     --serve-arg ARG   one more flag for `mfad serve` (repeat it for more), e.g.
                       --serve-arg --log-level=warn
     --help            this text
@@ -130,6 +132,10 @@ fn run(opts: &Opts) -> Res<()> {
          one access line per request read by this generator as journald would)",
         bin.display()
     );
+    match seed::POSTGRES.get() {
+        Some(url) => println!("database: PostgreSQL, a new database per run on {url}"),
+        None => println!("database: SQLite (mfad.db in each run's data directory)"),
+    }
     let extra = opts.serve_args.join(" ");
     if !extra.is_empty() {
         println!("extra mfad serve flags: {extra}");

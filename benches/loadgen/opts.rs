@@ -58,6 +58,15 @@ impl Opts {
                 "--runs" => runs = Some(parse_num::<usize>(&value("--runs")?, "--runs", 1, 50)?),
                 "--secs" => secs = Some(parse_num::<f64>(&value("--secs")?, "--secs", 0.1, 60.0)?),
                 "--serve-arg" => o.serve_args.push(value("--serve-arg")?),
+                "--database" => {
+                    let url = value("--database")?;
+                    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+                        return Err("--database takes postgres://USER@HOST/DB".into());
+                    }
+                    crate::seed::POSTGRES
+                        .set(url)
+                        .map_err(|_| "--database given twice".to_string())?;
+                }
                 "--mfad" => {
                     // The first --mfad wins, as it always has.
                     let path = PathBuf::from(value("--mfad")?);

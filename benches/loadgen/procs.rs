@@ -124,6 +124,9 @@ pub(crate) fn mfad_command(opts: &Opts, dir: &Path) -> Command {
     }
     cmd.env_remove("STATE_DIRECTORY")
         .env_remove("CREDENTIALS_DIRECTORY");
+    if let Some(url) = crate::seed::database_url(dir) {
+        cmd.env("MFAD_DATABASE_URL", url);
+    }
     cmd
 }
 

@@ -12,9 +12,38 @@ use mfad::{crypto, totp};
 use crate::jobs::Item;
 use crate::{Res, PASSWORD};
 
+/// `--database`: a PostgreSQL server on which each data directory of the run gets a new
+/// database of its own (created here); without it, each uses its own SQLite file.
+pub(crate) static POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The PostgreSQL database of data directory `dir`, made the first time it is asked.
+pub(crate) fn database_url(dir: &Path) -> Option<String> {
+    static MADE: std::sync::Mutex<Vec<(std::path::PathBuf, String)>> =
+        std::sync::Mutex::new(Vec::new());
+    let base = POSTGRES.get()?;
+    let mut made = MADE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, url)) = made.iter().find(|(d, _)| d == dir) {
+        return Some(url.clone());
+    }
+    let name = format!("mfad_loadgen_{}_{}", std::process::id(), made.len());
+    let mut admin = postgres::Client::connect(base, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("--database: cannot connect: {e}"));
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap_or_else(|e| panic!("--database: cannot create {name}: {e}"));
+    let (server, _) = base.rsplit_once('/').expect("a URL that names a database");
+    let url = format!("{server}/{name}");
+    made.push((dir.to_path_buf(), url.clone()));
+    Some(url)
+}
+
 pub(crate) fn instance_for(dir: &Path) -> Res<mfad::Instance> {
     let args: Vec<OsString> = vec!["serve".into(), "--data-dir".into(), dir.into()];
-    let config = Config::parse(&|_| None, args).map_err(|e| e.to_string())?;
+    let url = database_url(dir);
+    let env = |k: &str| url.clone().filter(|_| k == "MFAD_DATABASE_URL");
+    let config = Config::parse(&env, args).map_err(|e| e.to_string())?;
     mfad::open_instance(&config)
 }
 
