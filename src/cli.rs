@@ -194,6 +194,9 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
             Ok(out)
         }
         Command::Migrate { to } => {
+            let crate::config::Database::Postgres(to) = to else {
+                return Err("mfad migrate copies into PostgreSQL only".into());
+            };
             let Some(source) = db.sqlite() else {
                 return Err(format!(
                     "the database is PostgreSQL already ({}); mfad migrate copies an SQLite \

@@ -38,9 +38,10 @@ pub enum Command {
     Backup {
         to: PathBuf,
     },
-    /// Copy the SQLite database into an empty PostgreSQL one.
+    /// Copy the SQLite database into an empty PostgreSQL one (always
+    /// [`Database::Postgres`]; its `Debug` hides the URL, which may hold a password).
     Migrate {
-        to: String,
+        to: Database,
     },
     Audit {
         email: Option<String>,
@@ -453,12 +454,7 @@ impl Config {
                     Database::Sqlite(nonempty_path(path, shown)?)
                 } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
                     // A flag shows in `ps`: its URL must not carry the password.
-                    let userinfo = value
-                        .split_once("://")
-                        .and_then(|(_, rest)| rest.split_once('@'))
-                        .map(|(userinfo, _)| userinfo)
-                        .filter(|u| !u.contains('/'));
-                    if shown.starts_with("--") && userinfo.is_some_and(|u| u.contains(':')) {
+                    if shown.starts_with("--") && flags_password(value) {
                         return Err(ConfigError(format!(
                             "{shown}: the URL carries a password, which every user of this \
                              machine can read in the process list; put the URL in \
@@ -748,7 +744,9 @@ fn command(words: &[String], flags: CommandFlags) -> Result<Command, ConfigError
                     )
                 })?
                 .to_string();
-            Command::Migrate { to: url }
+            Command::Migrate {
+                to: Database::Postgres(url),
+            }
         }
         ["backup"] => Command::Backup {
             to: to.ok_or_else(|| ConfigError("mfad backup needs --to FILE".into()))?,
@@ -852,6 +850,38 @@ mod tests {
         assert!(e.0.starts_with("--issuer:"), "{e}");
         let e = parse(&[("MFAD_ISSUER", "a:b")], &[]).unwrap_err();
         assert!(e.0.starts_with("MFAD_ISSUER:"), "{e}");
+    }
+
+    #[test]
+    fn a_database_url_with_a_password_comes_only_from_the_environment() {
+        let url = "postgres://mfad:s3cret@db.example/mfad";
+        let e = parse(&[], &["--database", url]).unwrap_err();
+        assert!(
+            e.0.contains("process list") && !e.0.contains("s3cret"),
+            "{e}"
+        );
+        let c = parse(&[("MFAD_DATABASE_URL", url)], &[]).unwrap();
+        assert_eq!(c.database, Some(Database::Postgres(url.into())));
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "Debug shows the password"
+        );
+        let c = parse(&[], &["--database", "postgres://mfad@db.example/mfad"]).unwrap();
+        assert!(matches!(c.database, Some(Database::Postgres(_))));
+        let c = parse(&[], &["--database", "sqlite:/srv/mfad.db"]).unwrap();
+        assert_eq!(c.database, Some(Database::Sqlite("/srv/mfad.db".into())));
+        let e = parse(&[], &["--database", "mysql://u:s3cret@h/d"]).unwrap_err();
+        assert!(!e.0.contains("s3cret"), "{e}");
+        let e = parse(&[], &["migrate", "--to", url]).unwrap_err();
+        assert!(
+            e.0.contains("MFAD_MIGRATE_TO") && !e.0.contains("s3cret"),
+            "{e}"
+        );
+        let c = parse(&[("MFAD_MIGRATE_TO", url)], &["migrate"]).unwrap();
+        assert!(matches!(c.command, Command::Migrate { .. }));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(parse(&[], &["migrate"]).is_err(), "a target is needed");
+        assert!(parse(&[], &["user", "list", "--to", "x"]).is_err());
     }
 
     #[test]
