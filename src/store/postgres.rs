@@ -76,9 +76,20 @@ struct Pool {
     open: usize,
 }
 
+/// How a connection is encrypted: libpq's `sslmode`, with rustls (no OpenSSL).
+#[derive(Clone)]
+enum Tls {
+    /// `sslmode=disable`, `prefer` (the default), or a Unix socket.
+    None,
+    /// `require` (encrypted, certificate not checked, as libpq does) or `verify-full`
+    /// (the chain to `sslrootcert` and the host name checked).
+    Rustls(tokio_postgres_rustls::MakeRustlsConnect),
+}
+
 /// A PostgreSQL database shared by every node.
 pub struct PgDb {
     config: postgres::Config,
+    tls: Tls,
     /// The URL as logs may show it (no password).
     shown: String,
     pool: Mutex<Pool>,
@@ -102,6 +113,121 @@ impl Drop for Taken<'_> {
     }
 }
 
+/// The URL without the TLS settings the `postgres` crate does not read (`sslmode`
+/// beyond `require`, `sslrootcert`), and the connector they ask for.
+fn tls_of(url: &str) -> Result<(String, Tls), String> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, q),
+        None => (url, ""),
+    };
+    let mut mode = "prefer".to_string();
+    let mut root = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslmode", v)) => mode = v.to_string(),
+            Some(("sslrootcert", v)) => root = Some(v.replace("%2F", "/").replace("%2f", "/")),
+            _ => kept.push(pair),
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let config = match (mode.as_str(), root) {
+        ("disable" | "prefer", _) => None,
+        ("require", _) => Some(
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(std::sync::Arc::new(Unverified(provider)))
+                .with_no_client_auth(),
+        ),
+        ("verify-full", Some(root)) => {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = rustls::pki_types::CertificateDer::pem_file_iter(&root)
+                .map_err(|e| format!("sslrootcert {root}: {e}"))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("sslrootcert {root}: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("sslrootcert {root}: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("sslrootcert {root}: no certificate in it"));
+            }
+            Some(builder.with_root_certificates(roots).with_no_client_auth())
+        }
+        ("verify-full", None) => {
+            return Err("sslmode=verify-full needs sslrootcert=FILE (the CA's PEM)".into())
+        }
+        (other, _) => {
+            return Err(format!(
+                "sslmode={other} is not one mfad knows: disable, prefer, require or verify-full"
+            ))
+        }
+    };
+    let url = match kept.is_empty() {
+        true => base.to_string(),
+        false => format!("{base}?{}", kept.join("&")),
+    };
+    let tls = match config {
+        Some(c) => Tls::Rustls(tokio_postgres_rustls::MakeRustlsConnect::new(c)),
+        None => Tls::None,
+    };
+    Ok((url, tls))
+}
+
+/// `sslmode=require`: the connection is encrypted, the server's certificate taken as it
+/// is (libpq's meaning of `require`); its signatures are still checked.
+#[derive(Debug)]
+struct Unverified(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// The URL without its password, for messages.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -122,12 +248,10 @@ impl PgDb {
         let named = shown.clone();
         let fail =
             |e: &dyn std::fmt::Display| OpenError(format!("cannot use database {named}: {e}"));
+        let (url, tls) = tls_of(url).map_err(|e| fail(&e))?;
         let mut config: postgres::Config = url.parse().map_err(|e| fail(&e))?;
-        if matches!(config.get_ssl_mode(), postgres::config::SslMode::Require) {
-            return Err(fail(
-                &"sslmode=require: TLS to PostgreSQL is not supported by this build; connect \
-                  over a local socket or a private network",
-            ));
+        if !matches!(tls, Tls::None) {
+            config.ssl_mode(postgres::config::SslMode::Require);
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
@@ -136,6 +260,7 @@ impl PgDb {
         config.application_name("mfad");
         let db = PgDb {
             config,
+            tls,
             shown,
             pool: Mutex::new(Pool {
                 idle: Vec::new(),
@@ -158,7 +283,10 @@ impl PgDb {
     }
 
     fn connect_one(&self) -> Result<Conn, Error> {
-        let mut client = self.config.connect(NoTls)?;
+        let mut client = match &self.tls {
+            Tls::None => self.config.connect(NoTls)?,
+            Tls::Rustls(tls) => self.config.connect(tls.clone())?,
+        };
         client.batch_execute(&format!(
             "SET statement_timeout = '{STATEMENT_TIMEOUT}'; \
              SET lock_timeout = '{STATEMENT_TIMEOUT}'; \

@@ -378,6 +378,12 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with(None)
+    }
+
+    /// With `tls` (a certificate chain and its key, PEM), the cluster listens on
+    /// 127.0.0.1 at a port of its own with `ssl=on`; its URL is then over TCP.
+    fn start_with(tls: Option<(&str, &str)>) -> Cluster {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("the PostgreSQL run has Debian's server")
             .filter_map(|e| Some(e.ok()?.path().join("bin")))
@@ -406,8 +412,49 @@ impl Cluster {
                 "postgres",
             ],
         );
+        let mut conf = "listen_addresses = ''\n".to_string();
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let path = data.join(name);
+                std::fs::write(&path, pem).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if unsafe { libc::geteuid() } == 0 {
+                    Command::new("chown")
+                        .arg("postgres")
+                        .arg(&path)
+                        .status()
+                        .unwrap();
+                }
+            }
+            // A port of its own (PostgreSQL cannot be given port 0): one that was free a
+            // moment ago.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            conf = format!("ssl = on\nlisten_addresses = '127.0.0.1'\nport = {port}\n");
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut file, conf.as_bytes()).unwrap();
         c.pg_ctl("start");
         c
+    }
+
+    /// The TCP port of a TLS cluster.
+    fn port(&self) -> u16 {
+        let conf = std::fs::read_to_string(self.dir.path().join("data/postgresql.conf")).unwrap();
+        conf.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("port = "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     fn run(&self, tool: &str, args: &[&str]) {
@@ -430,10 +477,8 @@ impl Cluster {
     fn pg_ctl(&self, action: &str) {
         let data = self.dir.path().join("data");
         let log = self.dir.path().join("log");
-        let opts = format!(
-            "-c listen_addresses='' -k {} -c fsync=off",
-            self.dir.path().display()
-        );
+        // Where it listens is in postgresql.conf (see `start_with`).
+        let opts = format!("-k {} -c fsync=off", self.dir.path().display());
         let mut args = vec![action, "-D", data.to_str().unwrap(), "-w"];
         if action == "start" {
             args.extend(["-l", log.to_str().unwrap(), "-o", &opts]);
@@ -534,4 +579,105 @@ fn postgres_stopped_under_load_gives_503s_then_recovers_without_a_restart() {
         !s.log().iter().any(|l| l.contains(" 500 ")),
         "a 500 was answered"
     );
+}
+
+/// A CA certificate of its own, for the TLS test.
+fn new_ca() -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
+}
+
+/// How many of mfad's connections PostgreSQL sees encrypted, and not.
+fn mfad_connections(cluster: &Cluster) -> (i64, i64) {
+    let mut admin = postgres::Client::connect(
+        &format!(
+            "host={} port={} user=postgres dbname=postgres",
+            cluster.dir.path().display(),
+            cluster.port()
+        ),
+        postgres::NoTls,
+    )
+    .unwrap();
+    let r = admin
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl)
+             FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'mfad'",
+            &[],
+        )
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
+#[test]
+fn tls_to_postgres_require_encrypts_and_verify_full_checks_the_server() {
+    if !on_postgres() {
+        eprintln!("SKIPPED: TLS to PostgreSQL needs the PostgreSQL run (MFAD_TEST_DATABASE_URL)");
+        return;
+    }
+    // A CA, and the server's certificate for localhost signed by it.
+    let ca = new_ca();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let cluster = Cluster::start_with(Some((&server.pem(), &server_key.serialize_pem())));
+    let port = cluster.port();
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_file = tmp.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let other_file = tmp.path().join("other-ca.pem");
+    std::fs::write(&other_file, new_ca().pem()).unwrap();
+    let base = format!("postgres://postgres@localhost:{port}/postgres");
+
+    let queries = [
+        "?sslmode=require".to_string(),
+        format!("?sslmode=verify-full&sslrootcert={}", ca_file.display()),
+    ];
+    for (i, query) in queries.iter().enumerate() {
+        let dir = tmp.path().join(format!("node{i}"));
+        use_database(&dir, &format!("{base}{query}"));
+        if i > 0 {
+            // A second node on the same database: the first one's key.
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+            let key = dir.join("mfad.key");
+            std::fs::copy(tmp.path().join("node0/mfad.key"), &key).unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let s = Server::start_in(&dir, &[]);
+        assert_eq!(s.get("/healthz", None).status, 200, "{query}");
+        let email = format!("tls{i}@example.com");
+        s.add_user(&email, PASSWORD);
+        assert_eq!(login(&s, &email, PASSWORD).status, 200, "{query}");
+        // PostgreSQL's own view: every connection of mfad's is encrypted.
+        let (encrypted, plain) = mfad_connections(&cluster);
+        assert!(encrypted >= 1, "{query}: no encrypted connection of mfad's");
+        assert_eq!(plain, 0, "{query}");
+    }
+    // The wrong CA, and a name the certificate does not carry: refused at the start,
+    // without a key left behind.
+    let refused = [
+        format!(
+            "{base}?sslmode=verify-full&sslrootcert={}",
+            other_file.display()
+        ),
+        format!(
+            "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=verify-full&sslrootcert={}",
+            ca_file.display()
+        ),
+    ];
+    for (i, url) in refused.iter().enumerate() {
+        let dir = tmp.path().join(format!("refused{i}"));
+        use_database(&dir, url);
+        let err = refused_start(&dir, None);
+        assert!(err.contains("cannot use database"), "{url}: {err}");
+        assert!(!dir.join("mfad.key").exists(), "a key was left behind");
+    }
+    let dir = tmp.path().join("no-root");
+    use_database(&dir, &format!("{base}?sslmode=verify-full"));
+    let err = refused_start(&dir, None);
+    assert!(err.contains("needs sslrootcert"), "{err}");
 }
