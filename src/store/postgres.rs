@@ -102,6 +102,13 @@ struct Taken<'a> {
     conn: Option<Conn>,
 }
 
+impl Taken<'_> {
+    /// The connection: there is one once [`PgDb::take`] has returned it.
+    fn conn(&mut self) -> Result<&mut Conn, Error> {
+        self.conn.as_mut().ok_or(Error::Unavailable)
+    }
+}
+
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
         let mut pool = self.db.pool.lock().unwrap_or_else(PoisonError::into_inner);
@@ -271,7 +278,7 @@ impl PgDb {
         let mut taken = db
             .take()
             .map_err(|_| fail(&"cannot connect (see the log above)"))?;
-        let conn = taken.conn.as_mut().ok_or_else(|| fail(&"no connection"))?;
+        let conn = taken.conn().map_err(|_| fail(&"no connection"))?;
         migrate(&mut conn.client).map_err(|e| fail(&e))?;
         drop(taken);
         Ok(db)
@@ -338,9 +345,7 @@ impl PgDb {
     /// Runs `f` outside a transaction (each statement is its own).
     pub fn read<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T, Error>) -> Result<T, Error> {
         let mut taken = self.take()?;
-        let Some(Conn { client, statements }) = taken.conn.as_mut() else {
-            return Err(Error::Unavailable);
-        };
+        let Conn { client, statements } = taken.conn()?;
         f(&PgTx {
             c: RefCell::new(client),
             statements: RefCell::new(statements),
@@ -351,9 +356,7 @@ impl PgDb {
     /// rolls it back.
     pub fn write<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T, Error>) -> Result<T, Error> {
         let mut taken = self.take()?;
-        let Some(Conn { client, statements }) = taken.conn.as_mut() else {
-            return Err(Error::Unavailable);
-        };
+        let Conn { client, statements } = taken.conn()?;
         let mut t = client.transaction()?;
         let out = f(&PgTx {
             c: RefCell::new(&mut t),
@@ -385,9 +388,7 @@ impl PgDb {
         f: impl FnOnce(&dyn Tx) -> Result<T, Error>,
     ) -> Result<Option<T>, Error> {
         let mut taken = self.take()?;
-        let Some(Conn { client, statements }) = taken.conn.as_mut() else {
-            return Err(Error::Unavailable);
-        };
+        let Conn { client, statements } = taken.conn()?;
         let mut t = client.transaction()?;
         let locked: bool = t
             .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&JANITOR_LOCK])?
@@ -417,9 +418,7 @@ impl PgDb {
         now: i64,
     ) -> Result<Result<i64, i64>, Error> {
         let mut taken = self.take()?;
-        let Some(Conn { client: c, .. }) = taken.conn.as_mut() else {
-            return Err(Error::Unavailable);
-        };
+        let c = &mut taken.conn()?.client;
         let mut t = c.transaction()?;
         t.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
@@ -455,9 +454,7 @@ impl PgDb {
         let mut taken = self
             .take()
             .map_err(|_| "cannot connect (see the log above)")?;
-        let Some(conn) = taken.conn.as_mut() else {
-            return Err("cannot connect".into());
-        };
+        let conn = taken.conn().map_err(|_| "cannot connect")?;
         // A copy may take longer than a request's statement timeout.
         conn.client
             .batch_execute("SET statement_timeout = 0")
@@ -471,9 +468,7 @@ impl PgDb {
     /// Gives back the place of attempt `id` (it succeeded).
     pub fn throttle_release(&self, id: i64) -> Result<(), Error> {
         let mut taken = self.take()?;
-        let Some(conn) = taken.conn.as_mut() else {
-            return Err(Error::Unavailable);
-        };
+        let conn = taken.conn()?;
         conn.client
             .execute("DELETE FROM throttle WHERE id = $1", &[&id])?;
         Ok(())

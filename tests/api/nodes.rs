@@ -238,7 +238,6 @@ fn an_sqlite_install_migrated_to_postgres_signs_everyone_in_as_before() {
         eprintln!("SKIPPED: mfad migrate needs the PostgreSQL run (MFAD_TEST_DATABASE_URL)");
         return;
     }
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let tmp = tempfile::tempdir().unwrap();
     let old = tmp.path().join("old");
     use_sqlite(&old);
@@ -323,9 +322,7 @@ fn an_sqlite_install_migrated_to_postgres_signs_everyone_in_as_before() {
 
     // A node on the migrated database, with the same key.
     let new = tmp.path().join("new");
-    std::fs::DirBuilder::new().mode(0o700).create(&new).unwrap();
-    std::fs::copy(old.join("mfad.key"), new.join("mfad.key")).unwrap();
-    std::fs::set_permissions(new.join("mfad.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    data_dir_with_key_of(&old, &new);
     use_database(&new, &url);
     let n = Server::start_in(&new, &extra);
     let (_, after, _) = n.cli(&["user", "list"], None);
@@ -641,11 +638,7 @@ fn tls_to_postgres_require_encrypts_and_verify_full_checks_the_server() {
         use_database(&dir, &format!("{base}{query}"));
         if i > 0 {
             // A second node on the same database: the first one's key.
-            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-            std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
-            let key = dir.join("mfad.key");
-            std::fs::copy(tmp.path().join("node0/mfad.key"), &key).unwrap();
-            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            data_dir_with_key_of(&tmp.path().join("node0"), &dir);
         }
         let s = Server::start_in(&dir, &[]);
         assert_eq!(s.get("/healthz", None).status, 200, "{query}");

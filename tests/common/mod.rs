@@ -144,17 +144,13 @@ impl Server {
     /// Another node on this server's database (PostgreSQL): a data directory of its own
     /// holding a copy of this one's key, as an operator sets up a second node.
     pub fn second_node(&self, extra: &[&str]) -> Server {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let url = database_env(&self.dir)
             .pop()
             .expect("a second node needs the PostgreSQL run")
             .1;
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
-        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
-        let key = dir.join("mfad.key");
-        std::fs::copy(self.dir.join("mfad.key"), &key).unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        data_dir_with_key_of(&self.dir, &dir);
         DATABASES.lock().unwrap().push((dir.clone(), url));
         let mut s = Server::start_in_with(&dir, extra, |_| {});
         s._tmp = Some(tmp);
@@ -321,6 +317,16 @@ pub fn select_i64s(dir: &Path, sql: &str) -> Vec<i64> {
             all
         }
     }
+}
+
+/// A new data directory `to` (mode 0700) holding a copy of `from`'s key (mode 0600), as
+/// an operator sets up another node.
+pub fn data_dir_with_key_of(from: &Path, to: &Path) {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().mode(0o700).create(to).unwrap();
+    let key = to.join("mfad.key");
+    std::fs::copy(from.join("mfad.key"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// On the PostgreSQL run: data directory `dir` keeps its SQLite file (a test of
