@@ -78,17 +78,15 @@ impl LoginLimiter {
                 row: None,
             });
         };
-        if let Some(shared) = db.shared() {
-            return match shared.throttle_reserve(self.name, &addr.to_string(), self.limit, now)? {
-                Ok(row) => Ok(Attempt {
-                    ip,
-                    at: now,
-                    row: Some(row),
-                }),
-                Err(oldest) => Err(self.refuse(oldest, now)),
-            };
+        match db.throttle_reserve(self.name, &addr.to_string(), self.limit, now)? {
+            Some(Ok(row)) => Ok(Attempt {
+                ip,
+                at: now,
+                row: Some(row),
+            }),
+            Some(Err(oldest)) => Err(self.refuse(oldest, now)),
+            None => self.reserve_here(addr, now),
         }
-        self.reserve_here(addr, now)
     }
 
     /// The `429` of an attempt refused at `now`, the oldest of the window at `oldest`.
@@ -131,9 +129,9 @@ impl LoginLimiter {
 
     /// The attempt succeeded: it does not count.
     pub fn release(&self, db: &Db, attempt: Attempt) {
-        if let (Some(row), Some(shared)) = (attempt.row, db.shared()) {
+        if let Some(row) = attempt.row {
             // Failing to give the place back only makes the window stricter.
-            let _ = shared.throttle_release(row);
+            let _ = db.throttle_release(row);
             return;
         }
         let Some(addr) = attempt.ip else { return };
@@ -154,7 +152,7 @@ impl LoginLimiter {
 /// when it ends: a refresh never moves that end, nor how and when the login was made.
 pub(super) fn issue_tokens(
     app: &App,
-    tx: &dyn Tx,
+    tx: &Tx<'_>,
     account: &Account,
     login: Login,
     family: Option<(&[u8], i64)>,

@@ -79,7 +79,7 @@ pub struct Principal {
 }
 
 /// Writes an audit event and its log line (the id only: no email, no secret).
-fn audit(tx: &dyn Tx, account_id: Option<i64>, now: i64, event: &str) -> Result<(), Error> {
+fn audit(tx: &Tx<'_>, account_id: Option<i64>, now: i64, event: &str) -> Result<(), Error> {
     tx.audit(account_id, now, event, None)?;
     match account_id {
         Some(id) => log::info!("audit: {event} account={id}"),

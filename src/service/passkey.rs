@@ -214,7 +214,7 @@ pub(super) fn judge(
 /// statement, so two uses of one signature cannot both pass), `lastUsedAt` is set, and
 /// the audit says what happened. Returns the passkey when it is accepted.
 pub(super) fn book(
-    tx: &dyn Tx,
+    tx: &Tx<'_>,
     judged: &Judged,
     account: Option<i64>,
     now: i64,
@@ -239,7 +239,7 @@ pub(super) fn book(
 /// Audits a refused passkey with its reason; a counter that did not grow also as a
 /// possibly cloned authenticator.
 pub(super) fn refused(
-    tx: &dyn Tx,
+    tx: &Tx<'_>,
     account: Option<i64>,
     now: i64,
     reason: &str,
@@ -258,7 +258,7 @@ pub(super) fn refused(
 }
 
 /// A new ceremony's challenge: 32 random bytes, stored as their keyed hash.
-fn new_ceremony(app: &App, tx: &dyn Tx, ceremony: Ceremony<'_>, now: i64) -> Result<String, Error> {
+fn new_ceremony(app: &App, tx: &Tx<'_>, ceremony: Ceremony<'_>, now: i64) -> Result<String, Error> {
     let challenge: [u8; 32] = crypto::random()?;
     tx.insert_ceremony(
         &app.keys.token_hash(&challenge),
@@ -487,7 +487,7 @@ pub fn delete(db: &Db, who: &Principal, id: &str, now: i64) -> Result<(), Error>
 /// challenge `challenge` (its keyed hash).
 fn second_factor_options(
     app: &App,
-    tx: &dyn Tx,
+    tx: &Tx<'_>,
     account: i64,
     challenge: &[u8; 32],
     now: i64,

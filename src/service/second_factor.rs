@@ -168,7 +168,7 @@ fn decide<T>(
     asker: Asker<'_>,
     answer: &Answer,
     now: i64,
-    on_accept: impl FnOnce(&dyn Tx, i64) -> Result<T, Error>,
+    on_accept: impl FnOnce(&Tx<'_>, i64) -> Result<T, Error>,
 ) -> Result<Verdict<T>, Error> {
     // A backup code costs a PBKDF2 and a passkey a signature check, which must not run
     // inside the transaction (every writer waits for it): what they need is read first
@@ -310,7 +310,7 @@ pub fn check<T>(
     asker: Asker<'_>,
     answer: &Answer,
     now: i64,
-    on_accept: impl FnOnce(&dyn Tx, i64) -> Result<T, Error>,
+    on_accept: impl FnOnce(&Tx<'_>, i64) -> Result<T, Error>,
 ) -> Result<Verdict<T>, Error> {
     let verdict = decide(app, db, asker, answer, now, on_accept);
     let result = match &verdict {
@@ -329,7 +329,7 @@ pub fn check<T>(
 /// Audits a wrong TOTP code that is the code of a step 2 to 10 steps away: the device's
 /// clock is probably off (the commonest reason codes fail). Still wrong.
 pub(crate) fn suspect_drift(
-    tx: &dyn Tx,
+    tx: &Tx<'_>,
     id: i64,
     secret: &[u8],
     code: &[u8; 6],
@@ -351,7 +351,7 @@ pub(crate) fn suspect_drift(
 /// A wrong answer: counted against the challenge (its last try kills it) and the
 /// account (which it may lock).
 fn wrong<T>(
-    tx: &dyn Tx,
+    tx: &Tx<'_>,
     asker: Asker<'_>,
     id: i64,
     answer: &Answer,
@@ -377,7 +377,7 @@ fn wrong<T>(
 /// change — and audits it; locks the account at [`ACCOUNT_MAX_FAILURES`] in a row.
 /// Returns the lock's length if this answer set it.
 pub(crate) fn count_wrong(
-    tx: &dyn Tx,
+    tx: &Tx<'_>,
     id: i64,
     now: i64,
     what: &str,
@@ -401,7 +401,7 @@ pub(crate) fn locked_for(db: &Db, id: i64, now: i64) -> Result<Option<i64>, Erro
 
 /// The account of a live challenge of `purpose`, if it is one.
 pub(super) fn challenge_account(
-    tx: &dyn Tx,
+    tx: &Tx<'_>,
     hash: &[u8; 32],
     purpose: Purpose,
     now: i64,
@@ -413,7 +413,7 @@ pub(super) fn challenge_account(
 }
 
 /// The account whose answer it is, if the asker still stands.
-fn account_of(tx: &dyn Tx, asker: Asker<'_>, now: i64) -> Result<Option<i64>, Error> {
+fn account_of(tx: &Tx<'_>, asker: Asker<'_>, now: i64) -> Result<Option<i64>, Error> {
     let live = |hash, purpose| challenge_account(tx, hash, purpose, now);
     Ok(match asker {
         Asker::Account(id) => Some(id),

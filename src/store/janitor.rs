@@ -92,7 +92,7 @@ fn run(
 /// Deletes what has expired and the audit past its retention. On PostgreSQL only the
 /// node that holds the janitor's advisory lock does it (the others find it taken).
 fn purge(db: &Db, now: i64, audit_retention_secs: i64) {
-    let work = |tx: &dyn super::Tx| {
+    let work = |tx: &super::Tx<'_>| {
         Ok((
             tx.purge_expired(now)?,
             tx.purge_audit(now - audit_retention_secs)?,

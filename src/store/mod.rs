@@ -1,7 +1,7 @@
 //! The storage boundary. `service` sees only what this file names: the row types, the
 //! [`Tx`] trait (one method per thing the use cases need, each one statement or one
 //! small fixed set of them), and [`Db`], which runs a closure in a read or in a write
-//! transaction and hands it a `&dyn Tx`. No engine type crosses this line, so a second
+//! transaction and hands it a `&Tx<'_>`. No engine type crosses this line, so a second
 //! engine (PostgreSQL) is a second implementation of `Tx` and of `Db`'s few methods,
 //! not a rewrite of `service`.
 //!
@@ -10,17 +10,21 @@
 //! one node (`postgres.rs`: a pool, `schema.pg.sql`, its SQL). `janitor.rs` checkpoints
 //! SQLite's WAL and purges expired rows off the request path.
 
+mod engine;
 mod janitor;
 mod migrate;
 mod postgres;
 mod queries;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 
 pub use janitor::Janitor;
 pub use migrate::sqlite_to_postgres;
 pub use postgres::PgDb;
+pub use queries::Tx;
 pub use sqlite::{OpenError, SqliteDb, MAX_BATCH, SCHEMA_VERSION};
 
 /// The database: the embedded SQLite file, or a PostgreSQL server shared by nodes.
@@ -41,7 +45,7 @@ impl Db {
     }
 
     /// Runs `f` on the database outside a transaction (each statement is its own).
-    pub fn read<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T, Error>) -> Result<T, Error> {
+    pub fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, Error>) -> Result<T, Error> {
         match self {
             Db::Sqlite(db) => db.read(f),
             Db::Postgres(db) => db.read(f),
@@ -50,19 +54,35 @@ impl Db {
 
     /// Runs `f` in a transaction and returns once it is committed; an error from `f`
     /// rolls back everything `f` did.
-    pub fn write<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T, Error>) -> Result<T, Error> {
+    pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, Error>) -> Result<T, Error> {
         match self {
             Db::Sqlite(db) => db.write(f),
             Db::Postgres(db) => db.write(f),
         }
     }
 
-    /// The engine's own throttle of many nodes, if it has one (PostgreSQL; SQLite's one
-    /// node keeps its throttles in memory).
-    pub fn shared(&self) -> Option<&PgDb> {
+    /// Takes a place in the throttle `name` shared by every node for `client`:
+    /// `Some(Ok(id))` of the attempt, `Some(Err(oldest))` when `limit` attempts of the last
+    /// 60 s are there already, or `None` when this engine has no shared throttle (SQLite's
+    /// one node counts its attempts in memory).
+    pub fn throttle_reserve(
+        &self,
+        name: &str,
+        client: &str,
+        limit: u32,
+        now: i64,
+    ) -> Result<Option<Result<i64, i64>>, Error> {
         match self {
-            Db::Sqlite(_) => None,
-            Db::Postgres(db) => Some(db),
+            Db::Sqlite(_) => Ok(None),
+            Db::Postgres(db) => db.throttle_reserve(name, client, limit, now).map(Some),
+        }
+    }
+
+    /// Gives back the place of attempt `id` of the shared throttle (it succeeded).
+    pub fn throttle_release(&self, id: i64) -> Result<(), Error> {
+        match self {
+            Db::Sqlite(_) => Ok(()),
+            Db::Postgres(db) => db.throttle_release(id),
         }
     }
 
@@ -333,175 +353,4 @@ pub struct AuditRow {
     pub at: i64,
     pub event: String,
     pub detail: Option<String>,
-}
-
-/// What a transaction can do. Every method that changes state is written so that two
-/// transactions racing on the same row cannot both succeed (the `bool`s say who won).
-pub trait Tx {
-    // Accounts
-    fn account_by_id(&self, id: i64) -> Result<Option<Account>, Error>;
-    fn account_by_email(&self, email: &str) -> Result<Option<Account>, Error>;
-    fn account_by_subject(&self, subject: &str) -> Result<Option<Account>, Error>;
-    /// Creates a local account; `None` when the email is taken.
-    fn create_account(
-        &self,
-        email: &str,
-        password_hash: Option<&str>,
-        now: i64,
-    ) -> Result<Option<i64>, Error>;
-    /// Finds or creates the account of an external token's subject.
-    fn ensure_external_account(&self, subject: &str, now: i64) -> Result<Account, Error>;
-    fn set_password(&self, id: i64, hash: &str) -> Result<bool, Error>;
-    /// Records a change of the account itself (`updatedAt`).
-    fn touch_updated(&self, id: i64, now: i64) -> Result<(), Error>;
-    /// Records a successful login or refresh (`lastConnectedAt`).
-    fn touch_connected(&self, id: i64, now: i64) -> Result<(), Error>;
-    fn delete_account(&self, id: i64) -> Result<bool, Error>;
-    fn list_accounts(&self) -> Result<Vec<AccountSummary>, Error>;
-
-    // TOTP and backup codes
-    fn totp(&self, account_id: i64) -> Result<Option<Totp>, Error>;
-    /// Whether TOTP is on, the backup codes left and the passkeys, in one query.
-    fn second_factors(&self, account_id: i64) -> Result<SecondFactors, Error>;
-    fn totp_enabled(&self, account_id: i64) -> Result<bool, Error>;
-    /// Stores a new pending secret, replacing an earlier pending one. Refused (`false`)
-    /// when TOTP is already enabled, in the same statement.
-    fn set_pending_secret(&self, account_id: i64, sealed: &[u8]) -> Result<bool, Error>;
-    /// Makes `pending` (exactly the sealed bytes that were checked) the active secret and
-    /// records the step its code matched. `false` if the state moved meanwhile.
-    fn activate_secret(
-        &self,
-        account_id: i64,
-        pending: &[u8],
-        step: i64,
-        backup_salt: &[u8],
-        now: i64,
-    ) -> Result<bool, Error>;
-    /// Records that a code of `step` was accepted. `false` — the code is a replay — when
-    /// a step at or after it was already accepted (RFC 6238 §5.2).
-    fn raise_last_step(&self, account_id: i64, step: i64) -> Result<bool, Error>;
-    /// Deletes every TOTP secret and backup code of an account; `true` if TOTP was on.
-    fn clear_totp(&self, account_id: i64) -> Result<bool, Error>;
-    /// Replaces all backup codes (and their salt) of an enabled account.
-    fn replace_backup_codes(
-        &self,
-        account_id: i64,
-        salt: &[u8],
-        hashes: &[[u8; 32]],
-    ) -> Result<(), Error>;
-    /// Spends a backup code: `true` if it existed (the delete is the check).
-    fn spend_backup_code(&self, account_id: i64, hash: &[u8; 32]) -> Result<bool, Error>;
-    fn backup_codes_remaining(&self, account_id: i64) -> Result<i64, Error>;
-    /// Counts a wrong second factor or password confirmation; locks the account when
-    /// the count reaches `limit`. Returns the new count and the lock's end (0 when not
-    /// locked).
-    fn count_verify_failure(
-        &self,
-        account_id: i64,
-        limit: i64,
-        lock_until: i64,
-    ) -> Result<(i64, i64), Error>;
-    fn reset_verify_failures(&self, account_id: i64) -> Result<(), Error>;
-
-    // MFA challenges
-    fn insert_challenge(
-        &self,
-        hash: &[u8; 32],
-        account_id: i64,
-        expires_at: i64,
-        purpose: Purpose,
-    ) -> Result<(), Error>;
-    fn challenge(&self, hash: &[u8; 32]) -> Result<Option<Challenge>, Error>;
-    /// Deletes a challenge; `true` if it was still there (so exactly one caller wins it).
-    fn take_challenge(&self, hash: &[u8; 32]) -> Result<bool, Error>;
-    /// Counts a wrong code against a challenge; the new count (0 if it is gone).
-    fn count_challenge_failure(&self, hash: &[u8; 32]) -> Result<i64, Error>;
-
-    // Passkeys and their ceremonies
-    /// The account's WebAuthn user handle, if it has one yet.
-    fn user_handle(&self, account_id: i64) -> Result<Option<Vec<u8>>, Error>;
-    /// Gives the account `handle` unless it already has one; returns the one it has.
-    fn ensure_user_handle(&self, account_id: i64, handle: &[u8]) -> Result<Vec<u8>, Error>;
-    /// The account's passkeys, oldest first.
-    fn passkeys(&self, account_id: i64) -> Result<Vec<Passkey>, Error>;
-    fn passkey_by_credential(&self, credential_id: &[u8]) -> Result<Option<Passkey>, Error>;
-    /// Stores a new passkey; `false` when its credential id is registered already (to
-    /// anyone), in the same statement.
-    fn insert_passkey(&self, passkey: &Passkey) -> Result<bool, Error>;
-    /// Records a use: the new counter and the time. `false` — a replayed or cloned
-    /// authenticator — when the counter does not grow (unless both are zero), in the
-    /// same statement.
-    fn use_passkey(&self, id: &[u8; 16], sign_count: i64, now: i64) -> Result<bool, Error>;
-    /// Deletes one passkey of `account_id`; `false` if it has none of that id.
-    fn delete_passkey(&self, account_id: i64, id: &[u8; 16]) -> Result<bool, Error>;
-    /// Deletes every passkey of an account; how many there were.
-    fn delete_passkeys(&self, account_id: i64) -> Result<usize, Error>;
-    fn insert_ceremony(
-        &self,
-        challenge_hash: &[u8; 32],
-        ceremony: Ceremony<'_>,
-        expires_at: i64,
-    ) -> Result<(), Error>;
-    /// Ends the ceremony of this challenge if it is `ceremony` (same purpose, account and
-    /// binding) and has not expired: `true` once (the delete is the check).
-    fn take_ceremony(
-        &self,
-        challenge_hash: &[u8; 32],
-        ceremony: Ceremony<'_>,
-        now: i64,
-    ) -> Result<bool, Error>;
-
-    // Refresh tokens
-    fn insert_refresh_token(
-        &self,
-        hash: &[u8; 32],
-        account_id: i64,
-        family: &[u8],
-        expires_at: i64,
-        login: Login,
-    ) -> Result<(), Error>;
-    fn refresh_token(&self, hash: &[u8; 32]) -> Result<Option<RefreshToken>, Error>;
-    /// Marks a token as exchanged; `false` if it already was (a concurrent refresh won).
-    fn rotate_refresh_token(&self, hash: &[u8; 32]) -> Result<bool, Error>;
-    /// Revokes every token descended from one login.
-    fn revoke_family(&self, family: &[u8]) -> Result<usize, Error>;
-    /// Revokes every refresh token of an account: every login of it ends.
-    fn revoke_sessions(&self, account_id: i64) -> Result<usize, Error>;
-    /// Stores a passed step-up until it is redeemed or expires.
-    fn insert_verification(
-        &self,
-        hash: &[u8; 32],
-        account_id: i64,
-        method: &str,
-        verified_at: i64,
-        expires_at: i64,
-    ) -> Result<(), Error>;
-    /// Redeems a verification of `account_id` that has not expired: its method and when
-    /// it was made, once (the delete is the check). Another account's is left alone.
-    fn take_verification(
-        &self,
-        hash: &[u8; 32],
-        account_id: i64,
-        now: i64,
-    ) -> Result<Option<(String, i64)>, Error>;
-    /// Deletes expired challenges (MFA and passkey), verifications and refresh tokens;
-    /// the janitor's.
-    fn purge_expired(&self, now: i64) -> Result<usize, Error>;
-
-    // Instance facts and the audit trail
-    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error>;
-    fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), Error>;
-    fn audit(
-        &self,
-        account_id: Option<i64>,
-        now: i64,
-        event: &str,
-        detail: Option<&str>,
-    ) -> Result<(), Error>;
-    /// The newest `limit` events of an account, newest first.
-    fn recent_audit(&self, account_id: i64, limit: i64) -> Result<Vec<AuditEvent>, Error>;
-    /// Every event at or after `since` (of one account, or of all), oldest first.
-    fn audit_trail(&self, account_id: Option<i64>, since: i64) -> Result<Vec<AuditRow>, Error>;
-    /// Deletes the events older than `before` (`--audit-retention`); how many.
-    fn purge_audit(&self, before: i64) -> Result<usize, Error>;
 }

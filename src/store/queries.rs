@@ -1,26 +1,43 @@
-//! The SQL behind [`Tx`]: one method per query, each through SQLite's statement cache.
-//! Races are settled by the statements themselves (`… WHERE last_step < ?`, a `DELETE`
-//! that reports whether it deleted), never by a read followed by a write.
+//! Every storage rule, written once for both engines: [`Tx`], one method per thing the
+//! use cases need, each one statement or a small fixed set of them, in PostgreSQL's
+//! dialect with `$n` parameters (SQLite runs the same text; `engine.rs` says how). Races
+//! are settled by the statements themselves (`… WHERE last_step < $2`, a `DELETE` that
+//! reports whether it deleted), never by a read followed by a write: at READ COMMITTED,
+//! a PostgreSQL statement that finds its row locked by a concurrent one waits for it and
+//! checks its `WHERE` again on the new row; SQLite has one writer at a time.
+//!
+//! SQL that both engines run: `RETURNING`, upserts, `IS NOT DISTINCT FROM`, `TRUE`, and
+//! `CAST(… AS BIGINT)` where PostgreSQL could not infer a parameter's type (never
+//! `::`, which SQLite does not know). The one real dialect difference is named where it
+//! branches ([`Tx::purge_expired`]).
 
-use rusqlite::{params, Connection, OptionalExtension};
-
+use super::engine::{params, Dialect, Engine, Param, Row};
 use super::{
     normalize_email, Account, AccountSummary, AuditEvent, AuditRow, Ceremony, Challenge, Passkey,
-    Purpose, RefreshToken, SecondFactors, Totp, Tx,
+    Purpose, RefreshToken, SecondFactors, Totp,
 };
 use crate::auth::{Login, SignIn};
 use crate::error::Error;
 
-/// A transaction (or, for reads, the connection between transactions) of the SQLite
-/// engine, as `service` sees it through [`Tx`].
-pub(super) struct SqliteTx<'c> {
-    pub(super) conn: &'c Connection,
+/// A transaction (or, for reads, a connection between transactions) of either engine,
+/// as `service` sees it. Every method that changes state is written so that two
+/// transactions racing on the same row cannot both succeed (the `bool`s say who won).
+pub struct Tx<'a> {
+    e: &'a dyn Engine,
 }
 
-const ACCOUNT_COLUMNS: &str =
-    "id, email, password_hash, external_subject, created_at, updated_at, last_connected_at";
+/// The query of an account's columns (read by [`account`]), then `$tail`.
+macro_rules! select_account {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, email, password_hash, external_subject, created_at, updated_at, ",
+            "last_connected_at FROM accounts",
+            $tail
+        )
+    };
+}
 
-fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+fn account(r: &dyn Row) -> Result<Account, Error> {
     Ok(Account {
         id: r.get(0)?,
         email: r.get(1)?,
@@ -32,10 +49,15 @@ fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     })
 }
 
-const PASSKEY_COLUMNS: &str = "id, account_id, credential_id, public_key, alg, sign_count, name, \
-                               created_at, last_used_at";
+/// A passkey's columns, in the order [`passkey`] reads them.
+macro_rules! passkey_columns {
+    () => {
+        "id, account_id, credential_id, public_key, alg, sign_count, name, created_at, \
+         last_used_at"
+    };
+}
 
-fn passkey_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Passkey> {
+fn passkey(r: &dyn Row) -> Result<Passkey, Error> {
     let id: Vec<u8> = r.get(0)?;
     Ok(Passkey {
         // Always 16 bytes as written; another length is a damaged row, never a match.
@@ -51,171 +73,247 @@ fn passkey_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Passkey> {
     })
 }
 
-impl Tx for SqliteTx<'_> {
-    fn account_by_id(&self, id: i64) -> Result<Option<Account>, Error> {
-        let c = self.conn;
-        Ok(c.prepare_cached(&format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
-        ))?
-        .query_row([id], account_row)
-        .optional()?)
+/// The `INSERT` of `n` backup codes of account `$1`, hashes `$2`…: one statement, so
+/// one round trip to PostgreSQL.
+fn insert_backup_codes_sql(n: usize) -> String {
+    let rows: Vec<String> = (0..n).map(|i| format!("($1, ${})", i + 2)).collect();
+    format!(
+        "INSERT INTO backup_codes (account_id, code_hash) VALUES {}",
+        rows.join(", ")
+    )
+}
+
+/// A row that must be there (the statement just wrote it).
+fn present<T>(v: Option<T>) -> Result<T, Error> {
+    v.ok_or_else(|| {
+        log::error!("database error: a row just written is not there");
+        Error::Internal
+    })
+}
+
+/// Text PostgreSQL cannot hold (NUL) matches nothing, on either engine: no stored email
+/// or subject has one (every one stored was checked), and asking PostgreSQL would fail.
+fn storable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
+impl<'a> Tx<'a> {
+    pub(super) fn new(e: &'a dyn Engine) -> Tx<'a> {
+        Tx { e }
     }
 
-    fn account_by_email(&self, email: &str) -> Result<Option<Account>, Error> {
-        let c = self.conn;
-        Ok(c.prepare_cached(&format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1"
-        ))?
-        .query_row([normalize_email(email)], account_row)
-        .optional()?)
+    fn exec(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, Error> {
+        self.e.execute(sql, params)
     }
 
-    fn account_by_subject(&self, subject: &str) -> Result<Option<Account>, Error> {
-        let c = self.conn;
-        Ok(c.prepare_cached(&format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE external_subject = ?1"
-        ))?
-        .query_row([subject], account_row)
-        .optional()?)
+    /// The first row of `sql`'s result, if any, through `map`.
+    fn opt<T>(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        map: impl Fn(&dyn Row) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
+        let mut first = None;
+        self.e.query(sql, params, &mut |r| {
+            if first.is_none() {
+                first = Some(map(r)?);
+            }
+            Ok(())
+        })?;
+        Ok(first)
     }
 
-    fn create_account(
+    /// The row of a statement that always answers one (an aggregate, `RETURNING` of an
+    /// upsert).
+    fn one<T>(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        map: impl Fn(&dyn Row) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        present(self.opt(sql, params, map)?)
+    }
+
+    fn all<T>(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        map: impl Fn(&dyn Row) -> Result<T, Error>,
+    ) -> Result<Vec<T>, Error> {
+        let mut rows = Vec::new();
+        self.e.query(sql, params, &mut |r| {
+            rows.push(map(r)?);
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    // Accounts
+
+    pub fn account_by_id(&self, id: i64) -> Result<Option<Account>, Error> {
+        self.opt(select_account!(" WHERE id = $1"), params![id], account)
+    }
+
+    pub fn account_by_email(&self, email: &str) -> Result<Option<Account>, Error> {
+        if !storable(email) {
+            return Ok(None);
+        }
+        let email = normalize_email(email);
+        self.opt(
+            select_account!(" WHERE email = $1"),
+            params![email.as_str()],
+            account,
+        )
+    }
+
+    pub fn account_by_subject(&self, subject: &str) -> Result<Option<Account>, Error> {
+        if !storable(subject) {
+            return Ok(None);
+        }
+        self.opt(
+            select_account!(" WHERE external_subject = $1"),
+            params![subject],
+            account,
+        )
+    }
+
+    /// Creates a local account; `None` when the email is taken.
+    pub fn create_account(
         &self,
         email: &str,
         password_hash: Option<&str>,
         now: i64,
     ) -> Result<Option<i64>, Error> {
-        let c = self.conn;
-        let n = c
-            .prepare_cached(
-                "INSERT INTO accounts (email, password_hash, created_at) VALUES (?1, ?2, ?3)
+        self.opt(
+            "INSERT INTO accounts (email, password_hash, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING RETURNING id",
+            params![normalize_email(email).as_str(), password_hash, now],
+            |r| r.get(0),
+        )
+    }
+
+    /// Finds or creates the account of an external token's subject.
+    pub fn ensure_external_account(&self, subject: &str, now: i64) -> Result<Account, Error> {
+        self.exec(
+            "INSERT INTO accounts (external_subject, created_at) VALUES ($1, $2)
              ON CONFLICT DO NOTHING",
-            )?
-            .execute(params![normalize_email(email), password_hash, now])?;
-        Ok((n == 1).then(|| c.last_insert_rowid()))
+            params![subject, now],
+        )?;
+        present(self.account_by_subject(subject)?)
     }
 
-    fn ensure_external_account(&self, subject: &str, now: i64) -> Result<Account, Error> {
-        let c = self.conn;
-        c.prepare_cached(
-            "INSERT INTO accounts (external_subject, created_at) VALUES (?1, ?2)
-         ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![subject, now])?;
-        Ok(self
-            .account_by_subject(subject)?
-            .ok_or(rusqlite::Error::QueryReturnedNoRows)?)
+    pub fn set_password(&self, id: i64, hash: &str) -> Result<bool, Error> {
+        Ok(self.exec(
+            "UPDATE accounts SET password_hash = $1 WHERE id = $2",
+            params![hash, id],
+        )? == 1)
     }
 
-    fn set_password(&self, id: i64, hash: &str) -> Result<bool, Error> {
-        let c = self.conn;
-        let n = c
-            .prepare_cached("UPDATE accounts SET password_hash = ?1 WHERE id = ?2")?
-            .execute(params![hash, id])?;
-        Ok(n == 1)
-    }
-
-    fn touch_updated(&self, id: i64, now: i64) -> Result<(), Error> {
-        self.conn
-            .prepare_cached("UPDATE accounts SET updated_at = ?2 WHERE id = ?1")?
-            .execute(params![id, now])?;
+    /// Records a change of the account itself (`updatedAt`).
+    pub fn touch_updated(&self, id: i64, now: i64) -> Result<(), Error> {
+        self.exec(
+            "UPDATE accounts SET updated_at = $2 WHERE id = $1",
+            params![id, now],
+        )?;
         Ok(())
     }
 
-    fn touch_connected(&self, id: i64, now: i64) -> Result<(), Error> {
-        self.conn
-            .prepare_cached("UPDATE accounts SET last_connected_at = ?2 WHERE id = ?1")?
-            .execute(params![id, now])?;
+    /// Records a successful login or refresh (`lastConnectedAt`).
+    pub fn touch_connected(&self, id: i64, now: i64) -> Result<(), Error> {
+        self.exec(
+            "UPDATE accounts SET last_connected_at = $2 WHERE id = $1",
+            params![id, now],
+        )?;
         Ok(())
     }
 
-    fn delete_account(&self, id: i64) -> Result<bool, Error> {
-        let c = self.conn;
-        Ok(c.prepare_cached("DELETE FROM accounts WHERE id = ?1")?
-            .execute([id])?
-            == 1)
+    pub fn delete_account(&self, id: i64) -> Result<bool, Error> {
+        Ok(self.exec("DELETE FROM accounts WHERE id = $1", params![id])? == 1)
     }
 
-    fn list_accounts(&self) -> Result<Vec<AccountSummary>, Error> {
-        let c = self.conn;
-        Ok(c.prepare_cached(
+    pub fn list_accounts(&self) -> Result<Vec<AccountSummary>, Error> {
+        self.all(
             "SELECT a.id, coalesce(a.email, 'external:' || a.external_subject),
-                a.password_hash IS NOT NULL, t.active_secret IS NOT NULL, a.created_at,
-                (SELECT count(*) FROM passkeys p WHERE p.account_id = a.id)
-         FROM accounts a LEFT JOIN totp t ON t.account_id = a.id ORDER BY a.id",
-        )?
-        .query_map([], |r| {
-            Ok(AccountSummary {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                has_password: r.get(2)?,
-                totp_enabled: r.get::<_, Option<bool>>(3)?.unwrap_or(false),
-                created_at: r.get(4)?,
-                passkeys: r.get(5)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?)
+                    a.password_hash IS NOT NULL, t.active_secret IS NOT NULL, a.created_at,
+                    (SELECT count(*) FROM passkeys p WHERE p.account_id = a.id)
+             FROM accounts a LEFT JOIN totp t ON t.account_id = a.id ORDER BY a.id",
+            &[],
+            |r| {
+                Ok(AccountSummary {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    has_password: r.get(2)?,
+                    totp_enabled: r.get::<Option<bool>>(3)?.unwrap_or(false),
+                    created_at: r.get(4)?,
+                    passkeys: r.get(5)?,
+                })
+            },
+        )
     }
 
-    fn totp(&self, account_id: i64) -> Result<Option<Totp>, Error> {
-        let c = self.conn;
-        Ok(c.prepare_cached(
+    // TOTP and backup codes
+
+    pub fn totp(&self, account_id: i64) -> Result<Option<Totp>, Error> {
+        self.opt(
             "SELECT pending_secret, active_secret, last_step, backup_salt, failed_verifies,
-                locked_until
-         FROM totp WHERE account_id = ?1",
-        )?
-        .query_row([account_id], |r| {
-            Ok(Totp {
-                pending_secret: r.get(0)?,
-                active_secret: r.get(1)?,
-                last_step: r.get(2)?,
-                backup_salt: r.get(3)?,
-                failed_verifies: r.get(4)?,
-                locked_until: r.get(5)?,
-            })
-        })
-        .optional()?)
+                    locked_until
+             FROM totp WHERE account_id = $1",
+            params![account_id],
+            |r| {
+                Ok(Totp {
+                    pending_secret: r.get(0)?,
+                    active_secret: r.get(1)?,
+                    last_step: r.get(2)?,
+                    backup_salt: r.get(3)?,
+                    failed_verifies: r.get(4)?,
+                    locked_until: r.get(5)?,
+                })
+            },
+        )
     }
 
-    fn second_factors(&self, account_id: i64) -> Result<SecondFactors, Error> {
-        let c = self.conn;
-        Ok(c.prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM totp WHERE account_id = ?1 AND active_secret IS NOT NULL),
-                    (SELECT count(*) FROM backup_codes WHERE account_id = ?1),
-                    (SELECT count(*) FROM passkeys WHERE account_id = ?1)",
-        )?
-        .query_row([account_id], |r| {
-            Ok(SecondFactors {
-                totp: r.get(0)?,
-                backup_codes: r.get(1)?,
-                passkeys: r.get(2)?,
-            })
-        })?)
+    /// Whether TOTP is on, the backup codes left and the passkeys, in one query.
+    pub fn second_factors(&self, account_id: i64) -> Result<SecondFactors, Error> {
+        self.one(
+            "SELECT EXISTS (SELECT 1 FROM totp
+                            WHERE account_id = $1 AND active_secret IS NOT NULL),
+                    (SELECT count(*) FROM backup_codes WHERE account_id = $1),
+                    (SELECT count(*) FROM passkeys WHERE account_id = $1)",
+            params![account_id],
+            |r| {
+                Ok(SecondFactors {
+                    totp: r.get(0)?,
+                    backup_codes: r.get(1)?,
+                    passkeys: r.get(2)?,
+                })
+            },
+        )
     }
 
-    fn totp_enabled(&self, account_id: i64) -> Result<bool, Error> {
-        let c = self.conn;
-        Ok(c.prepare_cached(
-            "SELECT 1 FROM totp WHERE account_id = ?1 AND active_secret IS NOT NULL",
-        )?
-        .query_row([account_id], |_| Ok(()))
-        .optional()?
-        .is_some())
+    pub fn totp_enabled(&self, account_id: i64) -> Result<bool, Error> {
+        Ok(self
+            .opt(
+                "SELECT 1 FROM totp WHERE account_id = $1 AND active_secret IS NOT NULL",
+                params![account_id],
+                |_| Ok(()),
+            )?
+            .is_some())
     }
 
-    fn set_pending_secret(&self, account_id: i64, sealed: &[u8]) -> Result<bool, Error> {
-        let c = self.conn;
-        let n = c
-            .prepare_cached(
-                "INSERT INTO totp (account_id, pending_secret) VALUES (?1, ?2)
+    /// Stores a new pending secret, replacing an earlier pending one. Refused (`false`)
+    /// when TOTP is already enabled, in the same statement.
+    pub fn set_pending_secret(&self, account_id: i64, sealed: &[u8]) -> Result<bool, Error> {
+        Ok(self.exec(
+            "INSERT INTO totp (account_id, pending_secret) VALUES ($1, $2)
              ON CONFLICT (account_id) DO UPDATE SET pending_secret = excluded.pending_secret
              WHERE totp.active_secret IS NULL",
-            )?
-            .execute(params![account_id, sealed])?;
-        Ok(n == 1)
+            params![account_id, sealed],
+        )? == 1)
     }
 
-    fn activate_secret(
+    /// Makes `pending` (exactly the sealed bytes that were checked) the active secret and
+    /// records the step its code matched. `false` if the state moved meanwhile.
+    pub fn activate_secret(
         &self,
         account_id: i64,
         pending: &[u8],
@@ -223,295 +321,306 @@ impl Tx for SqliteTx<'_> {
         backup_salt: &[u8],
         now: i64,
     ) -> Result<bool, Error> {
-        let c = self.conn;
-        let n = c
-            .prepare_cached(
-                "UPDATE totp SET active_secret = pending_secret, pending_secret = NULL,
-                    last_step = ?3, backup_salt = ?4, enabled_at = ?5,
+        Ok(self.exec(
+            "UPDATE totp SET active_secret = pending_secret, pending_secret = NULL,
+                    last_step = $3, backup_salt = $4, enabled_at = $5,
                     failed_verifies = 0, locked_until = 0
-             WHERE account_id = ?1 AND active_secret IS NULL AND pending_secret = ?2",
-            )?
-            .execute(params![account_id, pending, step, backup_salt, now])?;
-        Ok(n == 1)
+             WHERE account_id = $1 AND active_secret IS NULL AND pending_secret = $2",
+            params![account_id, pending, step, backup_salt, now],
+        )? == 1)
     }
 
-    fn raise_last_step(&self, account_id: i64, step: i64) -> Result<bool, Error> {
-        let c = self.conn;
-        let n = c
-            .prepare_cached(
-                "UPDATE totp SET last_step = ?2
-             WHERE account_id = ?1 AND active_secret IS NOT NULL AND last_step < ?2",
-            )?
-            .execute(params![account_id, step])?;
-        Ok(n == 1)
+    /// Records that a code of `step` was accepted. `false` — the code is a replay — when
+    /// a step at or after it was already accepted (RFC 6238 §5.2).
+    pub fn raise_last_step(&self, account_id: i64, step: i64) -> Result<bool, Error> {
+        Ok(self.exec(
+            "UPDATE totp SET last_step = $2
+             WHERE account_id = $1 AND active_secret IS NOT NULL AND last_step < $2",
+            params![account_id, step],
+        )? == 1)
     }
 
-    fn clear_totp(&self, account_id: i64) -> Result<bool, Error> {
-        let c = self.conn;
-        let had = self.totp_enabled(account_id)?;
-        c.prepare_cached("DELETE FROM totp WHERE account_id = ?1")?
-            .execute([account_id])?;
-        c.prepare_cached("DELETE FROM backup_codes WHERE account_id = ?1")?
-            .execute([account_id])?;
-        Ok(had)
+    /// Deletes every TOTP secret and backup code of an account; `true` if TOTP was on
+    /// (told by the delete itself, not by a read before it).
+    pub fn clear_totp(&self, account_id: i64) -> Result<bool, Error> {
+        let had = self.opt(
+            "DELETE FROM totp WHERE account_id = $1 RETURNING active_secret IS NOT NULL",
+            params![account_id],
+            |r| r.get::<bool>(0),
+        )?;
+        self.exec(
+            "DELETE FROM backup_codes WHERE account_id = $1",
+            params![account_id],
+        )?;
+        Ok(had.unwrap_or(false))
     }
 
-    fn replace_backup_codes(
+    /// Replaces all backup codes (and their salt) of an enabled account.
+    pub fn replace_backup_codes(
         &self,
         account_id: i64,
         salt: &[u8],
         hashes: &[[u8; 32]],
     ) -> Result<(), Error> {
-        let c = self.conn;
-        c.prepare_cached("UPDATE totp SET backup_salt = ?2 WHERE account_id = ?1")?
-            .execute(params![account_id, salt])?;
-        c.prepare_cached("DELETE FROM backup_codes WHERE account_id = ?1")?
-            .execute([account_id])?;
-        let mut insert =
-            c.prepare_cached("INSERT INTO backup_codes (account_id, code_hash) VALUES (?1, ?2)")?;
-        for h in hashes {
-            insert.execute(params![account_id, &h[..]])?;
+        self.exec(
+            "UPDATE totp SET backup_salt = $2 WHERE account_id = $1",
+            params![account_id, salt],
+        )?;
+        self.exec(
+            "DELETE FROM backup_codes WHERE account_id = $1",
+            params![account_id],
+        )?;
+        if hashes.is_empty() {
+            return Ok(());
         }
+        let mut all = vec![Param::from(account_id)];
+        all.extend(hashes.iter().map(Param::from));
+        self.exec(&insert_backup_codes_sql(hashes.len()), &all)?;
         Ok(())
     }
 
-    fn spend_backup_code(&self, account_id: i64, hash: &[u8; 32]) -> Result<bool, Error> {
-        let c = self.conn;
-        let n = c
-            .prepare_cached("DELETE FROM backup_codes WHERE account_id = ?1 AND code_hash = ?2")?
-            .execute(params![account_id, &hash[..]])?;
-        Ok(n == 1)
+    /// Spends a backup code: `true` if it existed (the delete is the check).
+    pub fn spend_backup_code(&self, account_id: i64, hash: &[u8; 32]) -> Result<bool, Error> {
+        Ok(self.exec(
+            "DELETE FROM backup_codes WHERE account_id = $1 AND code_hash = $2",
+            params![account_id, hash],
+        )? == 1)
     }
 
-    fn backup_codes_remaining(&self, account_id: i64) -> Result<i64, Error> {
-        let c = self.conn;
-        Ok(
-            c.prepare_cached("SELECT count(*) FROM backup_codes WHERE account_id = ?1")?
-                .query_row([account_id], |r| r.get(0))?,
+    pub fn backup_codes_remaining(&self, account_id: i64) -> Result<i64, Error> {
+        self.one(
+            "SELECT count(*) FROM backup_codes WHERE account_id = $1",
+            params![account_id],
+            |r| r.get(0),
         )
     }
 
-    fn count_verify_failure(
+    /// Counts a wrong second factor or password confirmation; locks the account when
+    /// the count reaches `limit`. Returns the new count and the lock's end (0 when not
+    /// locked). An account without TOTP gets a row too: wrong password confirmations
+    /// count. The upsert locks the row, so concurrent failures count one by one.
+    pub fn count_verify_failure(
         &self,
         account_id: i64,
         limit: i64,
         lock_until: i64,
     ) -> Result<(i64, i64), Error> {
-        let c = self.conn;
-        // An account without TOTP gets a row too: wrong password confirmations count.
-        Ok(c.prepare_cached(
+        self.one(
             "INSERT INTO totp (account_id, failed_verifies, locked_until)
-             VALUES (?1, CASE WHEN ?2 <= 1 THEN 0 ELSE 1 END,
-                         CASE WHEN ?2 <= 1 THEN ?3 ELSE 0 END)
+             VALUES ($1, CASE WHEN CAST($2 AS BIGINT) <= 1 THEN 0 ELSE 1 END,
+                         CASE WHEN CAST($2 AS BIGINT) <= 1 THEN CAST($3 AS BIGINT) ELSE 0 END)
              ON CONFLICT (account_id) DO UPDATE SET
-                 locked_until = CASE WHEN failed_verifies + 1 >= ?2 THEN ?3
-                                     ELSE locked_until END,
-                 failed_verifies = CASE WHEN failed_verifies + 1 >= ?2 THEN 0
-                                        ELSE failed_verifies + 1 END
+                 locked_until = CASE WHEN totp.failed_verifies + 1 >= CAST($2 AS BIGINT)
+                                     THEN CAST($3 AS BIGINT) ELSE totp.locked_until END,
+                 failed_verifies = CASE WHEN totp.failed_verifies + 1 >= CAST($2 AS BIGINT)
+                                        THEN 0 ELSE totp.failed_verifies + 1 END
              RETURNING failed_verifies, locked_until",
-        )?
-        .query_row(params![account_id, limit, lock_until], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?)
+            params![account_id, limit, lock_until],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
-    fn reset_verify_failures(&self, account_id: i64) -> Result<(), Error> {
-        let c = self.conn;
-        c.prepare_cached(
-            "UPDATE totp SET failed_verifies = 0 WHERE account_id = ?1 AND failed_verifies != 0",
-        )?
-        .execute([account_id])?;
+    pub fn reset_verify_failures(&self, account_id: i64) -> Result<(), Error> {
+        self.exec(
+            "UPDATE totp SET failed_verifies = 0 WHERE account_id = $1 AND failed_verifies != 0",
+            params![account_id],
+        )?;
         Ok(())
     }
 
-    fn insert_challenge(
+    // MFA challenges
+
+    pub fn insert_challenge(
         &self,
         hash: &[u8; 32],
         account_id: i64,
         expires_at: i64,
         purpose: Purpose,
     ) -> Result<(), Error> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO mfa_challenges (token_hash, account_id, expires_at, purpose)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![&hash[..], account_id, expires_at, purpose.code()])?;
+        self.exec(
+            "INSERT INTO mfa_challenges (token_hash, account_id, expires_at, purpose)
+             VALUES ($1, $2, $3, $4)",
+            params![hash, account_id, expires_at, purpose.code()],
+        )?;
         Ok(())
     }
 
-    fn challenge(&self, hash: &[u8; 32]) -> Result<Option<Challenge>, Error> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT account_id, expires_at, purpose FROM mfa_challenges
-                 WHERE token_hash = ?1",
-            )?
-            .query_row([&hash[..]], |r| {
+    pub fn challenge(&self, hash: &[u8; 32]) -> Result<Option<Challenge>, Error> {
+        self.opt(
+            "SELECT account_id, expires_at, purpose FROM mfa_challenges WHERE token_hash = $1",
+            params![hash],
+            |r| {
                 Ok(Challenge {
                     account_id: r.get(0)?,
                     expires_at: r.get(1)?,
                     purpose: Purpose::from_code(r.get(2)?),
                 })
-            })
-            .optional()?)
+            },
+        )
     }
 
-    fn take_challenge(&self, hash: &[u8; 32]) -> Result<bool, Error> {
-        let c = self.conn;
-        let n = c
-            .prepare_cached("DELETE FROM mfa_challenges WHERE token_hash = ?1")?
-            .execute([&hash[..]])?;
-        Ok(n == 1)
+    /// Deletes a challenge; `true` if it was still there (so exactly one caller wins it).
+    pub fn take_challenge(&self, hash: &[u8; 32]) -> Result<bool, Error> {
+        Ok(self.exec(
+            "DELETE FROM mfa_challenges WHERE token_hash = $1",
+            params![hash],
+        )? == 1)
     }
 
-    fn count_challenge_failure(&self, hash: &[u8; 32]) -> Result<i64, Error> {
-        let c = self.conn;
-        Ok(c.prepare_cached(
-            "UPDATE mfa_challenges SET failures = failures + 1 WHERE token_hash = ?1
-         RETURNING failures",
-        )?
-        .query_row([&hash[..]], |r| r.get(0))
-        .optional()
-        .map(|o| o.unwrap_or(0))?)
-    }
-
-    fn user_handle(&self, account_id: i64) -> Result<Option<Vec<u8>>, Error> {
+    /// Counts a wrong code against a challenge; the new count (0 if it is gone).
+    pub fn count_challenge_failure(&self, hash: &[u8; 32]) -> Result<i64, Error> {
         Ok(self
-            .conn
-            .prepare_cached("SELECT user_handle FROM accounts WHERE id = ?1")?
-            .query_row([account_id], |r| r.get(0))
-            .optional()?
+            .opt(
+                "UPDATE mfa_challenges SET failures = failures + 1 WHERE token_hash = $1
+                 RETURNING failures",
+                params![hash],
+                |r| r.get(0),
+            )?
+            .unwrap_or(0))
+    }
+
+    // Passkeys and their ceremonies
+
+    /// The account's WebAuthn user handle, if it has one yet.
+    pub fn user_handle(&self, account_id: i64) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .opt(
+                "SELECT user_handle FROM accounts WHERE id = $1",
+                params![account_id],
+                |r| r.get::<Option<Vec<u8>>>(0),
+            )?
             .flatten())
     }
 
-    fn ensure_user_handle(&self, account_id: i64, handle: &[u8]) -> Result<Vec<u8>, Error> {
-        self.conn
-            .prepare_cached(
-                "UPDATE accounts SET user_handle = ?2 WHERE id = ?1 AND user_handle IS NULL",
-            )?
-            .execute(params![account_id, handle])?;
-        Ok(self
-            .user_handle(account_id)?
-            .ok_or(rusqlite::Error::QueryReturnedNoRows)?)
+    /// Gives the account `handle` unless it already has one; returns the one it has.
+    pub fn ensure_user_handle(&self, account_id: i64, handle: &[u8]) -> Result<Vec<u8>, Error> {
+        self.exec(
+            "UPDATE accounts SET user_handle = $2 WHERE id = $1 AND user_handle IS NULL",
+            params![account_id, handle],
+        )?;
+        present(self.user_handle(account_id)?)
     }
 
-    fn passkeys(&self, account_id: i64) -> Result<Vec<Passkey>, Error> {
-        Ok(self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE account_id = ?1
-                 ORDER BY created_at, id"
-            ))?
-            .query_map([account_id], passkey_row)?
-            .collect::<rusqlite::Result<_>>()?)
+    /// The account's passkeys, oldest first.
+    pub fn passkeys(&self, account_id: i64) -> Result<Vec<Passkey>, Error> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            passkey_columns!(),
+            " FROM passkeys WHERE account_id = $1 ORDER BY created_at, id"
+        );
+        self.all(SQL, params![account_id], passkey)
     }
 
-    fn passkey_by_credential(&self, credential_id: &[u8]) -> Result<Option<Passkey>, Error> {
-        Ok(self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = ?1"
-            ))?
-            .query_row([credential_id], passkey_row)
-            .optional()?)
+    pub fn passkey_by_credential(&self, credential_id: &[u8]) -> Result<Option<Passkey>, Error> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            passkey_columns!(),
+            " FROM passkeys WHERE credential_id = $1"
+        );
+        self.opt(SQL, params![credential_id], passkey)
     }
 
-    fn insert_passkey(&self, p: &Passkey) -> Result<bool, Error> {
-        let n = self
-            .conn
-            .prepare_cached(&format!(
-                "INSERT INTO passkeys ({PASSKEY_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT DO NOTHING"
-            ))?
-            .execute(params![
-                &p.id[..],
+    /// Stores a new passkey; `false` when its credential id is registered already (to
+    /// anyone), in the same statement.
+    pub fn insert_passkey(&self, p: &Passkey) -> Result<bool, Error> {
+        const SQL: &str = concat!(
+            "INSERT INTO passkeys (",
+            passkey_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
+        );
+        let n = self.exec(
+            SQL,
+            params![
+                &p.id,
                 p.account_id,
-                p.credential_id,
-                p.public_key,
+                p.credential_id.as_slice(),
+                p.public_key.as_slice(),
                 p.alg,
                 p.sign_count,
-                p.name,
+                p.name.as_str(),
                 p.created_at,
                 p.last_used_at
-            ])?;
+            ],
+        )?;
         Ok(n == 1)
     }
 
-    fn use_passkey(&self, id: &[u8; 16], sign_count: i64, now: i64) -> Result<bool, Error> {
-        let n = self
-            .conn
-            .prepare_cached(
-                "UPDATE passkeys SET sign_count = ?2, last_used_at = ?3
-                 WHERE id = ?1 AND (sign_count < ?2 OR (sign_count = 0 AND ?2 = 0))",
-            )?
-            .execute(params![&id[..], sign_count, now])?;
-        Ok(n == 1)
+    /// Records a use: the new counter and the time. `false` — a replayed or cloned
+    /// authenticator — when the counter does not grow (unless both are zero), in the
+    /// same statement.
+    pub fn use_passkey(&self, id: &[u8; 16], sign_count: i64, now: i64) -> Result<bool, Error> {
+        Ok(self.exec(
+            "UPDATE passkeys SET sign_count = $2, last_used_at = $3
+             WHERE id = $1 AND (sign_count < $2 OR (sign_count = 0 AND $2 = 0))",
+            params![id, sign_count, now],
+        )? == 1)
     }
 
-    fn delete_passkey(&self, account_id: i64, id: &[u8; 16]) -> Result<bool, Error> {
-        let n = self
-            .conn
-            .prepare_cached("DELETE FROM passkeys WHERE id = ?1 AND account_id = ?2")?
-            .execute(params![&id[..], account_id])?;
-        Ok(n == 1)
+    /// Deletes one passkey of `account_id`; `false` if it has none of that id.
+    pub fn delete_passkey(&self, account_id: i64, id: &[u8; 16]) -> Result<bool, Error> {
+        Ok(self.exec(
+            "DELETE FROM passkeys WHERE id = $1 AND account_id = $2",
+            params![id, account_id],
+        )? == 1)
     }
 
-    fn delete_passkeys(&self, account_id: i64) -> Result<usize, Error> {
-        Ok(self
-            .conn
-            .prepare_cached("DELETE FROM passkeys WHERE account_id = ?1")?
-            .execute([account_id])?)
+    /// Deletes every passkey of an account; how many there were.
+    pub fn delete_passkeys(&self, account_id: i64) -> Result<usize, Error> {
+        let n = self.exec(
+            "DELETE FROM passkeys WHERE account_id = $1",
+            params![account_id],
+        )?;
+        Ok(n as usize)
     }
 
-    fn insert_ceremony(
+    pub fn insert_ceremony(
         &self,
         challenge_hash: &[u8; 32],
         ceremony: Ceremony<'_>,
         expires_at: i64,
     ) -> Result<(), Error> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO passkey_ceremonies
-                     (challenge_hash, purpose, account_id, bound_to, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                &challenge_hash[..],
+        self.exec(
+            "INSERT INTO passkey_ceremonies
+                 (challenge_hash, purpose, account_id, bound_to, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            params![
+                challenge_hash,
                 ceremony.code(),
                 ceremony.account(),
                 ceremony.bound_to(),
                 expires_at
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
-    fn take_ceremony(
+    /// Ends the ceremony of this challenge if it is `ceremony` (same purpose, account and
+    /// binding; NULL equal to NULL: a registration has no binding, a login no account)
+    /// and has not expired: `true` once (the delete is the check).
+    pub fn take_ceremony(
         &self,
         challenge_hash: &[u8; 32],
         ceremony: Ceremony<'_>,
         now: i64,
     ) -> Result<bool, Error> {
-        // `IS`: equal, NULL included (a registration has no binding, a login no account).
-        let n = self
-            .conn
-            .prepare_cached(
-                "DELETE FROM passkey_ceremonies
-                 WHERE challenge_hash = ?1 AND purpose = ?2 AND account_id IS ?3
-                   AND bound_to IS ?4 AND expires_at > ?5",
-            )?
-            .execute(params![
-                &challenge_hash[..],
+        Ok(self.exec(
+            "DELETE FROM passkey_ceremonies
+             WHERE challenge_hash = $1 AND purpose = $2
+               AND account_id IS NOT DISTINCT FROM $3
+               AND bound_to IS NOT DISTINCT FROM $4 AND expires_at > $5",
+            params![
+                challenge_hash,
                 ceremony.code(),
                 ceremony.account(),
                 ceremony.bound_to(),
                 now
-            ])?;
-        Ok(n == 1)
+            ],
+        )? == 1)
     }
 
-    fn insert_refresh_token(
+    // Refresh tokens and step-up verifications
+
+    pub fn insert_refresh_token(
         &self,
         hash: &[u8; 32],
         account_id: i64,
@@ -519,69 +628,69 @@ impl Tx for SqliteTx<'_> {
         expires_at: i64,
         login: Login,
     ) -> Result<(), Error> {
-        let c = self.conn;
-        c.prepare_cached(
+        self.exec(
             "INSERT INTO refresh_tokens
                  (token_hash, account_id, family, expires_at, sign_in, auth_time)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            &hash[..],
-            account_id,
-            family,
-            expires_at,
-            login.how.as_str(),
-            login.at
-        ])?;
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            params![
+                hash,
+                account_id,
+                family,
+                expires_at,
+                login.how.as_str(),
+                login.at
+            ],
+        )?;
         Ok(())
     }
 
-    fn refresh_token(&self, hash: &[u8; 32]) -> Result<Option<RefreshToken>, Error> {
-        let c = self.conn;
-        Ok(c.prepare_cached(
+    pub fn refresh_token(&self, hash: &[u8; 32]) -> Result<Option<RefreshToken>, Error> {
+        self.opt(
             "SELECT account_id, family, expires_at, rotated, sign_in, auth_time
-         FROM refresh_tokens WHERE token_hash = ?1",
-        )?
-        .query_row([&hash[..]], |r| {
-            let how: String = r.get(4)?;
-            let at: i64 = r.get(5)?;
-            Ok(RefreshToken {
-                account_id: r.get(0)?,
-                family: r.get(1)?,
-                expires_at: r.get(2)?,
-                rotated: r.get(3)?,
-                login: SignIn::from_stored(&how).map(|how| Login { how, at }),
-            })
-        })
-        .optional()?)
-    }
-
-    fn rotate_refresh_token(&self, hash: &[u8; 32]) -> Result<bool, Error> {
-        let c = self.conn;
-        let n = c
-            .prepare_cached(
-                "UPDATE refresh_tokens SET rotated = 1 WHERE token_hash = ?1 AND rotated = 0",
-            )?
-            .execute([&hash[..]])?;
-        Ok(n == 1)
-    }
-
-    fn revoke_family(&self, family: &[u8]) -> Result<usize, Error> {
-        let c = self.conn;
-        Ok(
-            c.prepare_cached("DELETE FROM refresh_tokens WHERE family = ?1")?
-                .execute([family])?,
+             FROM refresh_tokens WHERE token_hash = $1",
+            params![hash],
+            |r| {
+                let how: String = r.get(4)?;
+                let at: i64 = r.get(5)?;
+                Ok(RefreshToken {
+                    account_id: r.get(0)?,
+                    family: r.get(1)?,
+                    expires_at: r.get(2)?,
+                    rotated: r.get(3)?,
+                    login: SignIn::from_stored(&how).map(|how| Login { how, at }),
+                })
+            },
         )
     }
 
-    fn revoke_sessions(&self, account_id: i64) -> Result<usize, Error> {
-        Ok(self
-            .conn
-            .prepare_cached("DELETE FROM refresh_tokens WHERE account_id = ?1")?
-            .execute([account_id])?)
+    /// Marks a token as exchanged; `false` if it already was (a concurrent refresh won).
+    pub fn rotate_refresh_token(&self, hash: &[u8; 32]) -> Result<bool, Error> {
+        Ok(self.exec(
+            "UPDATE refresh_tokens SET rotated = TRUE WHERE token_hash = $1 AND NOT rotated",
+            params![hash],
+        )? == 1)
     }
 
-    fn insert_verification(
+    /// Revokes every token descended from one login.
+    pub fn revoke_family(&self, family: &[u8]) -> Result<usize, Error> {
+        let n = self.exec(
+            "DELETE FROM refresh_tokens WHERE family = $1",
+            params![family],
+        )?;
+        Ok(n as usize)
+    }
+
+    /// Revokes every refresh token of an account: every login of it ends.
+    pub fn revoke_sessions(&self, account_id: i64) -> Result<usize, Error> {
+        let n = self.exec(
+            "DELETE FROM refresh_tokens WHERE account_id = $1",
+            params![account_id],
+        )?;
+        Ok(n as usize)
+    }
+
+    /// Stores a passed step-up until it is redeemed or expires.
+    pub fn insert_verification(
         &self,
         hash: &[u8; 32],
         account_id: i64,
@@ -589,125 +698,124 @@ impl Tx for SqliteTx<'_> {
         verified_at: i64,
         expires_at: i64,
     ) -> Result<(), Error> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO verifications (token_hash, account_id, method, verified_at,
-                                            expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                &hash[..],
-                account_id,
-                method,
-                verified_at,
-                expires_at
-            ])?;
+        self.exec(
+            "INSERT INTO verifications (token_hash, account_id, method, verified_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            params![hash, account_id, method, verified_at, expires_at],
+        )?;
         Ok(())
     }
 
-    fn take_verification(
+    /// Redeems a verification of `account_id` that has not expired: its method and when
+    /// it was made, once (the delete is the check). Another account's is left alone.
+    pub fn take_verification(
         &self,
         hash: &[u8; 32],
         account_id: i64,
         now: i64,
     ) -> Result<Option<(String, i64)>, Error> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "DELETE FROM verifications
-                 WHERE token_hash = ?1 AND account_id = ?2 AND expires_at > ?3
-                 RETURNING method, verified_at",
-            )?
-            .query_row(params![&hash[..], account_id, now], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?)
+        self.opt(
+            "DELETE FROM verifications
+             WHERE token_hash = $1 AND account_id = $2 AND expires_at > $3
+             RETURNING method, verified_at",
+            params![hash, account_id, now],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
-    fn purge_expired(&self, now: i64) -> Result<usize, Error> {
+    /// Deletes expired challenges (MFA and passkey), verifications and refresh tokens;
+    /// the janitor's. PostgreSQL's throttle table too: SQLite's one node keeps its
+    /// throttles in memory and has no such table.
+    pub fn purge_expired(&self, now: i64) -> Result<usize, Error> {
+        const BOTH: [&str; 4] = [
+            "DELETE FROM mfa_challenges WHERE expires_at <= $1",
+            "DELETE FROM passkey_ceremonies WHERE expires_at <= $1",
+            "DELETE FROM verifications WHERE expires_at <= $1",
+            "DELETE FROM refresh_tokens WHERE expires_at <= $1",
+        ];
+        /// The throttles' attempts older than their minute.
+        const POSTGRES: &str = "DELETE FROM throttle WHERE at <= CAST($1 AS BIGINT) - 60";
         let mut n = 0;
-        for table in [
-            "mfa_challenges",
-            "passkey_ceremonies",
-            "verifications",
-            "refresh_tokens",
-        ] {
-            n += self
-                .conn
-                .prepare_cached(&format!("DELETE FROM {table} WHERE expires_at <= ?1"))?
-                .execute([now])?;
+        for sql in BOTH {
+            n += self.exec(sql, params![now])?;
         }
-        Ok(n)
+        if self.e.dialect() == Dialect::Postgres {
+            n += self.exec(POSTGRES, params![now])?;
+        }
+        Ok(n as usize)
     }
 
-    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        let c = self.conn;
-        Ok(c.prepare_cached("SELECT value FROM meta WHERE name = ?1")?
-            .query_row([name], |r| r.get(0))
-            .optional()?)
+    // Instance facts and the audit trail
+
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.opt(
+            "SELECT value FROM meta WHERE name = $1",
+            params![name],
+            |r| r.get(0),
+        )
     }
 
-    fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), Error> {
-        let c = self.conn;
-        c.prepare_cached("INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)")?
-            .execute(params![name, value])?;
+    pub fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), Error> {
+        self.exec(
+            "INSERT INTO meta (name, value) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            params![name, value],
+        )?;
         Ok(())
     }
 
-    fn audit(
+    pub fn audit(
         &self,
         account_id: Option<i64>,
         now: i64,
         event: &str,
         detail: Option<&str>,
     ) -> Result<(), Error> {
-        let c = self.conn;
-        c.prepare_cached(
-            "INSERT INTO audit (account_id, at, event, detail) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![account_id, now, event, detail])?;
+        self.exec(
+            "INSERT INTO audit (account_id, at, event, detail) VALUES ($1, $2, $3, $4)",
+            params![account_id, now, event, detail],
+        )?;
         Ok(())
     }
 
-    fn recent_audit(&self, account_id: i64, limit: i64) -> Result<Vec<AuditEvent>, Error> {
-        let c = self.conn;
-        Ok(c.prepare_cached(
-            "SELECT at, event, detail FROM audit WHERE account_id = ?1 ORDER BY id DESC LIMIT ?2",
-        )?
-        .query_map(params![account_id, limit], |r| {
-            Ok(AuditEvent {
-                at: r.get(0)?,
-                event: r.get(1)?,
-                detail: r.get(2)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?)
+    /// The newest `limit` events of an account, newest first.
+    pub fn recent_audit(&self, account_id: i64, limit: i64) -> Result<Vec<AuditEvent>, Error> {
+        self.all(
+            "SELECT at, event, detail FROM audit WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+            params![account_id, limit],
+            |r| {
+                Ok(AuditEvent {
+                    at: r.get(0)?,
+                    event: r.get(1)?,
+                    detail: r.get(2)?,
+                })
+            },
+        )
     }
 
-    fn audit_trail(&self, account_id: Option<i64>, since: i64) -> Result<Vec<AuditRow>, Error> {
-        let c = self.conn;
-        Ok(c.prepare_cached(
+    /// Every event at or after `since` (of one account, or of all), oldest first.
+    pub fn audit_trail(&self, account_id: Option<i64>, since: i64) -> Result<Vec<AuditRow>, Error> {
+        self.all(
             "SELECT e.account_id, a.email, e.at, e.event, e.detail
              FROM audit e LEFT JOIN accounts a ON a.id = e.account_id
-             WHERE e.at >= ?2 AND (?1 IS NULL OR e.account_id = ?1)
+             WHERE e.at >= $2 AND (CAST($1 AS BIGINT) IS NULL OR e.account_id = $1)
              ORDER BY e.id",
-        )?
-        .query_map(params![account_id, since], |r| {
-            Ok(AuditRow {
-                account_id: r.get(0)?,
-                email: r.get(1)?,
-                at: r.get(2)?,
-                event: r.get(3)?,
-                detail: r.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?)
+            params![account_id, since],
+            |r| {
+                Ok(AuditRow {
+                    account_id: r.get(0)?,
+                    email: r.get(1)?,
+                    at: r.get(2)?,
+                    event: r.get(3)?,
+                    detail: r.get(4)?,
+                })
+            },
+        )
     }
 
-    fn purge_audit(&self, before: i64) -> Result<usize, Error> {
-        Ok(self
-            .conn
-            .prepare_cached("DELETE FROM audit WHERE at < ?1")?
-            .execute([before])?)
+    /// Deletes the events older than `before` (`--audit-retention`); how many.
+    pub fn purge_audit(&self, before: i64) -> Result<usize, Error> {
+        let n = self.exec("DELETE FROM audit WHERE at < $1", params![before])?;
+        Ok(n as usize)
     }
 }

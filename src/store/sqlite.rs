@@ -1,6 +1,6 @@
 //! The SQLite engine: opening the file (WAL, foreign keys, busy timeout, `schema.sql`
-//! versioned by `PRAGMA user_version`) and running transactions with group commit;
-//! the queries themselves are in `queries.rs`. The server's
+//! versioned by `PRAGMA user_version`), running transactions with group commit, and
+//! the [`Engine`] the queries (`queries.rs`) run on. The server's
 //! workers share one [`SqliteDb`]: one connection behind a mutex. Its page cache then stays
 //! valid from one request to the next (with a connection per worker, every commit made
 //! SQLite drop the other connections' caches and read the pages again), writers queue on
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
-use super::queries::SqliteTx;
+use super::engine::{sqlite_params, Dialect, Engine, Param, Row, Value};
 use super::Tx;
 use crate::config::Durability;
 use crate::error::Error;
@@ -304,9 +304,9 @@ impl SqliteDb {
     }
 
     /// Runs `f` on the connection, outside a transaction (each statement is its own).
-    pub fn read<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T, Error>) -> Result<T, Error> {
+    pub fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, Error>) -> Result<T, Error> {
         let state = self.conn();
-        f(&SqliteTx { conn: &state.conn })
+        f(&Tx::new(&SqliteEngine { conn: &state.conn }))
     }
 
     /// A consistent copy of the database in a new file `target` (`VACUUM INTO`: one read
@@ -374,8 +374,8 @@ impl SqliteDb {
 
     /// Runs `f` in a transaction and returns once that is committed; an error from `f`
     /// rolls back everything `f` did (and nothing else). See [`SqliteDb`] on group commit.
-    pub fn write<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T, Error>) -> Result<T, Error> {
-        self.write_conn(|conn| f(&SqliteTx { conn }))
+    pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, Error>) -> Result<T, Error> {
+        self.write_conn(|conn| f(&Tx::new(&SqliteEngine { conn })))
     }
 
     fn write_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
@@ -510,6 +510,74 @@ impl Drop for Member<'_> {
             self.undo();
             self.db.close_if_last(self.state);
         }
+    }
+}
+
+/// The queries' [`Engine`] on a connection of this file (inside a transaction or not).
+struct SqliteEngine<'c> {
+    conn: &'c Connection,
+}
+
+impl Engine for SqliteEngine<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, Error> {
+        let n = self
+            .conn
+            .prepare_cached(&sqlite_params(sql))?
+            .execute(rusqlite::params_from_iter(params))?;
+        Ok(n as u64)
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        each: &mut dyn FnMut(&dyn Row) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut statement = self.conn.prepare_cached(&sqlite_params(sql))?;
+        let mut rows = statement.query(rusqlite::params_from_iter(params))?;
+        while let Some(row) = rows.next()? {
+            each(&SqliteRow(row))?;
+        }
+        Ok(())
+    }
+}
+
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::ValueRef;
+        let v = match *self {
+            Param::Int(Some(n)) => ValueRef::Integer(n),
+            Param::Text(Some(s)) => ValueRef::Text(s.as_bytes()),
+            Param::Bytes(Some(b)) => ValueRef::Blob(b),
+            Param::Bool(b) => ValueRef::Integer(i64::from(b)),
+            Param::Int(None) | Param::Text(None) | Param::Bytes(None) => ValueRef::Null,
+        };
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(v))
+    }
+}
+
+struct SqliteRow<'a, 's>(&'a rusqlite::Row<'s>);
+
+impl Row for SqliteRow<'_, '_> {
+    fn value(&self, i: usize) -> Result<Value<'_>, Error> {
+        use rusqlite::types::ValueRef;
+        Ok(match self.0.get_ref(i)? {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(n) => Value::Int(n),
+            ValueRef::Blob(b) => Value::Bytes(b),
+            ValueRef::Text(t) => Value::Text(std::str::from_utf8(t).map_err(|_| {
+                log::error!("database error: column {i} holds text that is not UTF-8");
+                Error::Internal
+            })?),
+            ValueRef::Real(_) => {
+                log::error!("database error: column {i} holds a real number");
+                return Err(Error::Internal);
+            }
+        })
     }
 }
 
