@@ -82,6 +82,8 @@ pub(super) enum Value<'r> {
     Int(i64),
     Text(&'r str),
     Bytes(&'r [u8]),
+    // PostgreSQL's booleans; SQLite answers integers.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Bool(bool),
 }
 
@@ -176,8 +178,13 @@ impl<T: Column> Column for Option<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Dialect {
     Sqlite,
+    // Made only by the PostgreSQL engine, which a SQLite-only build leaves out.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Postgres,
 }
+
+/// What takes each row of a result, in order.
+pub(super) type Each<'a> = &'a mut dyn FnMut(&dyn Row) -> Result<(), Error>;
 
 /// A connection, or a transaction on one, of either engine.
 pub(super) trait Engine {
@@ -187,12 +194,7 @@ pub(super) trait Engine {
     fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, Error>;
 
     /// Runs `sql` and hands each row of its result to `each`, in order.
-    fn query(
-        &self,
-        sql: &str,
-        params: &[Param<'_>],
-        each: &mut dyn FnMut(&dyn Row) -> Result<(), Error>,
-    ) -> Result<(), Error>;
+    fn query(&self, sql: &str, params: &[Param<'_>], each: Each<'_>) -> Result<(), Error>;
 }
 
 /// `sql` with each `$n` made `?n` (the same number), outside quoted strings and

@@ -100,6 +100,7 @@ fn purge(db: &Db, now: i64, audit_retention_secs: i64) {
     };
     let done = match db {
         Db::Sqlite(_) => db.write(work).map(Some),
+        #[cfg(feature = "postgres")]
         Db::Postgres(pg) => pg.exclusively(work),
     };
     match done {

@@ -1,18 +1,21 @@
-//! The storage boundary. `service` sees only what this file names: the row types, the
-//! [`Tx`] trait (one method per thing the use cases need, each one statement or one
-//! small fixed set of them), and [`Db`], which runs a closure in a read or in a write
-//! transaction and hands it a `&Tx<'_>`. No engine type crosses this line, so a second
-//! engine (PostgreSQL) is a second implementation of `Tx` and of `Db`'s few methods,
-//! not a rewrite of `service`.
+//! The storage boundary. `service` sees only what this file names: the row types,
+//! [`Tx`] (one method per thing the use cases need, each one statement or one small
+//! fixed set of them) and [`Db`], which runs a closure in a read or in a write
+//! transaction and hands it a `&Tx<'_>`. No engine type crosses this line.
 //!
-//! Two engines: SQLite, the default (`sqlite.rs` opens the file, applies `schema.sql`
-//! and runs the group commit; `queries.rs` holds its SQL), and PostgreSQL for more than
-//! one node (`postgres.rs`: a pool, `schema.pg.sql`, its SQL). `janitor.rs` checkpoints
-//! SQLite's WAL and purges expired rows off the request path.
+//! Every rule is written once (`queries/`, in one dialect) over the small [`engine`]
+//! trait that both engines' connections implement; the engines differ only in how
+//! they connect and commit. SQLite, the default (`sqlite.rs`: the file, `schema.sql`,
+//! the group commit), and PostgreSQL for more than one node (`postgres.rs`: a pool,
+//! `schema.pg.sql`, advisory locks, the shared throttle; the cargo feature `postgres`,
+//! on by default). `janitor.rs` checkpoints SQLite's WAL and purges expired rows off
+//! the request path; `migrate.rs` copies an SQLite database into PostgreSQL.
 
 mod engine;
 mod janitor;
+#[cfg(feature = "postgres")]
 mod migrate;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod queries;
 mod sqlite;
@@ -22,7 +25,7 @@ mod tests;
 use std::path::Path;
 
 pub use janitor::Janitor;
-pub use migrate::sqlite_to_postgres;
+#[cfg(feature = "postgres")]
 pub use postgres::PgDb;
 pub use queries::Tx;
 pub use sqlite::{OpenError, SqliteDb, MAX_BATCH, SCHEMA_VERSION};
@@ -30,6 +33,7 @@ pub use sqlite::{OpenError, SqliteDb, MAX_BATCH, SCHEMA_VERSION};
 /// The database: the embedded SQLite file, or a PostgreSQL server shared by nodes.
 pub enum Db {
     Sqlite(SqliteDb),
+    #[cfg(feature = "postgres")]
     Postgres(PgDb),
 }
 
@@ -41,13 +45,24 @@ impl Db {
 
     /// Connects to the PostgreSQL database at `url`, creating its schema when empty.
     pub fn connect_postgres(url: &str) -> Result<Db, OpenError> {
-        PgDb::connect(url).map(Db::Postgres)
+        #[cfg(feature = "postgres")]
+        return PgDb::connect(url).map(Db::Postgres);
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = url;
+            Err(OpenError(
+                "this mfad was built without PostgreSQL (cargo feature `postgres`); build \
+                 it with the default features, or use SQLite"
+                    .into(),
+            ))
+        }
     }
 
     /// Runs `f` on the database outside a transaction (each statement is its own).
     pub fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, Error>) -> Result<T, Error> {
         match self {
             Db::Sqlite(db) => db.read(f),
+            #[cfg(feature = "postgres")]
             Db::Postgres(db) => db.read(f),
         }
     }
@@ -57,6 +72,7 @@ impl Db {
     pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, Error>) -> Result<T, Error> {
         match self {
             Db::Sqlite(db) => db.write(f),
+            #[cfg(feature = "postgres")]
             Db::Postgres(db) => db.write(f),
         }
     }
@@ -65,6 +81,7 @@ impl Db {
     /// `Some(Ok(id))` of the attempt, `Some(Err(oldest))` when `limit` attempts of the last
     /// 60 s are there already, or `None` when this engine has no shared throttle (SQLite's
     /// one node counts its attempts in memory).
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
     pub fn throttle_reserve(
         &self,
         name: &str,
@@ -74,14 +91,17 @@ impl Db {
     ) -> Result<Option<Result<i64, i64>>, Error> {
         match self {
             Db::Sqlite(_) => Ok(None),
+            #[cfg(feature = "postgres")]
             Db::Postgres(db) => db.throttle_reserve(name, client, limit, now).map(Some),
         }
     }
 
     /// Gives back the place of attempt `id` of the shared throttle (it succeeded).
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
     pub fn throttle_release(&self, id: i64) -> Result<(), Error> {
         match self {
             Db::Sqlite(_) => Ok(()),
+            #[cfg(feature = "postgres")]
             Db::Postgres(db) => db.throttle_release(id),
         }
     }
@@ -90,6 +110,7 @@ impl Db {
     pub fn sqlite(&self) -> Option<&SqliteDb> {
         match self {
             Db::Sqlite(db) => Some(db),
+            #[cfg(feature = "postgres")]
             Db::Postgres(_) => None,
         }
     }
@@ -98,6 +119,7 @@ impl Db {
     pub fn shown(&self) -> String {
         match self {
             Db::Sqlite(db) => db.path().display().to_string(),
+            #[cfg(feature = "postgres")]
             Db::Postgres(db) => db.shown().to_string(),
         }
     }
@@ -106,6 +128,7 @@ impl Db {
     pub(crate) fn ping(&self) -> Result<(), Error> {
         match self {
             Db::Sqlite(db) => db.ping(),
+            #[cfg(feature = "postgres")]
             Db::Postgres(db) => db.ping(),
         }
     }
@@ -114,6 +137,7 @@ impl Db {
     pub fn integrity_check(&self) -> Result<(), String> {
         match self {
             Db::Sqlite(db) => db.integrity_check(),
+            #[cfg(feature = "postgres")]
             Db::Postgres(_) => Ok(()),
         }
     }
@@ -122,6 +146,7 @@ impl Db {
     pub fn backup_to(&self, target: &Path) -> Result<u64, String> {
         match self {
             Db::Sqlite(db) => db.backup_to(target),
+            #[cfg(feature = "postgres")]
             Db::Postgres(db) => Err(format!(
                 "the database is PostgreSQL ({}): back it up with pg_dump (or your \
                  server's backups); mfad backup copies SQLite databases",
@@ -133,6 +158,20 @@ impl Db {
 
 use crate::auth::Login;
 use crate::error::Error;
+
+/// Copies the SQLite database `source` into `target`, an empty PostgreSQL database
+/// (`mfad migrate`); the rows copied per table.
+#[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+pub fn sqlite_to_postgres(
+    source: &SqliteDb,
+    target: &Db,
+) -> Result<Vec<(&'static str, i64)>, String> {
+    match target {
+        #[cfg(feature = "postgres")]
+        Db::Postgres(pg) => migrate::sqlite_to_postgres(source, pg),
+        _ => Err("mfad migrate copies into PostgreSQL only".into()),
+    }
+}
 
 /// An account row.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,9 +1,8 @@
 //! The PostgreSQL engine (`--database postgres://…`): a small pool of synchronous
 //! connections (the `postgres` crate), `schema.pg.sql` applied by the first node that
-//! finds the database empty, and [`Tx`] in PostgreSQL's SQL. Every rule that must hold
-//! across nodes is one statement that settles its own race (`UPDATE … WHERE last_step <
-//! $2`, `DELETE … RETURNING`): at READ COMMITTED, a statement that finds its row locked
-//! by a concurrent one waits for it and then checks its `WHERE` again on the new row.
+//! finds the database empty, the throttle shared by every node, and the [`Engine`] the
+//! queries run on (statements prepared once per connection). Errors are classified by
+//! SQLSTATE: connection, resource and operator classes (08, 53, 57) are `503`.
 //!
 //! A connection that fails is dropped and a new one made at the next request, so the
 //! server recovers by itself when PostgreSQL is back; meanwhile requests get `503`.
@@ -16,7 +15,7 @@ use std::time::{Duration, Instant};
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Statement};
 
-use super::engine::{Dialect, Engine, Param, Row, Value};
+use super::engine::{Dialect, Each, Engine, Param, Row, Value};
 use super::{OpenError, Tx, SCHEMA_VERSION};
 use crate::error::Error;
 
@@ -562,12 +561,7 @@ impl<C: GenericClient> Engine for PgEngine<'_, C> {
         Ok(self.c.borrow_mut().execute(&s, &params)?)
     }
 
-    fn query(
-        &self,
-        sql: &str,
-        params: &[Param<'_>],
-        each: &mut dyn FnMut(&dyn Row) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    fn query(&self, sql: &str, params: &[Param<'_>], each: Each<'_>) -> Result<(), Error> {
         let s = self.statement(sql)?;
         let params: Vec<_> = params.iter().map(pg_param).collect();
         for row in self.c.borrow_mut().query(&s, &params)? {

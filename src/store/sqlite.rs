@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
-use super::engine::{sqlite_params, Dialect, Engine, Param, Row, Value};
+use super::engine::{sqlite_params, Dialect, Each, Engine, Param, Row, Value};
 use super::Tx;
 use crate::config::Durability;
 use crate::error::Error;
@@ -350,6 +350,7 @@ impl SqliteDb {
 
     /// Runs `f` on the connection inside one read transaction: everything it reads is
     /// of one moment, whatever a server writes meanwhile (`mfad migrate`).
+    #[cfg(feature = "postgres")]
     pub(super) fn with_snapshot<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, String>,
@@ -531,12 +532,7 @@ impl Engine for SqliteEngine<'_> {
         Ok(n as u64)
     }
 
-    fn query(
-        &self,
-        sql: &str,
-        params: &[Param<'_>],
-        each: &mut dyn FnMut(&dyn Row) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    fn query(&self, sql: &str, params: &[Param<'_>], each: Each<'_>) -> Result<(), Error> {
         let mut statement = self.conn.prepare_cached(&sqlite_params(sql))?;
         let mut rows = statement.query(rusqlite::params_from_iter(params))?;
         while let Some(row) = rows.next()? {
@@ -618,24 +614,12 @@ impl SqliteDb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Account, Totp};
 
     impl SqliteDb {
         /// The bare connection, for tests that look under the API.
         fn raw<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
             f(&self.conn().conn)
         }
-    }
-
-    /// A database with one account whose TOTP setup is pending (secret `b"s"`).
-    fn account_with_pending_secret() -> (tempfile::TempDir, SqliteDb, i64) {
-        let (d, db) = db();
-        let id = db
-            .write(|tx| tx.create_account("a@b.c", None, 1))
-            .unwrap()
-            .unwrap();
-        db.write(|tx| tx.set_pending_secret(id, b"s")).unwrap();
-        (d, db, id)
     }
 
     fn db() -> (tempfile::TempDir, SqliteDb) {
@@ -819,71 +803,6 @@ mod tests {
         assert!(e.0.contains("newer"), "{e}");
     }
 
-    #[test]
-    fn emails_are_case_insensitive_and_unique() {
-        let (_d, db) = db();
-        let id = db
-            .write(|tx| tx.create_account("User@Example.COM", None, 1))
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            db.read(|tx| tx.account_by_email("user@example.com"))
-                .unwrap()
-                .unwrap()
-                .id,
-            id
-        );
-        assert_eq!(
-            db.write(|tx| tx.create_account("USER@example.com", None, 1))
-                .unwrap(),
-            None
-        );
-    }
-
-    #[test]
-    fn pending_secret_cannot_replace_an_active_one() {
-        let (_d, db) = db();
-        let id = db
-            .write(|tx| tx.create_account("a@b.c", None, 1))
-            .unwrap()
-            .unwrap();
-        assert!(db.write(|tx| tx.set_pending_secret(id, b"one")).unwrap());
-        assert!(db.write(|tx| tx.set_pending_secret(id, b"two")).unwrap());
-        assert!(!db
-            .write(|tx| tx.activate_secret(id, b"one", 5, b"salt", 1))
-            .unwrap());
-        assert!(db
-            .write(|tx| tx.activate_secret(id, b"two", 5, b"salt", 1))
-            .unwrap());
-        assert!(!db.write(|tx| tx.set_pending_secret(id, b"three")).unwrap());
-        let t = db.read(|tx| tx.totp(id)).unwrap().unwrap();
-        assert_eq!(t.active_secret.as_deref(), Some(&b"two"[..]));
-        assert_eq!(t.pending_secret, None);
-        assert_eq!(t.last_step, 5);
-    }
-
-    #[test]
-    fn raise_last_step_only_moves_forward() {
-        let (_d, db, id) = account_with_pending_secret();
-        db.write(|tx| tx.activate_secret(id, b"s", 10, b"salt", 1))
-            .unwrap();
-        assert!(!db.write(|tx| tx.raise_last_step(id, 10)).unwrap());
-        assert!(!db.write(|tx| tx.raise_last_step(id, 9)).unwrap());
-        assert!(db.write(|tx| tx.raise_last_step(id, 11)).unwrap());
-        assert!(!db.write(|tx| tx.raise_last_step(id, 11)).unwrap());
-    }
-
-    #[test]
-    fn a_failed_write_rolls_back() {
-        let (_d, db) = db();
-        let r: Result<(), Error> = db.write(|tx| {
-            tx.create_account("a@b.c", None, 1)?;
-            Err(Error::Conflict("no"))
-        });
-        assert_eq!(r, Err(Error::Conflict("no")));
-        assert_eq!(db.read(|tx| tx.account_by_email("a@b.c")).unwrap(), None);
-    }
-
     fn meta_names(db: &SqliteDb) -> Vec<String> {
         db.raw(|c| {
             c.prepare("SELECT name FROM meta ORDER BY name")?
@@ -1000,183 +919,5 @@ mod tests {
         // And the connection is usable afterwards.
         db.write(|tx| tx.set_meta("after", b"x")).unwrap();
         assert_eq!(meta_names(&db), ["after"]);
-    }
-
-    #[test]
-    fn debug_output_holds_no_secret_material() {
-        let a = Account {
-            id: 1,
-            email: Some("a@b.c".into()),
-            password_hash: Some("pbkdf2-sha256$600000$c2FsdA$aGFzaA".into()),
-            external_subject: None,
-            created_at: 1,
-            updated_at: None,
-            last_connected_at: None,
-        };
-        let shown = format!("{a:?}");
-        assert!(
-            !shown.contains("pbkdf2") && shown.contains("[redacted]"),
-            "{shown}"
-        );
-        let t = Totp {
-            active_secret: Some(b"SEALED-BYTES".to_vec()),
-            backup_salt: Some(b"SALT".to_vec()),
-            ..Totp::default()
-        };
-        let shown = format!("{t:?}");
-        assert!(
-            !shown.contains("83") && !shown.contains("SALT") && shown.contains("[sealed]"),
-            "{shown}"
-        );
-    }
-
-    #[test]
-    fn account_lock_after_limit() {
-        let (_d, db, id) = account_with_pending_secret();
-        for i in 1..3 {
-            assert_eq!(
-                db.write(|tx| tx.count_verify_failure(id, 3, 900)).unwrap(),
-                (i, 0)
-            );
-        }
-        assert_eq!(
-            db.write(|tx| tx.count_verify_failure(id, 3, 900)).unwrap(),
-            (0, 900)
-        );
-    }
-
-    fn passkey(id: u8, account_id: i64, credential: &[u8]) -> crate::store::Passkey {
-        crate::store::Passkey {
-            id: [id; 16],
-            account_id,
-            credential_id: credential.to_vec(),
-            public_key: vec![0xa0],
-            alg: -8,
-            sign_count: 0,
-            name: "key".into(),
-            created_at: 1,
-            last_used_at: None,
-        }
-    }
-
-    /// A credential id is one account's; the counter only grows (both-zero stays
-    /// allowed); a delete names the account; the user handle is made once.
-    #[test]
-    fn passkeys_are_unique_their_counters_only_grow() {
-        let (_d, db, a) = account_with_pending_secret();
-        let b = db
-            .write(|tx| tx.create_account("b@b.c", None, 1))
-            .unwrap()
-            .unwrap();
-        assert!(db
-            .write(|tx| tx.insert_passkey(&passkey(1, a, b"cred")))
-            .unwrap());
-        assert!(!db
-            .write(|tx| tx.insert_passkey(&passkey(2, b, b"cred")))
-            .unwrap());
-        let id = [1u8; 16];
-        assert!(
-            db.write(|tx| tx.use_passkey(&id, 0, 5)).unwrap(),
-            "both zero"
-        );
-        assert!(db.write(|tx| tx.use_passkey(&id, 3, 6)).unwrap());
-        assert!(!db.write(|tx| tx.use_passkey(&id, 3, 7)).unwrap(), "equal");
-        assert!(
-            !db.write(|tx| tx.use_passkey(&id, 0, 7)).unwrap(),
-            "back to zero"
-        );
-        let found = db
-            .read(|tx| tx.passkey_by_credential(b"cred"))
-            .unwrap()
-            .unwrap();
-        assert_eq!((found.sign_count, found.last_used_at), (3, Some(6)));
-        let f = db.read(|tx| tx.second_factors(a)).unwrap();
-        assert_eq!((f.totp, f.passkeys, f.any()), (false, 1, true));
-        assert_eq!(f.methods(), ["passkey"]);
-        assert!(
-            !db.write(|tx| tx.delete_passkey(b, &id)).unwrap(),
-            "not b's"
-        );
-        assert!(db.write(|tx| tx.delete_passkey(a, &id)).unwrap());
-        assert!(!db.read(|tx| tx.second_factors(a)).unwrap().any());
-        let first = db.write(|tx| tx.ensure_user_handle(a, &[7; 16])).unwrap();
-        let second = db.write(|tx| tx.ensure_user_handle(a, &[8; 16])).unwrap();
-        assert_eq!((first.clone(), second), (vec![7; 16], vec![7; 16]));
-        // Another account cannot be given the same handle.
-        assert!(db.write(|tx| tx.ensure_user_handle(b, &first)).is_err());
-    }
-
-    /// A ceremony is taken once, only as what it was made for, and only in time.
-    #[test]
-    fn ceremonies_are_single_use_and_bound() {
-        use crate::store::Ceremony;
-        let (_d, db, a) = account_with_pending_secret();
-        let (c, mfa, other) = ([1u8; 32], [2u8; 32], [3u8; 32]);
-        let second = Ceremony::SecondFactor {
-            account: a,
-            challenge: &mfa,
-        };
-        db.write(|tx| tx.insert_ceremony(&c, second, 100)).unwrap();
-        for wrong in [
-            Ceremony::Register { account: a },
-            Ceremony::Login { session: &mfa },
-            Ceremony::SecondFactor {
-                account: a + 1,
-                challenge: &mfa,
-            },
-            Ceremony::SecondFactor {
-                account: a,
-                challenge: &other,
-            },
-        ] {
-            assert!(
-                !db.write(|tx| tx.take_ceremony(&c, wrong, 50)).unwrap(),
-                "{wrong:?}"
-            );
-        }
-        assert!(
-            !db.write(|tx| tx.take_ceremony(&c, second, 100)).unwrap(),
-            "expired"
-        );
-        assert!(db.write(|tx| tx.take_ceremony(&c, second, 99)).unwrap());
-        assert!(
-            !db.write(|tx| tx.take_ceremony(&c, second, 99)).unwrap(),
-            "once"
-        );
-        let login = Ceremony::Login { session: &other };
-        db.write(|tx| tx.insert_ceremony(&c, login, 100)).unwrap();
-        assert_eq!(db.write(|tx| tx.purge_expired(100)).unwrap(), 1);
-        assert!(
-            !db.write(|tx| tx.take_ceremony(&c, login, 99)).unwrap(),
-            "purged"
-        );
-    }
-
-    /// The trail reads back in order, by account and by time, and the retention purge
-    /// deletes only what is older than its limit.
-    #[test]
-    fn the_audit_trail_filters_and_is_pruned_by_age() {
-        let (_d, db, a) = account_with_pending_secret();
-        for (at, who, event) in [
-            (10, Some(a), "old"),
-            (20, None, "anon"),
-            (30, Some(a), "new"),
-        ] {
-            db.write(|tx| tx.audit(who, at, event, Some("d"))).unwrap();
-        }
-        let events = |who, since| -> Vec<String> {
-            db.read(|tx| tx.audit_trail(who, since))
-                .unwrap()
-                .into_iter()
-                .map(|r| r.event)
-                .collect()
-        };
-        assert_eq!(events(None, 0), ["old", "anon", "new"]);
-        assert_eq!(events(Some(a), 0), ["old", "new"]);
-        assert_eq!(events(None, 20), ["anon", "new"]);
-        let row = &db.read(|tx| tx.audit_trail(Some(a), 30)).unwrap()[0];
-        assert_eq!(row.email.as_deref(), Some("a@b.c"));
-        assert_eq!(db.write(|tx| tx.purge_audit(20)).unwrap(), 1);
-        assert_eq!(events(None, 0), ["anon", "new"]);
     }
 }
