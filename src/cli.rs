@@ -205,7 +205,7 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
                     db.shown()
                 ));
             };
-            let target = store::PgDb::connect(to).map_err(|e| e.to_string())?;
+            let target = store::Db::connect_postgres(to).map_err(|e| e.to_string())?;
             let copied = store::sqlite_to_postgres(source, &target)
                 .map_err(|e| format!("nothing was copied: {e}"))?;
             let mut out = format!(
