@@ -11,6 +11,7 @@
 //! on by default). `janitor.rs` checkpoints SQLite's WAL and purges expired rows off
 //! the request path; `migrate.rs` copies an SQLite database into PostgreSQL.
 
+mod backup;
 mod engine;
 mod janitor;
 #[cfg(feature = "postgres")]
@@ -18,6 +19,7 @@ mod migrate;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod queries;
+mod schema;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -28,7 +30,8 @@ pub use janitor::Janitor;
 #[cfg(feature = "postgres")]
 pub use postgres::PgDb;
 pub use queries::Tx;
-pub use sqlite::{OpenError, SqliteDb, MAX_BATCH, SCHEMA_VERSION};
+pub use schema::SCHEMA_VERSION;
+pub use sqlite::{OpenError, SqliteDb, MAX_BATCH};
 
 /// The database: the embedded SQLite file, or a PostgreSQL server shared by nodes.
 pub enum Db {
