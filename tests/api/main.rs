@@ -24,6 +24,7 @@ mod page;
 mod passkeys;
 mod resilience;
 mod rules;
+mod settings;
 mod storno;
 mod tokens;
 
