@@ -3,8 +3,6 @@
 //! the client the benchmarks share), and compute TOTP codes with an independent
 //! implementation (`totp-lite`).
 
-#![allow(dead_code)]
-
 pub mod client;
 pub mod openapi;
 pub mod webdriver;

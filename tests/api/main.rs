@@ -10,32 +10,22 @@
     clippy::undocumented_unsafe_blocks
 )]
 
+// The helpers stay in tests/common/, where the benchmarks include its client by path.
+#[path = "../common/mod.rs"]
 mod common;
-#[path = "api/fuzz_regressions.rs"]
 mod fuzz_regressions;
-#[path = "api/hostile.rs"]
 mod hostile;
-#[path = "api/http_layer.rs"]
 mod http_layer;
-#[path = "api/metrics.rs"]
 mod metrics;
-#[path = "api/nodes.rs"]
 mod nodes;
-#[path = "api/openapi.rs"]
 mod openapi;
-#[path = "api/operations.rs"]
 mod operations;
-#[path = "api/page.rs"]
 mod page;
-#[path = "api/passkeys.rs"]
 mod passkeys;
-#[path = "api/resilience.rs"]
 mod resilience;
-#[path = "api/rules.rs"]
 mod rules;
-#[path = "api/storno.rs"]
+mod settings;
 mod storno;
-#[path = "api/tokens.rs"]
 mod tokens;
 
 use std::collections::BTreeSet;
