@@ -286,6 +286,55 @@ fn the_http_layers_errors_reach_the_log() {
     }
 }
 
+/// `mfad backup --to` never writes where another user could swap the name: a directory
+/// others can write is refused (nothing is left in it), a sticky one of ours is used,
+/// and a name that is a symlink (to an existing file, or dangling) is never written
+/// through (#23: the target was created, closed, then reopened by name).
+#[test]
+fn a_backup_refuses_a_directory_others_can_write_and_never_follows_a_symlink() {
+    if sqlite_only("mfad backup (a copy of the database file)") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let s = Server::start(&[]);
+    s.add_user("a@example.com", "correct horse battery");
+    let out = tempfile::tempdir().unwrap();
+    let open = out.path().join("shared");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let target = open.join("copy.db");
+    let (ok, _, err) = s.cli(&["backup", "--to", target.to_str().unwrap()], None);
+    assert!(
+        !ok && err.contains("other users can write in this directory"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0, "nothing left");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (ok, printed, err) = s.cli(&["backup", "--to", target.to_str().unwrap()], None);
+    assert!(ok && printed.contains("integrity check ok"), "{err}");
+    let names: Vec<_> = std::fs::read_dir(&open)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["copy.db"], "no temporary file left beside it");
+
+    let victim = out.path().join("theirs");
+    std::fs::write(&victim, b"not a database").unwrap();
+    let link = out.path().join("link.db");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let dangling = out.path().join("dangling.db");
+    std::os::unix::fs::symlink(out.path().join("nowhere"), &dangling).unwrap();
+    for name in [&link, &dangling] {
+        let (ok, _, err) = s.cli(&["backup", "--to", name.to_str().unwrap()], None);
+        assert!(
+            !ok && err.contains("exists: a backup never overwrites"),
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"not a database");
+    assert!(!out.path().join("nowhere").exists());
+}
+
 /// `mfad backup` while a client keeps writing: the copy, restored with the same key,
 /// accepts every token and code the original accepted when it was taken (refresh tokens,
 /// access tokens, unused backup codes, TOTP), and a second backup to the same file is
