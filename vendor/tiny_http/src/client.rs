@@ -31,9 +31,6 @@ pub struct ClientConnection {
     // set to true if we know that the previous request is the last one
     no_more_requests: bool,
 
-    // true if the connection goes through SSL
-    secure: bool,
-
     // mfad patch: the limits set by the application
     options: Arc<Options>,
 }
@@ -71,7 +68,6 @@ impl ClientConnection {
         flusher: Arc<Flusher>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
-        let secure = read_socket.secure();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = match source.next() {
@@ -85,14 +81,8 @@ impl ClientConnection {
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
-            secure,
             options,
         }
-    }
-
-    /// true if the connection is HTTPS
-    pub fn secure(&self) -> bool {
-        self.secure
     }
 
     /// Reads the next line from self.next_header_source.
@@ -218,7 +208,6 @@ impl ClientConnection {
             Err(_) => None,
         };
         crate::request::new_request(
-            self.secure,
             method,
             path,
             version,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::fmt;
 use std::net::SocketAddr;
 
-use std::sync::mpsc::Sender;
 
 use crate::util::{EqualReader, FusedReader, ResponseSink};
 use crate::{HTTPVersion, Header, Method, Options, Response, StatusCode};
@@ -55,9 +54,6 @@ pub struct Request {
 
     remote_addr: Option<SocketAddr>,
 
-    // true if HTTPS, false if HTTP
-    secure: bool,
-
     method: Method,
 
     path: String,
@@ -71,39 +67,12 @@ pub struct Request {
     // true if a `100 Continue` response must be sent when `as_reader()` is called
     must_send_continue: bool,
 
-    // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
-
     // mfad patch: part of the body is still on the socket (over the eager limit): the
     // connection takes no more requests after this one.
     pub(crate) unread_body: bool,
 
     // mfad patch: the shape of the layer's own answers (the 500 of a dropped request)
     options: Arc<Options>,
-}
-
-struct NotifyOnDrop<R> {
-    sender: Sender<()>,
-    inner: R,
-}
-
-impl<R: Read> Read for NotifyOnDrop<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-impl<R: Write> Write for NotifyOnDrop<R> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-impl<R> Drop for NotifyOnDrop<R> {
-    fn drop(&mut self) {
-        self.sender.send(()).ok();
-    }
 }
 
 /// Error that can happen when building a `Request` object.
@@ -149,7 +118,6 @@ fn past_deadline(deadline: Option<std::time::Instant>) -> Result<(), RequestCrea
 /// The `Write` object will be used by the `Request` to write the response.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn new_request<R>(
-    secure: bool,
     method: Method,
     path: String,
     version: HTTPVersion,
@@ -251,14 +219,12 @@ where
         data_reader: Some(reader),
         response_writer: Some(writer),
         remote_addr,
-        secure,
         method,
         path,
         http_version: version,
         headers,
         body_length: content_length,
         must_send_continue: must_send_continue && expects_continue,
-        notify_when_responded: None,
         unread_body,
         options,
     })
@@ -374,12 +340,6 @@ fn trim_trailing_ws(mut v: &[u8]) -> &[u8] {
 }
 
 impl Request {
-    /// Returns true if the request was made through HTTPS.
-    #[inline]
-    pub fn secure(&self) -> bool {
-        self.secure
-    }
-
     /// Returns the method requested by the client (eg. `GET`, `POST`, etc.).
     #[inline]
     pub fn method(&self) -> &Method {
@@ -485,16 +445,7 @@ impl Request {
     /// Therefore you should always destroy the `Writer` as soon as possible.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
-        let writer: Box<dyn Write + Send + 'static> = Box::new(self.extract_writer_impl());
-        if let Some(sender) = self.notify_when_responded.take() {
-            let writer = NotifyOnDrop {
-                sender,
-                inner: writer,
-            };
-            Box::new(writer) as Box<dyn Write + Send + 'static>
-        } else {
-            writer
-        }
+        Box::new(self.extract_writer_impl())
     }
 
     /// Extract the response `Writer` object from the Request, dropping this `Writer` has the same side effects
@@ -515,11 +466,7 @@ impl Request {
     where
         R: Read,
     {
-        let res = self.respond_impl(response);
-        if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).ok();
-        }
-        res
+        self.respond_impl(response)
     }
 
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
@@ -553,11 +500,6 @@ impl Request {
             _ => Err(err),
         })
     }
-
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
-        self.notify_when_responded = Some(sender);
-        self
-    }
 }
 
 impl fmt::Debug for Request {
@@ -576,9 +518,6 @@ impl Drop for Request {
             // mfad patch: in the application's shape, like every answer of the layer
             let response = crate::response::layer_error(&self.options, 500);
             let _ = self.respond_impl(response); // ignoring any potential error
-            if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).ok();
-            }
         }
     }
 }

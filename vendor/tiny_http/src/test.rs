@@ -44,8 +44,6 @@ use std::str::FromStr;
 pub struct TestRequest {
     body: Vec<u8>,
     remote_addr: SocketAddr,
-    // true if HTTPS, false if HTTP
-    secure: bool,
     method: Method,
     path: String,
     http_version: HTTPVersion,
@@ -84,7 +82,6 @@ impl TestRequest {
             }
         }
         new_request(
-            self.secure,
             self.method,
             self.path,
             self.http_version,
@@ -108,7 +105,6 @@ impl Default for TestRequest {
         TestRequest {
             body: Vec::new(),
             remote_addr: "127.0.0.1:23456".parse().unwrap(),
-            secure: false,
             method: Method::Get,
             path: "/".to_string(),
             http_version: HTTPVersion::from((1, 1)),
@@ -127,10 +123,6 @@ impl TestRequest {
     }
     pub fn with_remote_addr(mut self, remote_addr: SocketAddr) -> Self {
         self.remote_addr = remote_addr;
-        self
-    }
-    pub fn with_https(mut self) -> Self {
-        self.secure = true;
         self
     }
     pub fn with_method(mut self, method: Method) -> Self {
