@@ -15,8 +15,15 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::ExternalAlgorithm;
 use crate::crypto::{self, CryptoError, Keys, SigningKey};
+
+/// Algorithms accepted for tokens from an external issuer (`--jwt-algorithm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalAlgorithm {
+    Rs256,
+    Es256,
+    EdDsa,
+}
 
 /// Allowed clock skew for `exp` and `nbf`, in seconds.
 const LEEWAY: i64 = 60;

@@ -6,9 +6,12 @@ use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-
-use crate::http::{SameSite, WebPolicy};
 use std::time::Duration;
+
+use crate::auth::ExternalAlgorithm;
+/// Where the loadgen and older callers found it; it lives in a leaf (see `durability`).
+pub use crate::durability::Durability;
+use crate::web::{Cidr, SameSite, WebPolicy};
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,25 +53,6 @@ pub enum Command {
     },
     Help,
     Version,
-}
-
-/// How hard SQLite works to keep a commit through a power cut (a process crash loses
-/// nothing at either setting in WAL mode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// `synchronous=NORMAL`: a power cut may undo the last commits since the WAL was
-    /// last synced; the database stays consistent.
-    Normal,
-    /// `synchronous=FULL`: every commit is synced before it is answered.
-    Full,
-}
-
-/// Algorithms accepted for tokens from an external issuer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExternalAlgorithm {
-    Rs256,
-    Es256,
-    EdDsa,
 }
 
 /// The database `--database` names.
@@ -489,7 +473,7 @@ impl Config {
                     self.web.cors_origins.clear();
                 }
                 for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-                    let o = crate::http::parse_origin(origin).map_err(|e| bad(shown, origin, e))?;
+                    let o = crate::web::parse_origin(origin).map_err(|e| bad(shown, origin, e))?;
                     if !self.web.cors_origins.contains(&o) {
                         self.web.cors_origins.push(o);
                     }
@@ -509,7 +493,7 @@ impl Config {
                 }
                 self.proxies_from_flags |= from_flag;
                 for range in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
-                    let cidr = crate::http::Cidr::parse(range).map_err(|e| bad(shown, range, e))?;
+                    let cidr = Cidr::parse(range).map_err(|e| bad(shown, range, e))?;
                     self.web.trusted_proxies.push(cidr);
                 }
             }
@@ -541,7 +525,7 @@ impl Config {
             }
             "public-url" => {
                 self.web.public_origin =
-                    Some(crate::http::parse_origin(value).map_err(|e| bad(shown, value, e))?)
+                    Some(crate::web::parse_origin(value).map_err(|e| bad(shown, value, e))?)
             }
             "log-level" => {
                 self.log_level = match value {

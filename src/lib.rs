@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod durability;
 pub mod error;
 pub mod http;
 pub mod json;
@@ -19,6 +20,7 @@ pub mod service;
 pub mod store;
 pub mod time;
 pub mod totp;
+pub mod web;
 pub mod webauthn;
 
 use std::fs;

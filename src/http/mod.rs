@@ -2,17 +2,15 @@
 //! router, the body cap, JSON in and out, the security headers, panic → 500, and one
 //! access-log line per request (method, path, status, time; never a token or a body).
 //! This file routes and answers one request; `server.rs` runs the socket, the workers and
-//! the password lane; `web.rs` holds the browser-facing rules (CORS, the refresh cookie,
-//! the `Origin` rule).
+//! the password lane; the browser-facing rules it applies (CORS, the refresh cookie, the
+//! `Origin` rule) are the leaf `crate::web`'s.
 
 mod page;
 mod server;
-mod web;
 
 pub use server::{
     start, start_metrics, Limits, MetricsListener, Running, REQUEST_DEADLINE, SOCKET_TIMEOUT,
 };
-pub use web::{parse_origin, Cidr, SameSite, WebPolicy};
 
 use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -24,6 +22,7 @@ use crate::error::Error;
 use crate::json::BodyError;
 use crate::service::{self, passkey, App};
 use crate::store::Db;
+use crate::web::{self, WebPolicy};
 
 /// Request bodies larger than this are refused with 413 (API.md).
 pub const MAX_BODY: usize = 16 * 1024;

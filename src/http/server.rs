@@ -14,12 +14,13 @@ use tiny_http::{Request, Response};
 
 use super::{
     answer, clean_path, client_ip, log_safe, metrics_route, respond, route, CommonHeaders,
-    Endpoint, WebPolicy, ROUTE_NAMES,
+    Endpoint, ROUTE_NAMES,
 };
 use crate::error::Error;
 use crate::metrics::METRICS;
 use crate::service::App;
 use crate::store::Db;
+use crate::web::WebPolicy;
 
 /// Endpoints whose work is PBKDF2 (about 0.2 s of a core): login and the password
 /// confirmations of disable and regenerate (600,000 rounds), and enable, which hashes

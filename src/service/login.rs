@@ -441,7 +441,11 @@ mod tests {
     /// The SQLite engine, whose throttles live in this process.
     fn db() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db"), crate::config::Durability::Normal).unwrap();
+        let db = Db::open(
+            &dir.path().join("t.db"),
+            crate::durability::Durability::Normal,
+        )
+        .unwrap();
         (dir, db)
     }
 

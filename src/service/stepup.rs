@@ -125,8 +125,8 @@ pub fn me(db: &Db, who: &Principal) -> Result<Value, Error> {
 mod tests {
     use super::*;
     use crate::auth::Tokens;
-    use crate::config::Durability;
     use crate::crypto::Keys;
+    use crate::durability::Durability;
 
     /// A redeem with a clock we hold: once, not twice, not after two minutes, not by
     /// another account.

@@ -17,7 +17,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use super::engine::{sqlite_params, Dialect, Engine, Param, Row, Value};
 use super::Tx;
-use crate::config::Durability;
+use crate::durability::Durability;
 use crate::error::Error;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
