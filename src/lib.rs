@@ -269,13 +269,11 @@ pub fn hs256_upgraded_at(db: &store::Db) -> Result<Option<i64>, String> {
     }
 }
 
-/// Builds the shared request state from the configuration, the instance's keys and
-/// the database's `hs256_upgraded_at`.
-pub fn app(
-    config: &Config,
-    keys: Keys,
-    hs256_upgraded_at: Option<i64>,
-) -> Result<service::App, String> {
+/// Builds the shared request state from the configuration and the opened instance,
+/// which it keeps (the [`service::App`] owns the database).
+pub fn app(config: &Config, instance: Instance) -> Result<service::App, String> {
+    let Instance { keys, db } = instance;
+    let hs256_upgraded_at = hs256_upgraded_at(&db)?;
     let external_pem = match &config.jwt_public_key {
         Some(p) => Some(
             fs::read(p)
@@ -306,8 +304,16 @@ pub fn app(
             rp.id
         );
     }
-    service::App::new(keys, tokens, config.issuer.clone(), config.login_rate, rp)
-        .map_err(|_| "cannot initialise (the random number generator failed)".to_string())
+    let db = Arc::new(db);
+    service::App::new(
+        db,
+        keys,
+        tokens,
+        config.issuer.clone(),
+        config.login_rate,
+        rp,
+    )
+    .map_err(|_| "cannot initialise (the random number generator failed)".to_string())
 }
 
 /// A running server: the HTTP workers, the storage janitor, and the lock that keeps a
@@ -382,20 +388,17 @@ pub fn serve(config: &Config) -> Result<Running, String> {
     let dir = &config.data_dir;
     ensure_data_dir(dir)?;
     let lock = lock_data_dir(dir)?;
-    let Instance { keys, db } = open_instance(config)?;
-    let app = app(config, keys, hs256_upgraded_at(&db)?)?;
-    let db = Arc::new(db);
+    let app = Arc::new(app(config, open_instance(config)?)?);
     let retention = i64::from(config.audit_retention_days) * 86_400;
-    let janitor = store::Janitor::start(db.clone(), retention)?;
+    let janitor = store::Janitor::start(app.db.clone(), retention)?;
     let limits = http::Limits {
         socket_timeout: config.test_socket_timeout,
         request_deadline: config.test_request_deadline,
     };
     let http = http::start(
         config.listen,
-        Arc::new(app),
+        app,
         config.workers,
-        db,
         limits,
         config.web.clone(),
     )?;

@@ -21,7 +21,6 @@ use tiny_http::{Header, Method, Request, Response};
 use crate::error::Error;
 use crate::json::BodyError;
 use crate::service::{self, passkey, App};
-use crate::store::Db;
 use crate::web::{self, WebPolicy};
 
 /// Request bodies larger than this are refused with 413 (API.md).
@@ -313,7 +312,6 @@ fn client_ip(web: &WebPolicy, rq: &Request) -> Option<std::net::IpAddr> {
 
 fn handle(
     app: &App,
-    db: &Db,
     web: &WebPolicy,
     rq: &mut Request,
     path: &str,
@@ -346,7 +344,7 @@ fn handle(
         _ => Map::new(),
     };
     let now = crate::unix_now();
-    let me = |db: &Db| service::authenticate(app, db, header(rq, "Authorization"), now);
+    let me = || service::authenticate(app, header(rq, "Authorization"), now);
     // Refresh and logout may be authenticated by the cookie alone: then a browser page
     // of another site must not be able to use it (API.md, the Origin rule).
     let cookie = || -> Result<Option<&str>, Error> {
@@ -360,30 +358,23 @@ fn handle(
     // The pages a passkey ceremony may run on (API.md, Passkeys); made only for one.
     let origins = || web.ceremony_origins(header(rq, "Host"), &app.rp.id);
     match endpoint {
-        Endpoint::Health => json(service::health(db, now).map_err(|_| Error::Unavailable)),
-        Endpoint::Setup => json(service::setup(app, db, &me(db)?)),
-        Endpoint::Enable => json(service::enable(app, db, &me(db)?, &body, now)),
-        Endpoint::Disable => json(service::disable(app, db, &me(db)?, &body, now)),
-        Endpoint::Status => json(service::status(db, &me(db)?)),
-        Endpoint::Regenerate => json(service::regenerate(app, db, &me(db)?, &body, now)),
-        Endpoint::Login => json(service::login(app, db, &body, ip, now)),
-        Endpoint::Verify => json(service::verify(app, db, &body, origins, now)),
-        Endpoint::Refresh => json(service::refresh(app, db, &body, cookie()?, now)),
+        Endpoint::Health => json(service::health(app, now).map_err(|_| Error::Unavailable)),
+        Endpoint::Setup => json(service::setup(app, &me()?)),
+        Endpoint::Enable => json(service::enable(app, &me()?, &body, now)),
+        Endpoint::Disable => json(service::disable(app, &me()?, &body, now)),
+        Endpoint::Status => json(service::status(app, &me()?)),
+        Endpoint::Regenerate => json(service::regenerate(app, &me()?, &body, now)),
+        Endpoint::Login => json(service::login(app, &body, ip, now)),
+        Endpoint::Verify => json(service::verify(app, &body, origins, now)),
+        Endpoint::Refresh => json(service::refresh(app, &body, cookie()?, now)),
         Endpoint::Logout => {
-            service::logout(app, db, &body, cookie()?, now)?;
+            service::logout(app, &body, cookie()?, now)?;
             Ok(Reply::no_content(Cookie::Clear))
         }
-        Endpoint::Me => json(service::me(db, &me(db)?)),
-        Endpoint::StepUpChallenge => json(service::stepup_challenge(app, db, &me(db)?, now)),
-        Endpoint::StepUpVerify => json(service::stepup_verify(
-            app,
-            db,
-            &me(db)?,
-            &body,
-            origins,
-            now,
-        )),
-        Endpoint::Redeem => json(service::redeem(app, db, &me(db)?, &body, now)),
+        Endpoint::Me => json(service::me(app, &me()?)),
+        Endpoint::StepUpChallenge => json(service::stepup_challenge(app, &me()?, now)),
+        Endpoint::StepUpVerify => json(service::stepup_verify(app, &me()?, &body, origins, now)),
+        Endpoint::Redeem => json(service::redeem(app, &me()?, &body, now)),
         Endpoint::Jwks => Ok(Reply::public(app.tokens.jwks())),
         Endpoint::OpenIdConfiguration => {
             let base = web
@@ -391,22 +382,20 @@ fn handle(
                 .ok_or(Error::BadRequest(NO_BASE_URL))?;
             Ok(Reply::public(service::openid_configuration(app, &base)))
         }
-        Endpoint::PasskeyRegisterOptions => json(passkey::register_options(app, db, &me(db)?, now)),
+        Endpoint::PasskeyRegisterOptions => json(passkey::register_options(app, &me()?, now)),
         Endpoint::PasskeyRegister => {
-            passkey::register(app, db, &me(db)?, &body, &origins(), now).map(Reply::created)
+            passkey::register(app, &me()?, &body, &origins(), now).map(Reply::created)
         }
-        Endpoint::Passkeys => json(passkey::list(db, &me(db)?)),
+        Endpoint::Passkeys => json(passkey::list(app, &me()?)),
         Endpoint::PasskeyDelete => {
             let id = path.strip_prefix(PASSKEY_PREFIX).unwrap_or_default();
-            passkey::delete(db, &me(db)?, id, now)?;
+            passkey::delete(app, &me()?, id, now)?;
             Ok(Reply::no_content(Cookie::Keep))
         }
-        Endpoint::PasskeyLoginOptions => json(passkey::login_options(app, db, ip, now)),
-        Endpoint::PasskeyLogin => json(passkey::login(app, db, &body, &origins(), now)),
-        Endpoint::MfaPasskeyOptions => json(passkey::mfa_options(app, db, &body, now)),
-        Endpoint::StepUpPasskeyOptions => {
-            json(passkey::stepup_options(app, db, &me(db)?, &body, now))
-        }
+        Endpoint::PasskeyLoginOptions => json(passkey::login_options(app, ip, now)),
+        Endpoint::PasskeyLogin => json(passkey::login(app, &body, &origins(), now)),
+        Endpoint::MfaPasskeyOptions => json(passkey::mfa_options(app, &body, now)),
+        Endpoint::StepUpPasskeyOptions => json(passkey::stepup_options(app, &me()?, &body, now)),
         Endpoint::OpenApi => Ok(Reply::file(OPENAPI)),
     }
 }
@@ -571,23 +560,22 @@ fn log_safe(s: &str) -> String {
 /// Routes and handles one request, a panic included; the response is not sent yet.
 fn answer(
     app: &App,
-    db: &Db,
     web: &WebPolicy,
     rq: &mut Request,
     path: &str,
     ip: Option<std::net::IpAddr>,
 ) -> Result<Reply, Error> {
-    guarded(|| handle(app, db, web, rq, path, ip))
+    guarded(|| handle(app, web, rq, path, ip))
 }
 
 /// Runs one request through the whole request-to-response path without a socket (the
 /// request can come from `tiny_http::TestRequest`): for fuzzing and tests. Returns the
 /// status and the JSON body that was sent.
-pub fn dispatch(app: &App, db: &Db, mut rq: Request) -> (u16, Value) {
+pub fn dispatch(app: &App, mut rq: Request) -> (u16, Value) {
     let web = WebPolicy::default();
     let path = clean_path(rq.url());
     let ip = client_ip(&web, &rq);
-    let result = answer(app, db, &web, &mut rq, &path, ip);
+    let result = answer(app, &web, &mut rq, &path, ip);
     let body = match &result {
         Ok(r) => r.body.clone().unwrap_or(Value::Null),
         Err(e) => error_body(e),

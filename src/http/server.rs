@@ -19,7 +19,6 @@ use super::{
 use crate::error::Error;
 use crate::metrics::METRICS;
 use crate::service::App;
-use crate::store::Db;
 use crate::web::WebPolicy;
 
 /// Endpoints whose work is PBKDF2 (about 0.2 s of a core): login and the password
@@ -60,7 +59,7 @@ fn record(path: &str, status: u16, started: Instant) {
 fn serve_one(shared: &Shared, mut rq: Request, path: &str, started: Instant) {
     let method = log_safe(rq.method().as_str());
     let ip = client_ip(&shared.web, &rq);
-    let result = answer(&shared.app, &shared.db, &shared.web, &mut rq, path, ip);
+    let result = answer(&shared.app, &shared.web, &mut rq, path, ip);
     let status = respond(rq, &shared.common, &shared.web, &result);
     record(path, status, started);
     log::info!(
@@ -75,7 +74,6 @@ fn serve_one(shared: &Shared, mut rq: Request, path: &str, started: Instant) {
 struct Shared {
     server: Arc<tiny_http::Server>,
     app: Arc<App>,
-    db: Arc<Db>,
     common: CommonHeaders,
     web: WebPolicy,
     stopping: AtomicBool,
@@ -296,12 +294,11 @@ fn set_socket_options(listener: &TcpListener) -> std::io::Result<()> {
     }
 }
 
-/// Binds `listen` and starts `workers` workers sharing `db`, and the slow lane.
+/// Binds `listen` and starts `workers` workers sharing `app`, and the slow lane.
 pub fn start(
     listen: SocketAddr,
     app: Arc<App>,
     workers: usize,
-    db: Arc<Db>,
     limits: Limits,
     web: WebPolicy,
 ) -> Result<Running, String> {
@@ -321,7 +318,6 @@ pub fn start(
     let shared = Arc::new(Shared {
         server,
         app,
-        db,
         common,
         web,
         stopping: AtomicBool::new(false),

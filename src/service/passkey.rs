@@ -18,7 +18,7 @@ use crate::store::{Ceremony, Db, Passkey, Purpose, Tx};
 use crate::time::rfc3339;
 use crate::webauthn::{self, Expected, Refusal, Stored};
 
-use super::login::{issue_tokens, LoginLimiter};
+use super::login::issue_tokens;
 use super::second_factor::challenge_account;
 use super::{audit, hex32, locked, opt_str, req_str, App, Principal, CHALLENGE_TTL};
 
@@ -26,8 +26,6 @@ use super::{audit, hex32, locked, opt_str, req_str, App, Principal, CHALLENGE_TT
 pub const MAX_PASSKEYS: usize = 20;
 /// What the options tell the browser to wait for the user, in milliseconds.
 const TIMEOUT_MS: u32 = 60_000;
-/// Passwordless login ceremonies one client address may start in a minute.
-pub const LOGIN_OPTIONS_RATE: u32 = 10;
 /// The longest passkey name kept.
 const MAX_NAME_CHARS: usize = 64;
 
@@ -36,17 +34,6 @@ const INVALID_RESPONSE_TYPE: Error = Error::BadRequest("Invalid response type.")
 const MISSING_CREDENTIAL: Error = Error::BadRequest("Missing credential.");
 const NO_PASSKEYS: Error = Error::BadRequest("No passkeys available.");
 const ASSERTION_FAILED: Error = Error::Rejected("Assertion verification failed.");
-
-/// The passwordless-login throttle: every options request counts (API.md: 10 a minute
-/// per client address).
-pub fn login_options_limiter(rate: u32) -> LoginLimiter {
-    LoginLimiter::new(
-        "passkey_login",
-        rate,
-        "Too many requests.",
-        crate::metrics::Event::PasskeyLoginThrottled,
-    )
-}
 
 /// Decodes a WebAuthn JSON binary field: base64url, padding tolerated.
 fn b64url(s: &str) -> Option<Vec<u8>> {
@@ -318,7 +305,8 @@ fn summary(p: &Passkey) -> Value {
 }
 
 /// `POST /api/v1/passkey/register/options`.
-pub fn register_options(app: &App, db: &Db, who: &Principal, now: i64) -> Result<Value, Error> {
+pub fn register_options(app: &App, who: &Principal, now: i64) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     let id = who.account.id;
     let fresh: [u8; 16] = crypto::random()?;
     let (handle, passkeys, challenge) = db.write(|tx| {
@@ -373,12 +361,12 @@ fn passkey_name(body: &Map<String, Value>) -> Result<String, Error> {
 /// `POST /api/v1/passkey/register`.
 pub fn register(
     app: &App,
-    db: &Db,
     who: &Principal,
     body: &Map<String, Value>,
     origins: &[String],
     now: i64,
 ) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     let id = who.account.id;
     // Storno's frontend sends `{name, credential}`; the credential alone is fine too.
     let credential = match body.get("credential") {
@@ -465,13 +453,15 @@ pub fn register(
 }
 
 /// `GET /api/v1/me/passkeys`.
-pub fn list(db: &Db, who: &Principal) -> Result<Value, Error> {
+pub fn list(app: &App, who: &Principal) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     let passkeys = db.read(|tx| tx.passkeys(who.account.id))?;
     Ok(Value::Array(passkeys.iter().map(summary).collect()))
 }
 
 /// `DELETE /api/v1/me/passkeys/{id}`; another account's passkey is as unknown as none.
-pub fn delete(db: &Db, who: &Principal, id: &str, now: i64) -> Result<(), Error> {
+pub fn delete(app: &App, who: &Principal, id: &str, now: i64) -> Result<(), Error> {
+    let db: &Db = &app.db;
     const NOT_FOUND: Error = Error::NoSuch("Passkey not found.");
     let id = parse_uuid(id).ok_or(NOT_FOUND)?;
     let account = who.account.id;
@@ -508,12 +498,8 @@ fn second_factor_options(
 }
 
 /// `POST /api/auth/mfa/passkey/options`.
-pub fn mfa_options(
-    app: &App,
-    db: &Db,
-    body: &Map<String, Value>,
-    now: i64,
-) -> Result<Value, Error> {
+pub fn mfa_options(app: &App, body: &Map<String, Value>, now: i64) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     const INVALID: Error = Error::Rejected("Invalid or expired MFA challenge.");
     let token = req_str(body, "mfaToken", "Missing mfaToken.")?;
     let hash = app.keys.token_hash(&hex32(token).ok_or(INVALID)?);
@@ -526,11 +512,11 @@ pub fn mfa_options(
 /// `POST /api/v1/mfa/passkey/options`: for a step-up challenge of the caller's own.
 pub fn stepup_options(
     app: &App,
-    db: &Db,
     who: &Principal,
     body: &Map<String, Value>,
     now: i64,
 ) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     const INVALID: Error = Error::Rejected("Invalid or expired challenge.");
     let token = req_str(body, "challengeToken", "Missing challengeToken.")?;
     let hash = app.keys.token_hash(&hex32(token).ok_or(INVALID)?);
@@ -544,12 +530,8 @@ pub fn stepup_options(
 
 /// `POST /api/auth/passkey/login/options`: a discoverable-credential ceremony, open to
 /// anyone, so throttled per client address.
-pub fn login_options(
-    app: &App,
-    db: &Db,
-    ip: Option<std::net::IpAddr>,
-    now: i64,
-) -> Result<Value, Error> {
+pub fn login_options(app: &App, ip: Option<std::net::IpAddr>, now: i64) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     // Every request counts: the place is never given back.
     let _counted = app.passkey_limiter.reserve(db, ip, now)?;
     let session: [u8; 16] = crypto::random()?;
@@ -577,11 +559,11 @@ pub fn login_options(
 /// `POST /api/auth/passkey/login`: a passkey with user verification is both factors.
 pub fn login(
     app: &App,
-    db: &Db,
     body: &Map<String, Value>,
     origins: &[String],
     now: i64,
 ) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     use crate::metrics::{Event, METRICS};
     let result = passwordless(app, db, body, origins, now);
     match &result {
@@ -672,14 +654,24 @@ mod tests {
     use crate::auth::Tokens;
     use crate::crypto::Keys;
 
-    fn app() -> App {
+    /// An App on a database of its own (kept while the directory lives).
+    fn app() -> (tempfile::TempDir, App) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(
+            &dir.path().join("t.db"),
+            crate::durability::Durability::Normal,
+        );
+        let db = std::sync::Arc::new(db.unwrap());
         let keys = Keys::derive(&[5u8; 32]).unwrap();
         let tokens = Tokens::new(&keys, "mfad", None, None).unwrap();
         let rp = webauthn::RelyingParty {
             id: "localhost".into(),
             name: "Storno".into(),
         };
-        App::new(keys, tokens, "Storno".into(), 5, rp).unwrap()
+        (
+            dir,
+            App::new(db, keys, tokens, "Storno".into(), 5, rp).unwrap(),
+        )
     }
 
     /// The ES256 vector of `tests/fixtures/webauthn/vectors.json` (made by Python's
@@ -721,7 +713,7 @@ mod tests {
     /// the byte-level ones are `webauthn`'s tests.
     #[test]
     fn judge_refuses_unknown_foreign_and_mismatched_credentials() {
-        let app = app();
+        let (_dir, app) = app();
         let origins = vec!["http://localhost:8080".to_string()];
         let (a, pk) = vector();
         let handle = [9u8; 16];
