@@ -1,10 +1,16 @@
-//! The use cases. Each takes the parsed request, the [`Db`] and `now`, and returns a JSON
-//! body or an [`Error`]; none of them knows HTTP or the storage engine. This file holds
-//! what they share (the [`App`], the bearer check, request fields, the audit helper);
-//! `mfa.rs` the TOTP settings, `login.rs` login, verify and refresh, `second_factor.rs`
-//! the one rule every second-factor answer goes through, `admin.rs` the admin commands.
+//! The use cases. Each takes the [`App`] (which owns the [`Db`]), the parsed request
+//! and `now`, and returns a JSON body or an [`Error`]; none of them knows HTTP or the
+//! storage engine. This file holds what they share (the [`App`], the bearer check,
+//! request fields, the audit helper); `mfa.rs` the TOTP settings, `login.rs` login,
+//! verify and refresh, `stepup.rs` the step-up challenge and its redemption,
+//! `second_factor.rs` the one rule every second-factor answer goes through,
+//! `assertion.rs` the passkey assertion check, `passkey.rs` the passkey ceremonies,
+//! `throttle.rs` the per-address throttles, `admin.rs` the admin commands. They may call
+//! `store` and the leaves; this file calls none of them but `throttle.rs` (it re-exports
+//! the rest for `http`).
 
 pub mod admin;
+mod assertion;
 mod login;
 mod mfa;
 pub mod passkey;
