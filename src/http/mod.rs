@@ -26,6 +26,56 @@ use crate::web::{self, WebPolicy};
 /// Request bodies larger than this are refused with 413 (API.md).
 pub const MAX_BODY: usize = 16 * 1024;
 
+/// The 413's sentence, written from [`MAX_BODY`] so that the two cannot disagree:
+/// "Request body is too large (the limit is 16 KiB)."
+const TOO_LARGE: &str = match std::str::from_utf8(&TOO_LARGE_BYTES) {
+    Ok(s) => s,
+    Err(_) => "Request body is too large.",
+};
+const TOO_LARGE_HEAD: &[u8] = b"Request body is too large (the limit is ";
+/// The limit in KiB when it is a whole number of them, else in bytes.
+const TOO_LARGE_LIMIT: (usize, &[u8]) = match MAX_BODY % 1024 {
+    0 => (MAX_BODY / 1024, b" KiB)."),
+    _ => (MAX_BODY, b" bytes)."),
+};
+const TOO_LARGE_BYTES: [u8; too_large_len()] = too_large_bytes();
+
+const fn digits(mut n: usize) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+const fn too_large_len() -> usize {
+    TOO_LARGE_HEAD.len() + digits(TOO_LARGE_LIMIT.0) + TOO_LARGE_LIMIT.1.len()
+}
+
+const fn too_large_bytes() -> [u8; too_large_len()] {
+    let mut out = [0u8; too_large_len()];
+    let mut n = 0;
+    while n < TOO_LARGE_HEAD.len() {
+        out[n] = TOO_LARGE_HEAD[n];
+        n += 1;
+    }
+    let (mut value, unit) = TOO_LARGE_LIMIT;
+    let mut at = n + digits(value);
+    while at > n {
+        at -= 1;
+        out[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    n += digits(TOO_LARGE_LIMIT.0);
+    let mut i = 0;
+    while i < unit.len() {
+        out[n + i] = unit[i];
+        i += 1;
+    }
+    out
+}
+
 /// The endpoints, by path and method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
@@ -59,36 +109,141 @@ enum Endpoint {
 /// Where one passkey is (`DELETE …/{id}`).
 const PASSKEY_PREFIX: &str = "/api/v1/me/passkeys/";
 
-/// Every endpoint: its path, what it is, the one method it takes. The position in this
-/// table is the endpoint's route in the metrics.
-#[rustfmt::skip]
-const ENDPOINTS: [(&str, Endpoint, &str); 25] = [
-    ("/healthz", Endpoint::Health, "GET"),
-    ("/api/v1/me/mfa/totp/setup", Endpoint::Setup, "POST"),
-    ("/api/v1/me/mfa/totp/enable", Endpoint::Enable, "POST"),
-    ("/api/v1/me/mfa/totp/disable", Endpoint::Disable, "POST"),
-    ("/api/v1/me/mfa/status", Endpoint::Status, "GET"),
-    ("/api/v1/me/mfa/backup-codes/regenerate", Endpoint::Regenerate, "POST"),
-    ("/api/auth", Endpoint::Login, "POST"),
-    ("/api/auth/mfa/verify", Endpoint::Verify, "POST"),
-    ("/api/auth/refresh", Endpoint::Refresh, "POST"),
-    ("/api/auth/logout", Endpoint::Logout, "POST"),
-    ("/api/v1/me", Endpoint::Me, "GET"),
-    ("/api/v1/mfa/challenge", Endpoint::StepUpChallenge, "POST"),
-    ("/api/v1/mfa/verify", Endpoint::StepUpVerify, "POST"),
-    ("/api/v1/mfa/verification/redeem", Endpoint::Redeem, "POST"),
-    ("/.well-known/jwks.json", Endpoint::Jwks, "GET"),
-    ("/.well-known/openid-configuration", Endpoint::OpenIdConfiguration, "GET"),
-    ("/api/v1/passkey/register/options", Endpoint::PasskeyRegisterOptions, "POST"),
-    ("/api/v1/passkey/register", Endpoint::PasskeyRegister, "POST"),
-    ("/api/v1/me/passkeys", Endpoint::Passkeys, "GET"),
-    ("/api/auth/passkey/login/options", Endpoint::PasskeyLoginOptions, "POST"),
-    ("/api/auth/passkey/login", Endpoint::PasskeyLogin, "POST"),
-    ("/api/auth/mfa/passkey/options", Endpoint::MfaPasskeyOptions, "POST"),
-    ("/api/v1/mfa/passkey/options", Endpoint::StepUpPasskeyOptions, "POST"),
-    ("/openapi.json", Endpoint::OpenApi, "GET"),
+/// Where a request runs: password checks (PBKDF2, about 0.2 s of a core) in the slow
+/// lane, so that a burst of them never takes every worker; everything else on the
+/// workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Worker,
+    /// Login and the password confirmations of disable and regenerate (600,000 rounds),
+    /// and enable, which hashes ten new backup codes (10 × 100,000 rounds).
+    Slow,
+}
+
+/// Every endpoint: its path, what it is, the one method it takes, its lane. The
+/// position in this table is the endpoint's route in the metrics.
+const ENDPOINTS: [(&str, Endpoint, &str, Lane); 25] = [
+    ("/healthz", Endpoint::Health, "GET", Lane::Worker),
+    (
+        "/api/v1/me/mfa/totp/setup",
+        Endpoint::Setup,
+        "POST",
+        Lane::Worker,
+    ),
+    (
+        "/api/v1/me/mfa/totp/enable",
+        Endpoint::Enable,
+        "POST",
+        Lane::Slow,
+    ),
+    (
+        "/api/v1/me/mfa/totp/disable",
+        Endpoint::Disable,
+        "POST",
+        Lane::Slow,
+    ),
+    (
+        "/api/v1/me/mfa/status",
+        Endpoint::Status,
+        "GET",
+        Lane::Worker,
+    ),
+    (
+        "/api/v1/me/mfa/backup-codes/regenerate",
+        Endpoint::Regenerate,
+        "POST",
+        Lane::Slow,
+    ),
+    ("/api/auth", Endpoint::Login, "POST", Lane::Slow),
+    (
+        "/api/auth/mfa/verify",
+        Endpoint::Verify,
+        "POST",
+        Lane::Worker,
+    ),
+    ("/api/auth/refresh", Endpoint::Refresh, "POST", Lane::Worker),
+    ("/api/auth/logout", Endpoint::Logout, "POST", Lane::Worker),
+    ("/api/v1/me", Endpoint::Me, "GET", Lane::Worker),
+    (
+        "/api/v1/mfa/challenge",
+        Endpoint::StepUpChallenge,
+        "POST",
+        Lane::Worker,
+    ),
+    (
+        "/api/v1/mfa/verify",
+        Endpoint::StepUpVerify,
+        "POST",
+        Lane::Worker,
+    ),
+    (
+        "/api/v1/mfa/verification/redeem",
+        Endpoint::Redeem,
+        "POST",
+        Lane::Worker,
+    ),
+    (
+        "/.well-known/jwks.json",
+        Endpoint::Jwks,
+        "GET",
+        Lane::Worker,
+    ),
+    (
+        "/.well-known/openid-configuration",
+        Endpoint::OpenIdConfiguration,
+        "GET",
+        Lane::Worker,
+    ),
+    (
+        "/api/v1/passkey/register/options",
+        Endpoint::PasskeyRegisterOptions,
+        "POST",
+        Lane::Worker,
+    ),
+    (
+        "/api/v1/passkey/register",
+        Endpoint::PasskeyRegister,
+        "POST",
+        Lane::Worker,
+    ),
+    (
+        "/api/v1/me/passkeys",
+        Endpoint::Passkeys,
+        "GET",
+        Lane::Worker,
+    ),
+    (
+        "/api/auth/passkey/login/options",
+        Endpoint::PasskeyLoginOptions,
+        "POST",
+        Lane::Worker,
+    ),
+    (
+        "/api/auth/passkey/login",
+        Endpoint::PasskeyLogin,
+        "POST",
+        Lane::Worker,
+    ),
+    (
+        "/api/auth/mfa/passkey/options",
+        Endpoint::MfaPasskeyOptions,
+        "POST",
+        Lane::Worker,
+    ),
+    (
+        "/api/v1/mfa/passkey/options",
+        Endpoint::StepUpPasskeyOptions,
+        "POST",
+        Lane::Worker,
+    ),
+    ("/openapi.json", Endpoint::OpenApi, "GET", Lane::Worker),
     // Matched by its prefix (below); the template is its name in the metrics.
-    ("/api/v1/me/passkeys/{id}", Endpoint::PasskeyDelete, "DELETE"),
+    (
+        "/api/v1/me/passkeys/{id}",
+        Endpoint::PasskeyDelete,
+        "DELETE",
+        Lane::Worker,
+    ),
 ];
 
 /// The OpenAPI 3.1 document of this API (`GET /openapi.json`), checked against every
@@ -117,37 +272,69 @@ pub(crate) const ROUTE_NAMES: [&str; ENDPOINTS.len() + 2] = {
 };
 const _: () = assert!(ROUTE_NAMES.len() <= crate::metrics::ROUTES);
 
-/// The position in [`ENDPOINTS`] of the endpoint at `path`.
-fn endpoint_index(path: &str) -> Option<usize> {
-    match ENDPOINTS.iter().position(|(p, ..)| *p == path) {
-        Some(i) => Some(i),
-        None => path
-            .strip_prefix(PASSKEY_PREFIX)
-            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
-            .then_some(ENDPOINTS.len() - 1),
-    }
+/// What a request's path names, looked up once per request (by the worker, which
+/// picks the lane) and then handed to the handler and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Route {
+    /// An endpoint, by its position in [`ENDPOINTS`].
+    Endpoint(usize),
+    /// One of the page's files.
+    Page(page::Asset),
+    /// No endpoint, no file.
+    Other,
 }
 
-/// The endpoint at `path` and the one method it takes.
-fn endpoint_at(path: &str) -> Option<(Endpoint, &'static str)> {
-    endpoint_index(path).map(|i| (ENDPOINTS[i].1, ENDPOINTS[i].2))
-}
-
-/// The metrics route of a request for `path`: its endpoint, the page, or other.
-fn metrics_route(path: &str) -> usize {
-    match endpoint_index(path) {
-        Some(i) => i,
-        None if page::asset(path).is_some() => PAGE_ROUTE,
-        None => OTHER_ROUTE,
+impl Route {
+    pub(crate) fn of(path: &str) -> Route {
+        let endpoint = match ENDPOINTS.iter().position(|(p, ..)| *p == path) {
+            Some(i) => Some(i),
+            None => path
+                .strip_prefix(PASSKEY_PREFIX)
+                .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+                .then_some(ENDPOINTS.len() - 1),
+        };
+        match (endpoint, page::asset(path)) {
+            (Some(i), _) => Route::Endpoint(i),
+            (None, Some(asset)) => Route::Page(asset),
+            (None, None) => Route::Other,
+        }
     }
-}
 
-fn route(method: &Method, path: &str) -> Result<Endpoint, Error> {
-    let (endpoint, allow) = endpoint_at(path).ok_or(Error::NotFound)?;
-    if method.as_str() != allow {
-        return Err(Error::MethodNotAllowed(allow));
+    /// The endpoint and the one method it takes.
+    fn endpoint(self) -> Option<(Endpoint, &'static str)> {
+        match self {
+            Route::Endpoint(i) => ENDPOINTS.get(i).map(|(_, e, m, _)| (*e, *m)),
+            _ => None,
+        }
     }
-    Ok(endpoint)
+
+    /// Its route in the metrics: its endpoint, the page, or other.
+    pub(crate) fn metrics(self) -> usize {
+        match self {
+            Route::Endpoint(i) => i,
+            Route::Page(_) => PAGE_ROUTE,
+            Route::Other => OTHER_ROUTE,
+        }
+    }
+
+    /// Whether a request of `method` here is a password check, for the slow lane.
+    pub(crate) fn is_slow(self, method: &Method) -> bool {
+        match self {
+            Route::Endpoint(i) => ENDPOINTS
+                .get(i)
+                .is_some_and(|(_, _, m, lane)| *lane == Lane::Slow && method.as_str() == *m),
+            _ => false,
+        }
+    }
+
+    /// The endpoint a request of `method` is for: `404` or `405` otherwise.
+    fn check(self, method: &Method) -> Result<Endpoint, Error> {
+        let (endpoint, allow) = self.endpoint().ok_or(Error::NotFound)?;
+        if method.as_str() != allow {
+            return Err(Error::MethodNotAllowed(allow));
+        }
+        Ok(endpoint)
+    }
 }
 
 fn header<'r>(rq: &'r Request, name: &'static str) -> Option<&'r str> {
@@ -176,7 +363,7 @@ fn read_body(rq: &mut Request) -> Result<Map<String, Value>, Error> {
         return Err(Error::BadRequest("Invalid Content-Length header."));
     }
     if rq.body_length().is_some_and(|n| n > MAX_BODY) || lengths.iter().any(|v| v.len() > 9) {
-        return Err(Error::PayloadTooLarge);
+        return Err(Error::PayloadTooLarge(TOO_LARGE));
     }
     let mut buf = Vec::with_capacity(rq.body_length().unwrap_or(0).min(MAX_BODY));
     rq.as_reader()
@@ -184,7 +371,7 @@ fn read_body(rq: &mut Request) -> Result<Map<String, Value>, Error> {
         .read_to_end(&mut buf)
         .map_err(|_| Error::BadRequest("Could not read the request body."))?;
     if buf.len() > MAX_BODY {
-        return Err(Error::PayloadTooLarge);
+        return Err(Error::PayloadTooLarge(TOO_LARGE));
     }
     if buf.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
@@ -277,7 +464,12 @@ impl Reply {
 
 /// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) on an API path:
 /// `204` with the path's method for a listed origin, `403` for any other.
-fn preflight(web: &WebPolicy, rq: &Request, path: &str) -> Option<Result<Reply, Error>> {
+fn preflight(
+    web: &WebPolicy,
+    rq: &Request,
+    path: &str,
+    route: Route,
+) -> Option<Result<Reply, Error>> {
     if *rq.method() != Method::Options
         || !path.starts_with("/api/")
         || header(rq, "Access-Control-Request-Method").is_none()
@@ -285,7 +477,7 @@ fn preflight(web: &WebPolicy, rq: &Request, path: &str) -> Option<Result<Reply, 
         return None;
     }
     let listed = header(rq, "Origin").is_some_and(|o| web.cors_allows(o));
-    Some(match (listed, endpoint_at(path)) {
+    Some(match (listed, route.endpoint()) {
         (false, _) => Err(Error::Forbidden("Origin not allowed.")),
         (true, None) => Err(Error::NotFound),
         (true, Some((_, allow))) => Ok(Reply {
@@ -315,6 +507,7 @@ fn handle(
     web: &WebPolicy,
     rq: &mut Request,
     path: &str,
+    route: Route,
     ip: Option<std::net::IpAddr>,
 ) -> Result<Reply, Error> {
     // Which of two Authorization headers counts is up to each reader (the first won
@@ -329,16 +522,16 @@ fn handle(
     {
         return Err(Error::BadRequest("More than one Authorization header."));
     }
-    if let Some(answer) = preflight(web, rq, path) {
+    if let Some(answer) = preflight(web, rq, path, route) {
         return answer;
     }
-    if let Some(asset) = page::asset(path) {
+    if let Route::Page(asset) = route {
         return match rq.method() {
             Method::Get => Ok(Reply::file(asset)),
             _ => Err(Error::MethodNotAllowed("GET")),
         };
     }
-    let endpoint = route(rq.method(), path)?;
+    let endpoint = route.check(rq.method())?;
     let body = match rq.method() {
         Method::Post => read_body(rq)?,
         _ => Map::new(),
@@ -518,7 +711,7 @@ fn respond(
     }
     if matches!(
         result,
-        Err(Error::PayloadTooLarge) | Err(Error::BadRequest(_))
+        Err(Error::PayloadTooLarge(_)) | Err(Error::BadRequest(_))
     ) {
         // The body may be unread or unparseable: do not try to reuse the connection.
         add(&mut response, "Connection", "close");
@@ -563,9 +756,10 @@ fn answer(
     web: &WebPolicy,
     rq: &mut Request,
     path: &str,
+    route: Route,
     ip: Option<std::net::IpAddr>,
 ) -> Result<Reply, Error> {
-    guarded(|| handle(app, web, rq, path, ip))
+    guarded(|| handle(app, web, rq, path, route, ip))
 }
 
 /// Runs one request through the whole request-to-response path without a socket (the
@@ -575,7 +769,7 @@ pub fn dispatch(app: &App, mut rq: Request) -> (u16, Value) {
     let web = WebPolicy::default();
     let path = clean_path(rq.url());
     let ip = client_ip(&web, &rq);
-    let result = answer(app, &web, &mut rq, &path, ip);
+    let result = answer(app, &web, &mut rq, &path, Route::of(&path), ip);
     let body = match &result {
         Ok(r) => r.body.clone().unwrap_or(Value::Null),
         Err(e) => error_body(e),
@@ -604,7 +798,7 @@ mod tests {
         }
         let mut routed: Vec<(String, String)> = ENDPOINTS
             .iter()
-            .map(|(p, _, m)| (p.to_string(), m.to_string()))
+            .map(|(p, _, m, _)| (p.to_string(), m.to_string()))
             .chain(["/", "/assets/app.css", "/assets/app.js"].map(|p| {
                 assert!(page::asset(p).is_some(), "{p}");
                 (p.to_string(), "GET".to_string())
@@ -621,6 +815,35 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    fn route(method: &Method, path: &str) -> Result<Endpoint, Error> {
+        Route::of(path).check(method)
+    }
+
+    #[test]
+    fn the_slow_lane_is_the_password_checks() {
+        let slow: Vec<&str> = ENDPOINTS
+            .iter()
+            .filter(|(p, ..)| Route::of(p).is_slow(&Method::Post))
+            .map(|(p, ..)| *p)
+            .collect();
+        assert_eq!(
+            slow,
+            [
+                "/api/v1/me/mfa/totp/enable",
+                "/api/v1/me/mfa/totp/disable",
+                "/api/v1/me/mfa/backup-codes/regenerate",
+                "/api/auth",
+            ]
+        );
+        assert!(
+            !Route::of("/api/auth").is_slow(&Method::Get),
+            "a 405 is no work"
+        );
+        assert_eq!(Route::of("/").metrics(), PAGE_ROUTE);
+        assert_eq!(Route::of("/nowhere").metrics(), OTHER_ROUTE);
+        assert_eq!(Route::of("/healthz").metrics(), 0);
     }
 
     #[test]
@@ -678,6 +901,18 @@ mod tests {
             error_body(&Error::Rejected("Invalid code.")),
             serde_json::json!({"error": "Invalid code."})
         );
+    }
+
+    #[test]
+    fn the_413_names_the_cap() {
+        assert_eq!(
+            TOO_LARGE,
+            "Request body is too large (the limit is 16 KiB)."
+        );
+        assert_eq!(digits(0), 1);
+        assert_eq!(digits(9), 1);
+        assert_eq!(digits(10), 2);
+        assert_eq!(digits(16_384), 5);
     }
 
     #[test]
