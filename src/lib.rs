@@ -47,26 +47,54 @@ pub struct Instance {
     pub db: Db,
 }
 
-/// Which key file to use, and how strictly to check its mode.
-fn key_path(config: &Config) -> (PathBuf, bool, bool) {
-    if let Some(p) = &config.key_file {
-        return (p.clone(), false, false);
-    }
-    if let Some(dir) = &config.credentials_dir {
-        let p = dir.join("mfad.key");
-        if p.exists() {
-            // systemd gives credentials mode 0400 plus an ACL for the service user, which
-            // shows as group-readable; the directory itself is private to the service.
-            return (p, false, true);
-        }
-    }
-    (config.data_dir.join("mfad.key"), true, false)
+/// Where the instance key comes from, which says whether mfad may create it and how
+/// strictly its mode is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeySource {
+    /// `--key-file`: never created here; readable by its owner only.
+    File(PathBuf),
+    /// A systemd credential (`$CREDENTIALS_DIRECTORY/mfad.key`): never created here.
+    /// systemd gives credentials mode 0400 plus an ACL for the service user, which shows
+    /// as group-readable; the directory itself is private to the service.
+    Credential(PathBuf),
+    /// `DATA_DIR/mfad.key`, beside the database: created on the first start.
+    DataDir(PathBuf),
 }
 
-fn read_key(path: &Path, credential: bool) -> Result<[u8; KEY_LEN], String> {
+impl KeySource {
+    fn of(config: &Config) -> KeySource {
+        if let Some(p) = &config.key_file {
+            return KeySource::File(p.clone());
+        }
+        if let Some(dir) = &config.credentials_dir {
+            let p = dir.join("mfad.key");
+            if p.exists() {
+                return KeySource::Credential(p);
+            }
+        }
+        KeySource::DataDir(config.data_dir.join("mfad.key"))
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            KeySource::File(p) | KeySource::Credential(p) | KeySource::DataDir(p) => p,
+        }
+    }
+
+    /// Kept in the data directory, beside the database, and made there when missing.
+    fn in_data_dir(&self) -> bool {
+        matches!(self, KeySource::DataDir(_))
+    }
+}
+
+fn read_key(source: &KeySource) -> Result<[u8; KEY_LEN], String> {
+    let path = source.path();
     let shown = path.display();
     let meta = fs::metadata(path).map_err(|e| format!("cannot read key file {shown}: {e}"))?;
-    let loose = if credential { 0o027 } else { 0o077 };
+    let loose = match source {
+        KeySource::Credential(_) => 0o027,
+        KeySource::File(_) | KeySource::DataDir(_) => 0o077,
+    };
     if meta.mode() & loose != 0 {
         return Err(format!(
             "key file {shown} has mode {:o}: others can read it; run chmod 600 {shown}",
@@ -161,7 +189,9 @@ fn ensure_data_dir(dir: &Path) -> Result<(), String> {
 pub fn open_instance(config: &Config) -> Result<Instance, String> {
     let dir = &config.data_dir;
     ensure_data_dir(dir)?;
-    let (path, create_if_missing, credential) = key_path(config);
+    let source = KeySource::of(config);
+    let path = source.path();
+    let in_data_dir = source.in_data_dir();
     let postgres = match &config.database {
         Some(config::Database::Postgres(url)) => Some(url.as_str()),
         _ => None,
@@ -172,14 +202,14 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
     };
     let key_existed = path.exists();
     if postgres.is_none() {
-        check_database_is_there(config, &db_path, &path, create_if_missing)?;
+        check_database_is_there(config, &db_path, path, in_data_dir)?;
     }
     // A server that cannot be reached must not leave a new key behind: the next start
     // would find a key beside an empty database and refuse it.
     let pg = postgres
         .map(|url| Db::connect_postgres(url).map_err(|e| e.to_string()))
         .transpose()?;
-    if create_if_missing && !path.exists() {
+    if in_data_dir && !path.exists() {
         if let Some(db) = &pg {
             let owned = db
                 .read(|tx| tx.meta("key_check"))
@@ -202,9 +232,9 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
                 db_path.display()
             ));
         }
-        create_key(&path)?;
+        create_key(path)?;
     }
-    let mut master = read_key(&path, credential)?;
+    let mut master = read_key(&source)?;
     let keys = Keys::derive(&master).map_err(|e| e.to_string());
     crypto::wipe(&mut master);
     let keys = keys?;
@@ -236,7 +266,7 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
         // An empty PostgreSQL database beside a key of the data directory is what the
         // missing mfad.db is for SQLite (see check_database_is_there): a database lost,
         // or the wrong one named, unless --init says to start over.
-        None if postgres.is_some() && key_existed && create_if_missing && !config.init => {
+        None if postgres.is_some() && key_existed && in_data_dir && !config.init => {
             return Err(format!(
                 "database {} is empty but key file {} exists: the accounts it held are not \
                  there. Name the database they are in (or move them there with mfad \
