@@ -1,9 +1,11 @@
 //! mfad: a self-hosted, single-binary authentication server with TOTP two-factor
 //! authentication, wire-compatible with Storno's MFA endpoints.
 //!
-//! Data flows one way: `main` → `http` → `service` → {`totp`, `qr`, `crypto`, `store`};
-//! `cli` serves the admin commands beside `http`. This file opens the data directory
-//! (the instance key and the database) for both.
+//! Data flows one way: `main` → `cli`/`lib` → `http` → `service` → `store` → leaves
+//! (`auth`, `crypto`, `durability`, `error`, `json`, `log`, `metrics`, `qr`, `time`,
+//! `totp`, `web`, `webauthn`); `config` is read by all and imports only leaves. `cli`
+//! serves the admin commands beside `http`. This file opens the data directory (the
+//! instance key and the database) for both. `layers.rs` (a test) keeps the direction.
 
 pub mod auth;
 pub mod cli;
@@ -13,6 +15,8 @@ pub mod durability;
 pub mod error;
 pub mod http;
 pub mod json;
+#[cfg(test)]
+mod layers;
 pub mod log;
 pub mod metrics;
 pub mod qr;
@@ -33,13 +37,8 @@ use config::Config;
 use crypto::{Keys, KEY_LEN};
 use store::Db;
 
-/// Seconds since the Unix epoch by the system clock (0 if the clock is before 1970).
-/// The one place mfad reads the wall clock; everything below takes `now` as an argument.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+/// The clock lives in the leaf `time`; here for the callers that name it `mfad::unix_now`.
+pub use time::unix_now;
 
 /// The data directory, opened: the derived keys and the database.
 pub struct Instance {

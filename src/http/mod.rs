@@ -536,7 +536,7 @@ fn handle(
         Method::Post => read_body(rq)?,
         _ => Map::new(),
     };
-    let now = crate::unix_now();
+    let now = crate::time::unix_now();
     let me = || service::authenticate(app, header(rq, "Authorization"), now);
     // Refresh and logout may be authenticated by the cookie alone: then a browser page
     // of another site must not be able to use it (API.md, the Origin rule).
