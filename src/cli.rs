@@ -32,7 +32,7 @@ fn check_email(email: &str) -> Result<String, String> {
 /// Runs an admin command and returns what to print on stdout.
 pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
     let Instance { keys, db } = instance;
-    let now = crate::unix_now();
+    let now = crate::time::unix_now();
     let fail = |_| "the database refused the change (see the log above)".to_string();
     let read = |_| "cannot read the database (see the log above)".to_string();
     let find = |email: &str| -> Result<store::Account, String> {

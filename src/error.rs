@@ -23,8 +23,8 @@ pub enum Error {
     MethodNotAllowed(&'static str),
     /// 409: the request conflicts with the account's state.
     Conflict(&'static str),
-    /// 413: the body is over the cap.
-    PayloadTooLarge,
+    /// 413: the body is over the cap; the sentence names the cap, which is `http`'s.
+    PayloadTooLarge(&'static str),
     /// 422: well-formed but wrong (a wrong code).
     Unprocessable(&'static str),
     /// 422: a wrong or missing password confirmation, in Storno's shape (with
@@ -52,7 +52,7 @@ impl Error {
             Error::NotFound | Error::NoSuch(_) => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::Conflict(_) => 409,
-            Error::PayloadTooLarge => 413,
+            Error::PayloadTooLarge(_) => 413,
             Error::Unprocessable(_) | Error::WrongPassword => 422,
             Error::TooManyRequests { .. } => 429,
             Error::Internal => 500,
@@ -69,11 +69,11 @@ impl Error {
             | Error::Forbidden(m)
             | Error::NoSuch(m)
             | Error::Unprocessable(m)
+            | Error::PayloadTooLarge(m)
             | Error::TooManyRequests { message: m, .. } => m,
             Error::NotFound => "No such endpoint.",
             Error::WrongPassword => "Password is incorrect.",
             Error::MethodNotAllowed(_) => "Method not allowed on this endpoint.",
-            Error::PayloadTooLarge => "Request body is too large (the limit is 16 KiB).",
             Error::Unavailable => "Storage is unavailable; try again shortly.",
             Error::Busy => "The server is busy; try again shortly.",
             Error::Internal => "Internal error.",

@@ -1,17 +1,22 @@
 //! mfad: a self-hosted, single-binary authentication server with TOTP two-factor
 //! authentication, wire-compatible with Storno's MFA endpoints.
 //!
-//! Data flows one way: `main` → `http` → `service` → {`totp`, `qr`, `crypto`, `store`};
-//! `cli` serves the admin commands beside `http`. This file opens the data directory
-//! (the instance key and the database) for both.
+//! Data flows one way: `main` → `cli`/`lib` → `http` → `service` → `store` → leaves
+//! (`auth`, `crypto`, `durability`, `error`, `json`, `log`, `metrics`, `qr`, `time`,
+//! `totp`, `web`, `webauthn`); `config` is read by all and imports only leaves. `cli`
+//! serves the admin commands beside `http`. This file opens the data directory (the
+//! instance key and the database) for both. `layers.rs` (a test) keeps the direction.
 
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod durability;
 pub mod error;
 pub mod http;
 pub mod json;
+#[cfg(test)]
+mod layers;
 pub mod log;
 pub mod metrics;
 pub mod qr;
@@ -19,6 +24,7 @@ pub mod service;
 pub mod store;
 pub mod time;
 pub mod totp;
+pub mod web;
 pub mod webauthn;
 
 use std::fs;
@@ -31,13 +37,8 @@ use config::Config;
 use crypto::{Keys, KEY_LEN};
 use store::Db;
 
-/// Seconds since the Unix epoch by the system clock (0 if the clock is before 1970).
-/// The one place mfad reads the wall clock; everything below takes `now` as an argument.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+/// The clock lives in the leaf `time`; here for the callers that name it `mfad::unix_now`.
+pub use time::unix_now;
 
 /// The data directory, opened: the derived keys and the database.
 pub struct Instance {
@@ -45,26 +46,54 @@ pub struct Instance {
     pub db: Db,
 }
 
-/// Which key file to use, and how strictly to check its mode.
-fn key_path(config: &Config) -> (PathBuf, bool, bool) {
-    if let Some(p) = &config.key_file {
-        return (p.clone(), false, false);
-    }
-    if let Some(dir) = &config.credentials_dir {
-        let p = dir.join("mfad.key");
-        if p.exists() {
-            // systemd gives credentials mode 0400 plus an ACL for the service user, which
-            // shows as group-readable; the directory itself is private to the service.
-            return (p, false, true);
-        }
-    }
-    (config.data_dir.join("mfad.key"), true, false)
+/// Where the instance key comes from, which says whether mfad may create it and how
+/// strictly its mode is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeySource {
+    /// `--key-file`: never created here; readable by its owner only.
+    File(PathBuf),
+    /// A systemd credential (`$CREDENTIALS_DIRECTORY/mfad.key`): never created here.
+    /// systemd gives credentials mode 0400 plus an ACL for the service user, which shows
+    /// as group-readable; the directory itself is private to the service.
+    Credential(PathBuf),
+    /// `DATA_DIR/mfad.key`, beside the database: created on the first start.
+    DataDir(PathBuf),
 }
 
-fn read_key(path: &Path, credential: bool) -> Result<[u8; KEY_LEN], String> {
+impl KeySource {
+    fn of(config: &Config) -> KeySource {
+        if let Some(p) = &config.key_file {
+            return KeySource::File(p.clone());
+        }
+        if let Some(dir) = &config.credentials_dir {
+            let p = dir.join("mfad.key");
+            if p.exists() {
+                return KeySource::Credential(p);
+            }
+        }
+        KeySource::DataDir(config.data_dir.join("mfad.key"))
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            KeySource::File(p) | KeySource::Credential(p) | KeySource::DataDir(p) => p,
+        }
+    }
+
+    /// Kept in the data directory, beside the database, and made there when missing.
+    fn in_data_dir(&self) -> bool {
+        matches!(self, KeySource::DataDir(_))
+    }
+}
+
+fn read_key(source: &KeySource) -> Result<[u8; KEY_LEN], String> {
+    let path = source.path();
     let shown = path.display();
     let meta = fs::metadata(path).map_err(|e| format!("cannot read key file {shown}: {e}"))?;
-    let loose = if credential { 0o027 } else { 0o077 };
+    let loose = match source {
+        KeySource::Credential(_) => 0o027,
+        KeySource::File(_) | KeySource::DataDir(_) => 0o077,
+    };
     if meta.mode() & loose != 0 {
         return Err(format!(
             "key file {shown} has mode {:o}: others can read it; run chmod 600 {shown}",
@@ -159,7 +188,9 @@ fn ensure_data_dir(dir: &Path) -> Result<(), String> {
 pub fn open_instance(config: &Config) -> Result<Instance, String> {
     let dir = &config.data_dir;
     ensure_data_dir(dir)?;
-    let (path, create_if_missing, credential) = key_path(config);
+    let source = KeySource::of(config);
+    let path = source.path();
+    let in_data_dir = source.in_data_dir();
     let postgres = match &config.database {
         Some(config::Database::Postgres(url)) => Some(url.as_str()),
         _ => None,
@@ -170,14 +201,14 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
     };
     let key_existed = path.exists();
     if postgres.is_none() {
-        check_database_is_there(config, &db_path, &path, create_if_missing)?;
+        check_database_is_there(config, &db_path, path, in_data_dir)?;
     }
     // A server that cannot be reached must not leave a new key behind: the next start
     // would find a key beside an empty database and refuse it.
     let pg = postgres
         .map(|url| Db::connect_postgres(url).map_err(|e| e.to_string()))
         .transpose()?;
-    if create_if_missing && !path.exists() {
+    if in_data_dir && !path.exists() {
         if let Some(db) = &pg {
             let owned = db
                 .read(|tx| tx.meta("key_check"))
@@ -200,9 +231,9 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
                 db_path.display()
             ));
         }
-        create_key(&path)?;
+        create_key(path)?;
     }
-    let mut master = read_key(&path, credential)?;
+    let mut master = read_key(&source)?;
     let keys = Keys::derive(&master).map_err(|e| e.to_string());
     crypto::wipe(&mut master);
     let keys = keys?;
@@ -234,7 +265,7 @@ pub fn open_instance(config: &Config) -> Result<Instance, String> {
         // An empty PostgreSQL database beside a key of the data directory is what the
         // missing mfad.db is for SQLite (see check_database_is_there): a database lost,
         // or the wrong one named, unless --init says to start over.
-        None if postgres.is_some() && key_existed && create_if_missing && !config.init => {
+        None if postgres.is_some() && key_existed && in_data_dir && !config.init => {
             return Err(format!(
                 "database {} is empty but key file {} exists: the accounts it held are not \
                  there. Name the database they are in (or move them there with mfad \
@@ -267,13 +298,11 @@ pub fn hs256_upgraded_at(db: &store::Db) -> Result<Option<i64>, String> {
     }
 }
 
-/// Builds the shared request state from the configuration, the instance's keys and
-/// the database's `hs256_upgraded_at`.
-pub fn app(
-    config: &Config,
-    keys: Keys,
-    hs256_upgraded_at: Option<i64>,
-) -> Result<service::App, String> {
+/// Builds the shared request state from the configuration and the opened instance,
+/// which it keeps (the [`service::App`] owns the database).
+pub fn app(config: &Config, instance: Instance) -> Result<service::App, String> {
+    let Instance { keys, db } = instance;
+    let hs256_upgraded_at = hs256_upgraded_at(&db)?;
     let external_pem = match &config.jwt_public_key {
         Some(p) => Some(
             fs::read(p)
@@ -304,8 +333,16 @@ pub fn app(
             rp.id
         );
     }
-    service::App::new(keys, tokens, config.issuer.clone(), config.login_rate, rp)
-        .map_err(|_| "cannot initialise (the random number generator failed)".to_string())
+    let db = Arc::new(db);
+    service::App::new(
+        db,
+        keys,
+        tokens,
+        config.issuer.clone(),
+        config.login_rate,
+        rp,
+    )
+    .map_err(|_| "cannot initialise (the random number generator failed)".to_string())
 }
 
 /// A running server: the HTTP workers, the storage janitor, and the lock that keeps a
@@ -380,20 +417,17 @@ pub fn serve(config: &Config) -> Result<Running, String> {
     let dir = &config.data_dir;
     ensure_data_dir(dir)?;
     let lock = lock_data_dir(dir)?;
-    let Instance { keys, db } = open_instance(config)?;
-    let app = app(config, keys, hs256_upgraded_at(&db)?)?;
-    let db = Arc::new(db);
+    let app = Arc::new(app(config, open_instance(config)?)?);
     let retention = i64::from(config.audit_retention_days) * 86_400;
-    let janitor = store::Janitor::start(db.clone(), retention)?;
+    let janitor = store::Janitor::start(app.db.clone(), retention)?;
     let limits = http::Limits {
         socket_timeout: config.test_socket_timeout,
         request_deadline: config.test_request_deadline,
     };
     let http = http::start(
         config.listen,
-        Arc::new(app),
+        app,
         config.workers,
-        db,
         limits,
         config.web.clone(),
     )?;

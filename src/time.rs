@@ -1,7 +1,16 @@
 //! Unix seconds as RFC 3339 UTC text (`2026-12-01T20:19:58Z`), for the API's dates and
 //! the admin's terminal, and back (`mfad audit --since`). Pure: the civil date from the
 //! day count and back by Howard Hinnant's `civil_from_days` / `days_from_civil`, valid
-//! for every `i64` day this side of year ±5 million.
+//! for every `i64` day this side of year ±5 million. And [`unix_now`], the one reading
+//! of the wall clock. A leaf: imports nothing of ours.
+
+/// Seconds since the Unix epoch by the system clock (0 if the clock is before 1970).
+/// The one place mfad reads the wall clock; everything below takes `now` as an argument.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// `unix` seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn rfc3339(unix: i64) -> String {

@@ -12,29 +12,17 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Request, Response};
 
-use super::{
-    answer, clean_path, client_ip, log_safe, metrics_route, respond, route, CommonHeaders,
-    Endpoint, WebPolicy, ROUTE_NAMES,
-};
+use super::{answer, clean_path, client_ip, log_safe, respond, CommonHeaders, Route, ROUTE_NAMES};
 use crate::error::Error;
 use crate::metrics::METRICS;
 use crate::service::App;
-use crate::store::Db;
-
-/// Endpoints whose work is PBKDF2 (about 0.2 s of a core): login and the password
-/// confirmations of disable and regenerate (600,000 rounds), and enable, which hashes
-/// ten new backup codes (10 × 100,000 rounds).
-fn is_slow(endpoint: Endpoint) -> bool {
-    matches!(
-        endpoint,
-        Endpoint::Login | Endpoint::Enable | Endpoint::Disable | Endpoint::Regenerate
-    )
-}
+use crate::web::WebPolicy;
 
 /// A request handed from a worker to the slow lane.
 struct SlowJob {
     rq: Request,
     path: String,
+    route: Route,
     started: Instant,
 }
 
@@ -51,17 +39,17 @@ impl std::fmt::Display for Client {
 }
 
 /// Counts one answered request in the metrics.
-fn record(path: &str, status: u16, started: Instant) {
-    METRICS.request(metrics_route(path), status, started.elapsed().as_secs_f64());
+fn record(route: Route, status: u16, started: Instant) {
+    METRICS.request(route.metrics(), status, started.elapsed().as_secs_f64());
 }
 
 /// Handles one request and writes the access line.
-fn serve_one(shared: &Shared, mut rq: Request, path: &str, started: Instant) {
+fn serve_one(shared: &Shared, mut rq: Request, path: &str, route: Route, started: Instant) {
     let method = log_safe(rq.method().as_str());
     let ip = client_ip(&shared.web, &rq);
-    let result = answer(&shared.app, &shared.db, &shared.web, &mut rq, path, ip);
+    let result = answer(&shared.app, &shared.web, &mut rq, path, route, ip);
     let status = respond(rq, &shared.common, &shared.web, &result);
-    record(path, status, started);
+    record(route, status, started);
     log::info!(
         target: crate::log::ACCESS,
         "{} {method} {path} {status} {:.1}ms",
@@ -74,7 +62,6 @@ fn serve_one(shared: &Shared, mut rq: Request, path: &str, started: Instant) {
 struct Shared {
     server: Arc<tiny_http::Server>,
     app: Arc<App>,
-    db: Arc<Db>,
     common: CommonHeaders,
     web: WebPolicy,
     stopping: AtomicBool,
@@ -104,12 +91,19 @@ fn worker(shared: Arc<Shared>, slow: mpsc::SyncSender<SlowJob>) {
         };
         let started = Instant::now();
         let path = clean_path(rq.url());
-        let rq = if route(rq.method(), &path).is_ok_and(is_slow) {
-            match slow.try_send(SlowJob { rq, path, started }) {
+        let route = Route::of(&path);
+        let rq = if route.is_slow(rq.method()) {
+            let job = SlowJob {
+                rq,
+                path,
+                route,
+                started,
+            };
+            match slow.try_send(job) {
                 Ok(()) => continue,
                 Err(mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) => {
                     let status = respond(job.rq, &shared.common, &shared.web, &Err(Error::Busy));
-                    record(&job.path, status, job.started);
+                    record(job.route, status, job.started);
                     log::info!(
                         target: crate::log::ACCESS,
                         "POST {} {status} (password checks queue full)",
@@ -121,7 +115,7 @@ fn worker(shared: Arc<Shared>, slow: mpsc::SyncSender<SlowJob>) {
         } else {
             rq
         };
-        serve_one(&shared, rq, &path, started);
+        serve_one(&shared, rq, &path, route, started);
     }
 }
 
@@ -162,11 +156,11 @@ fn slow_lane_loop(shared: Arc<Shared>, jobs: Arc<std::sync::Mutex<mpsc::Receiver
             let since = *draining_since.get_or_insert_with(Instant::now);
             if since.elapsed() > Duration::from_secs(1) {
                 let status = respond(job.rq, &shared.common, &shared.web, &Err(Error::Busy));
-                record(&job.path, status, job.started);
+                record(job.route, status, job.started);
                 continue;
             }
         }
-        serve_one(&shared, job.rq, &job.path, job.started);
+        serve_one(&shared, job.rq, &job.path, job.route, job.started);
     }
 }
 
@@ -219,7 +213,7 @@ impl Running {
 /// How long a connection may sit without sending a byte (idle keep-alive included), and
 /// how long an answer may wait for a client that does not read it.
 pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
-/// A whole request head (and a body up to 16 KiB) must arrive within this time of its
+/// A whole request head (and a body up to [`super::MAX_BODY`]) must arrive within this time of its
 /// first byte: a client trickling bytes is cut off with 408.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(20);
 /// The request line at most this long (414 beyond); the target of every mfad endpoint is
@@ -295,12 +289,11 @@ fn set_socket_options(listener: &TcpListener) -> std::io::Result<()> {
     }
 }
 
-/// Binds `listen` and starts `workers` workers sharing `db`, and the slow lane.
+/// Binds `listen` and starts `workers` workers sharing `app`, and the slow lane.
 pub fn start(
     listen: SocketAddr,
     app: Arc<App>,
     workers: usize,
-    db: Arc<Db>,
     limits: Limits,
     web: WebPolicy,
 ) -> Result<Running, String> {
@@ -320,7 +313,6 @@ pub fn start(
     let shared = Arc::new(Shared {
         server,
         app,
-        db,
         common,
         web,
         stopping: AtomicBool::new(false),

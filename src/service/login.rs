@@ -1,9 +1,7 @@
 //! Login with a password, the MFA challenge and its verification, and refresh-token
-//! rotation; plus the per-address login throttle.
+//! rotation. The throttle it asks first is `throttle.rs`'s.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
 
 use data_encoding::HEXLOWER_PERMISSIVE;
 use serde_json::{json, Map, Value};
@@ -25,128 +23,6 @@ pub const REFRESH_TTL: i64 = 30 * 86_400;
 const INVALID_CREDENTIALS: &str = "Invalid credentials.";
 const INVALID_CHALLENGE: &str = "Invalid or expired MFA challenge.";
 const INVALID_CODE: &str = "Invalid code.";
-/// The login throttle's `429`.
-pub(crate) const FAILED_LOGINS: &str = "Too many failed login attempts. Try again later.";
-
-/// Failed logins per client address in a sliding minute. An attempt takes its place in
-/// the window *before* its password is checked ([`LoginLimiter::reserve`]) and gives it
-/// back only when it succeeds: checking first and counting after let every password
-/// check already running slip past the limit.
-pub struct LoginLimiter {
-    /// Its name in the database, where several nodes share it (PostgreSQL).
-    name: &'static str,
-    limit: u32,
-    /// What the `429` says.
-    message: &'static str,
-    /// How a `429` of this throttle is counted.
-    throttled: Event,
-    attempts: Mutex<HashMap<IpAddr, VecDeque<i64>>>,
-}
-
-/// Bound on the addresses remembered; past it, stale entries are dropped first.
-const LIMITER_MAX_ADDRESSES: usize = 100_000;
-
-/// A place in an address's window, held while its password is checked.
-#[derive(Debug)]
-#[must_use]
-pub struct Attempt {
-    ip: Option<IpAddr>,
-    at: i64,
-    /// Its row, when the database keeps the throttle.
-    row: Option<i64>,
-}
-
-impl LoginLimiter {
-    pub fn new(name: &'static str, limit: u32, message: &'static str, throttled: Event) -> Self {
-        LoginLimiter {
-            name,
-            limit,
-            message,
-            throttled,
-            attempts: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes a place for one attempt from `ip`, or `429` when `limit` attempts in the
-    /// last 60 s have failed or are still being checked.
-    /// On PostgreSQL the window is in the database, shared by every node.
-    pub(crate) fn reserve(&self, db: &Db, ip: Option<IpAddr>, now: i64) -> Result<Attempt, Error> {
-        let (Some(addr), true) = (ip, self.limit > 0) else {
-            return Ok(Attempt {
-                ip: None,
-                at: now,
-                row: None,
-            });
-        };
-        match db.throttle_reserve(self.name, &addr.to_string(), self.limit, now)? {
-            Some(Ok(row)) => Ok(Attempt {
-                ip,
-                at: now,
-                row: Some(row),
-            }),
-            Some(Err(oldest)) => Err(self.refuse(oldest, now)),
-            None => self.reserve_here(addr, now),
-        }
-    }
-
-    /// The `429` of an attempt refused at `now`, the oldest of the window at `oldest`.
-    fn refuse(&self, oldest: i64, now: i64) -> Error {
-        METRICS.event(self.throttled);
-        Error::TooManyRequests {
-            message: self.message,
-            retry_after: (oldest + 60 - now).max(1) as u64,
-        }
-    }
-
-    /// [`LoginLimiter::reserve`] in this process's memory.
-    fn reserve_here(&self, addr: IpAddr, now: i64) -> Result<Attempt, Error> {
-        let ip = Some(addr);
-        let mut map = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= LIMITER_MAX_ADDRESSES && !map.contains_key(&addr) {
-            map.retain(|_, t| t.back().is_some_and(|last| *last > now - 60));
-            if map.len() >= LIMITER_MAX_ADDRESSES {
-                log::warn!(
-                    "login throttle: more than {LIMITER_MAX_ADDRESSES} addresses failing at once"
-                );
-                return Err(Error::Busy);
-            }
-        }
-        let times = map.entry(addr).or_default();
-        while times.front().is_some_and(|t| *t <= now - 60) {
-            times.pop_front();
-        }
-        if times.len() >= self.limit as usize {
-            let oldest = times.front().copied().unwrap_or(now);
-            return Err(self.refuse(oldest, now));
-        }
-        times.push_back(now);
-        Ok(Attempt {
-            ip,
-            at: now,
-            row: None,
-        })
-    }
-
-    /// The attempt succeeded: it does not count.
-    pub fn release(&self, db: &Db, attempt: Attempt) {
-        if let Some(row) = attempt.row {
-            // Failing to give the place back only makes the window stricter.
-            let _ = db.throttle_release(row);
-            return;
-        }
-        let Some(addr) = attempt.ip else { return };
-        let mut map = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(times) = map.get_mut(&addr) {
-            if let Some(i) = times.iter().rposition(|t| *t == attempt.at) {
-                times.remove(i);
-            }
-            if times.is_empty() {
-                map.remove(&addr);
-            }
-        }
-    }
-}
-
 /// A login's tokens: a JWT and a refresh token, starting a new family (a new login,
 /// which ends [`REFRESH_TTL`] from now) unless `family` says which login this is and
 /// when it ends: a refresh never moves that end, nor how and when the login was made.
@@ -189,11 +65,11 @@ pub(super) fn issue_tokens(
 /// `POST /api/auth`.
 pub fn login(
     app: &App,
-    db: &Db,
     body: &Map<String, Value>,
     ip: Option<IpAddr>,
     now: i64,
 ) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     const MISSING: &str = "Fields \"email\" and \"password\" are required strings.";
     let email = req_str(body, "email", MISSING)?;
     let password = req_str(body, "password", MISSING)?;
@@ -301,11 +177,11 @@ pub(super) fn read_answer(
 /// `POST /api/auth/mfa/verify`.
 pub fn verify(
     app: &App,
-    db: &Db,
     body: &Map<String, Value>,
     origins: impl FnOnce() -> Vec<String>,
     now: i64,
 ) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     const BAD_TYPE: &str = "Field \"type\" must be \"totp\", \"backup\" or \"passkey\".";
     // Storno's sentences; a field of another type is as missing as an absent one.
     let token = req_str(body, "mfaToken", "Missing mfaToken.")?;
@@ -370,11 +246,11 @@ fn presented<'a>(body: &'a Map<String, Value>, cookie: Option<&'a str>) -> Optio
 /// §4.14.2). A token that was already exchanged revokes its whole family.
 pub fn refresh(
     app: &App,
-    db: &Db,
     body: &Map<String, Value>,
     cookie: Option<&str>,
     now: i64,
 ) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     let token = presented(body, cookie).ok_or(REFRESH_MISSING)?;
     let hash = app.keys.token_hash(&hex32(token).ok_or(REFRESH_NOT_FOUND)?);
     db.write(|tx| {
@@ -416,11 +292,11 @@ pub fn refresh(
 /// of its family). Whether there was one is nobody's business: always `Ok`.
 pub fn logout(
     app: &App,
-    db: &Db,
     body: &Map<String, Value>,
     cookie: Option<&str>,
     now: i64,
 ) -> Result<(), Error> {
+    let db: &Db = &app.db;
     let Some(raw) = presented(body, cookie).and_then(hex32) else {
         return Ok(());
     };
@@ -432,61 +308,4 @@ pub fn logout(
         }
         Ok(())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The SQLite engine, whose throttles live in this process.
-    fn db() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db"), crate::config::Durability::Normal).unwrap();
-        (dir, db)
-    }
-
-    fn limiter(limit: u32) -> LoginLimiter {
-        LoginLimiter::new("login", limit, FAILED_LOGINS, Event::LoginThrottled)
-    }
-
-    #[test]
-    fn login_limiter_slides_and_forgets() {
-        let (_dir, db) = db();
-        let l = limiter(3);
-        let ip = Some(IpAddr::from([10, 0, 0, 1]));
-        for t in 0..3 {
-            let _failed = l.reserve(&db, ip, 100 + t).unwrap();
-        }
-        match l.reserve(&db, ip, 103) {
-            Err(Error::TooManyRequests { retry_after, .. }) => assert_eq!(retry_after, 57),
-            other => panic!("{other:?}"),
-        }
-        assert!(l
-            .reserve(&db, Some(IpAddr::from([10, 0, 0, 2])), 103)
-            .is_ok());
-        assert!(
-            l.reserve(&db, ip, 161).is_ok(),
-            "the first failure has slid out"
-        );
-        assert!(limiter(0).reserve(&db, ip, 103).is_ok());
-    }
-
-    #[test]
-    fn attempts_in_flight_count_and_successes_give_their_place_back() {
-        let (_dir, db) = db();
-        let l = limiter(2);
-        let ip = Some(IpAddr::from([10, 0, 0, 1]));
-        // Two checks running at once: a third is refused before its password is looked at.
-        let a = l.reserve(&db, ip, 100).unwrap();
-        let b = l.reserve(&db, ip, 100).unwrap();
-        assert!(matches!(
-            l.reserve(&db, ip, 100),
-            Err(Error::TooManyRequests { .. })
-        ));
-        // One of them was right: its place is free again; the wrong one still counts.
-        l.release(&db, a);
-        let _c = l.reserve(&db, ip, 101).unwrap();
-        assert!(l.reserve(&db, ip, 101).is_err());
-        drop(b);
-    }
 }

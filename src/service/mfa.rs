@@ -17,7 +17,8 @@ const INVALID_CODE: Error = Error::Unprocessable("Invalid code. Please try again
 const ALREADY_ENABLED: Error = Error::Conflict("TOTP is already enabled.");
 
 /// `POST /api/v1/me/mfa/totp/setup`.
-pub fn setup(app: &App, db: &Db, who: &Principal) -> Result<Value, Error> {
+pub fn setup(app: &App, who: &Principal) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     // 160 bits: RFC 4226 §4 recommends it, and it is the HMAC-SHA1 block-friendly size
     // every app expects; it gives exactly 32 base32 characters with no padding.
     let mut secret: [u8; 20] = crypto::random()?;
@@ -43,11 +44,11 @@ pub fn setup(app: &App, db: &Db, who: &Principal) -> Result<Value, Error> {
 /// `POST /api/v1/me/mfa/totp/enable`.
 pub fn enable(
     app: &App,
-    db: &Db,
     who: &Principal,
     body: &Map<String, Value>,
     now: i64,
 ) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     let code = req_str(body, "code", "Missing code.")?;
     let id = who.account.id;
     let state = db.read(|tx| tx.totp(id))?.unwrap_or_default();
@@ -85,7 +86,8 @@ pub fn enable(
 }
 
 /// `GET /api/v1/me/mfa/status`.
-pub fn status(db: &Db, who: &Principal) -> Result<Value, Error> {
+pub fn status(app: &App, who: &Principal) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     let f = db.read(|tx| tx.second_factors(who.account.id))?;
     Ok(json!({
         "totpEnabled": f.totp,
@@ -147,11 +149,11 @@ fn confirm(
 /// `POST /api/v1/me/mfa/totp/disable`.
 pub fn disable(
     app: &App,
-    db: &Db,
     who: &Principal,
     body: &Map<String, Value>,
     now: i64,
 ) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     let id = who.account.id;
     // Without a password and without TOTP there is nothing to confirm with — and nothing
     // to protect: disabling is a no-op.
@@ -174,11 +176,11 @@ pub fn disable(
 /// `POST /api/v1/me/mfa/backup-codes/regenerate`.
 pub fn regenerate(
     app: &App,
-    db: &Db,
     who: &Principal,
     body: &Map<String, Value>,
     now: i64,
 ) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     confirm(app, db, who, body, now)?;
     const NOT_ENABLED: Error = Error::BadRequest("MFA is not enabled.");
     let id = who.account.id;

@@ -1,15 +1,24 @@
-//! The use cases. Each takes the parsed request, the [`Db`] and `now`, and returns a JSON
-//! body or an [`Error`]; none of them knows HTTP or the storage engine. This file holds
-//! what they share (the [`App`], the bearer check, request fields, the audit helper);
-//! `mfa.rs` the TOTP settings, `login.rs` login, verify and refresh, `second_factor.rs`
-//! the one rule every second-factor answer goes through, `admin.rs` the admin commands.
+//! The use cases. Each takes the [`App`] (which owns the [`Db`]), the parsed request
+//! and `now`, and returns a JSON body or an [`Error`]; none of them knows HTTP or the
+//! storage engine. This file holds what they share (the [`App`], the bearer check,
+//! request fields, the audit helper); `mfa.rs` the TOTP settings, `login.rs` login,
+//! verify and refresh, `stepup.rs` the step-up challenge and its redemption,
+//! `second_factor.rs` the one rule every second-factor answer goes through,
+//! `assertion.rs` the passkey assertion check, `passkey.rs` the passkey ceremonies,
+//! `throttle.rs` the per-address throttles, `admin.rs` the admin commands. They may call
+//! `store` and the leaves; this file calls none of them but `throttle.rs` (it re-exports
+//! the rest for `http`).
 
 pub mod admin;
+mod assertion;
 mod login;
 mod mfa;
 pub mod passkey;
 pub mod second_factor;
 mod stepup;
+mod throttle;
+
+use std::sync::Arc;
 
 use data_encoding::HEXLOWER_PERMISSIVE;
 use serde_json::{json, Map, Value};
@@ -20,21 +29,25 @@ use crate::error::Error;
 use crate::store::{Account, Db, Tx};
 use crate::webauthn::RelyingParty;
 
-pub use login::{login, logout, refresh, verify, LoginLimiter, ACCESS_TTL, REFRESH_TTL};
+pub use login::{login, logout, refresh, verify, ACCESS_TTL, REFRESH_TTL};
 pub use mfa::{disable, enable, regenerate, setup, status};
 pub use second_factor::{ACCOUNT_LOCK_SECS, ACCOUNT_MAX_FAILURES, CHALLENGE_MAX_FAILURES};
 pub use stepup::{challenge as stepup_challenge, me, redeem, verify as stepup_verify};
+pub use throttle::{LoginLimiter, LOGIN_OPTIONS_RATE};
 
 /// Lifetime of an MFA challenge.
 pub(crate) const CHALLENGE_TTL: i64 = 300;
 
-/// What every request shares: keys, token issuer, settings, the login throttle.
+/// What every request shares: the database, keys, token issuer, settings, the
+/// throttles. `http` hands requests to it and never names the store.
 pub struct App {
+    /// Shared with the janitor, which runs beside the requests.
+    pub db: Arc<Db>,
     pub keys: Keys,
     pub tokens: Tokens,
     pub issuer: String,
     pub login_limiter: LoginLimiter,
-    /// Passwordless-login ceremonies per client address ([`passkey::LOGIN_OPTIONS_RATE`]).
+    /// Passwordless-login ceremonies per client address ([`LOGIN_OPTIONS_RATE`]).
     pub passkey_limiter: LoginLimiter,
     /// The WebAuthn relying party (`--rp-id`, `--rp-name`).
     pub rp: RelyingParty,
@@ -46,6 +59,7 @@ pub struct App {
 
 impl App {
     pub fn new(
+        db: Arc<Db>,
         keys: Keys,
         tokens: Tokens,
         issuer: String,
@@ -54,16 +68,12 @@ impl App {
     ) -> Result<App, Error> {
         let dummy = crypto::unmatchable_password_hash()?;
         Ok(App {
+            db,
             keys,
             tokens,
             issuer,
-            login_limiter: LoginLimiter::new(
-                "login",
-                login_rate,
-                login::FAILED_LOGINS,
-                crate::metrics::Event::LoginThrottled,
-            ),
-            passkey_limiter: passkey::login_options_limiter(passkey::LOGIN_OPTIONS_RATE),
+            login_limiter: LoginLimiter::logins(login_rate),
+            passkey_limiter: LoginLimiter::passkey_logins(LOGIN_OPTIONS_RATE),
             rp,
             dummy_password_hash: dummy,
         })
@@ -131,10 +141,10 @@ const TOKEN_EXPIRED: &str = "Expired JWT Token";
 /// Storno's clients already know.
 pub(crate) fn authenticate(
     app: &App,
-    db: &Db,
     authorization: Option<&str>,
     now: i64,
 ) -> Result<Principal, Error> {
+    let db: &Db = &app.db;
     let header = authorization.ok_or(Error::Unauthenticated(TOKEN_NOT_FOUND))?;
     let (scheme, token) = header
         .trim()
@@ -180,7 +190,8 @@ pub(crate) fn openid_configuration(app: &App, base_url: &str) -> Value {
 
 /// `GET /healthz`, with the server's clock (`time`): a wrong clock on either side is
 /// the commonest reason codes fail.
-pub(crate) fn health(db: &Db, now: i64) -> Result<Value, Error> {
+pub(crate) fn health(app: &App, now: i64) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     db.ping()?;
     Ok(json!({ "status": "ok", "time": now }))
 }

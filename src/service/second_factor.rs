@@ -13,7 +13,7 @@ use crate::metrics::{CheckResult, Event, METRICS};
 use crate::store::{Ceremony, Db, Purpose, Tx};
 use crate::totp;
 
-use super::passkey::{self, PasskeyAnswer};
+use super::assertion::{self, PasskeyAnswer};
 use super::{audit, App};
 
 /// Wrong answers that kill one challenge.
@@ -77,7 +77,7 @@ impl Answer {
     /// Reads a passkey answer: `credential` in WebAuthn's JSON encoding, made on one of
     /// `origins`. One that cannot be read is unreadable, and as wrong as any.
     pub fn passkey(credential: &serde_json::Value, origins: Vec<String>) -> Answer {
-        match passkey::Assertion::from_json(credential) {
+        match assertion::Assertion::from_json(credential) {
             Ok(assertion) => Answer::Passkey(Box::new(PasskeyAnswer { assertion, origins })),
             Err(_) => Answer::Unreadable,
         }
@@ -209,7 +209,7 @@ fn decide<T>(
             None,
         ),
         (Answer::Passkey(p), Some((id, _, found, handle))) => {
-            let judged = passkey::judge(
+            let judged = assertion::judge(
                 app,
                 &p.assertion,
                 &p.origins,
@@ -276,9 +276,9 @@ fn decide<T>(
                 };
                 let key = app.keys.token_hash(&p.assertion.challenge);
                 if tx.take_ceremony(&key, ceremony, now)? {
-                    passkey::book(tx, judged, Some(id), now)?.is_some()
+                    assertion::book(tx, judged, Some(id), now)?.is_some()
                 } else {
-                    passkey::refused(tx, Some(id), now, "challenge expired or not found")?;
+                    assertion::refused(tx, Some(id), now, "challenge expired or not found")?;
                     false
                 }
             }

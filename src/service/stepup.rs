@@ -22,7 +22,8 @@ pub const VERIFICATION_TTL: i64 = 120;
 const INVALID_CHALLENGE: Error = Error::Rejected("Invalid or expired challenge.");
 
 /// `POST /api/v1/mfa/challenge`.
-pub fn challenge(app: &App, db: &Db, who: &Principal, now: i64) -> Result<Value, Error> {
+pub fn challenge(app: &App, who: &Principal, now: i64) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     let id = who.account.id;
     if !db.read(|tx| tx.second_factors(id))?.any() {
         return Ok(json!({ "mfa_required": false }));
@@ -38,12 +39,12 @@ pub fn challenge(app: &App, db: &Db, who: &Principal, now: i64) -> Result<Value,
 /// `POST /api/v1/mfa/verify`.
 pub fn verify(
     app: &App,
-    db: &Db,
     who: &Principal,
     body: &Map<String, Value>,
     origins: impl FnOnce() -> Vec<String>,
     now: i64,
 ) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     const BAD_TYPE: &str =
         "Field \"type\" must be \"totp\", \"backup\", \"backup_code\" or \"passkey\".";
     let token = req_str(body, "challengeToken", "Missing challengeToken.")?;
@@ -83,11 +84,11 @@ pub fn verify(
 /// `POST /api/v1/mfa/verification/redeem`: once, by the account that passed it.
 pub fn redeem(
     app: &App,
-    db: &Db,
     who: &Principal,
     body: &Map<String, Value>,
     now: i64,
 ) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     const INVALID: Error = Error::Rejected("Invalid or expired verification.");
     let token = req_str(body, "verificationToken", "Missing verificationToken.")?;
     let hash = app.keys.token_hash(&hex32(token).ok_or(INVALID)?);
@@ -99,7 +100,8 @@ pub fn redeem(
 
 /// `GET /api/v1/me`: Storno's user shape (`mfaEnabled`: TOTP on or a passkey). mfad keeps no names, phone, locale or roles
 /// of its own; those keys carry Storno's defaults so its frontend finds them.
-pub fn me(db: &Db, who: &Principal) -> Result<Value, Error> {
+pub fn me(app: &App, who: &Principal) -> Result<Value, Error> {
+    let db: &Db = &app.db;
     let a = &who.account;
     let mfa_enabled = db.read(|tx| tx.second_factors(a.id))?.any();
     Ok(json!({
@@ -125,22 +127,23 @@ pub fn me(db: &Db, who: &Principal) -> Result<Value, Error> {
 mod tests {
     use super::*;
     use crate::auth::Tokens;
-    use crate::config::Durability;
     use crate::crypto::Keys;
+    use crate::durability::Durability;
 
     /// A redeem with a clock we hold: once, not twice, not after two minutes, not by
     /// another account.
     #[test]
     fn a_verification_redeems_once_within_two_minutes_for_its_account() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db"), Durability::Normal).unwrap();
+        let db =
+            std::sync::Arc::new(Db::open(&dir.path().join("t.db"), Durability::Normal).unwrap());
         let keys = Keys::derive(&[7u8; 32]).unwrap();
         let tokens = Tokens::new(&keys, "mfad", None, None).unwrap();
         let rp = crate::webauthn::RelyingParty {
             id: "localhost".into(),
             name: "Storno".into(),
         };
-        let app = App::new(keys, tokens, "Storno".into(), 5, rp).unwrap();
+        let app = App::new(db.clone(), keys, tokens, "Storno".into(), 5, rp).unwrap();
         let (a, b) = db
             .write(|tx| {
                 let a = tx.create_account("a@example.com", None, 1)?.unwrap();
@@ -175,23 +178,23 @@ mod tests {
         let body = issue(&[1u8; 32]);
         let invalid = Err(Error::Rejected("Invalid or expired verification."));
         assert_eq!(
-            redeem(&app, &db, &bob, &body, t0 + 1),
+            redeem(&app, &bob, &body, t0 + 1),
             invalid,
             "another account"
         );
-        let v = redeem(&app, &db, &alice, &body, t0 + 1).unwrap();
+        let v = redeem(&app, &alice, &body, t0 + 1).unwrap();
         assert_eq!(
             v,
             json!({"verified": true, "method": "totp", "verifiedAt": rfc3339(t0)})
         );
-        assert_eq!(redeem(&app, &db, &alice, &body, t0 + 2), invalid, "twice");
+        assert_eq!(redeem(&app, &alice, &body, t0 + 2), invalid, "twice");
         let late = issue(&[2u8; 32]);
         assert_eq!(
-            redeem(&app, &db, &alice, &late, t0 + VERIFICATION_TTL),
+            redeem(&app, &alice, &late, t0 + VERIFICATION_TTL),
             invalid,
             "at two minutes"
         );
         let just = issue(&[3u8; 32]);
-        assert!(redeem(&app, &db, &alice, &just, t0 + VERIFICATION_TTL - 1).is_ok());
+        assert!(redeem(&app, &alice, &just, t0 + VERIFICATION_TTL - 1).is_ok());
     }
 }

@@ -42,7 +42,7 @@ pub enum Db {
 
 impl Db {
     /// Opens (creating) the SQLite database at `path`.
-    pub fn open(path: &Path, durability: crate::config::Durability) -> Result<Db, OpenError> {
+    pub fn open(path: &Path, durability: crate::durability::Durability) -> Result<Db, OpenError> {
         SqliteDb::open(path, durability).map(Db::Sqlite)
     }
 

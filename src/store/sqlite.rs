@@ -18,7 +18,7 @@ use rusqlite::{Connection, ErrorCode};
 use super::engine::{sqlite_params, Dialect, Each, Engine, Param, Row, Value};
 use super::schema;
 use super::Tx;
-use crate::config::Durability;
+use crate::durability::Durability;
 use crate::error::Error;
 
 /// SQLite's page cache per connection, in KiB.

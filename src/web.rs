@@ -2,7 +2,9 @@
 //! CORS policy (listed origins only, never `*`), the refresh-token cookie (`HttpOnly;
 //! Secure; SameSite`), and the `Origin` rule that refuses cross-site use of that
 //! cookie; and who the client is behind a trusted proxy. Pure: header values in,
-//! decisions and header values out.
+//! decisions and header values out. A leaf (it imports nothing of ours): `config` parses
+//! its settings ([`WebPolicy`], [`Cidr`], [`SameSite`], [`parse_origin`]) and `http`
+//! applies them, so neither needs the other.
 
 use std::net::IpAddr;
 

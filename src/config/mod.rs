@@ -1,75 +1,29 @@
 //! Settings: built-in defaults, then `MFAD_*` environment variables, then flags (flags
 //! win). No setting is a secret: secrets come from files (`--key-file`, the JWT public
-//! key), never from flags, which anyone can read in `ps`.
+//! key), never from flags, which anyone can read in `ps`. This file reads them into one
+//! [`Config`] and checks it; `command.rs` reads the command words and their flags,
+//! `help.rs` holds `--help` and the list of settings. Read by every module, config
+//! imports only leaves (`web`, `auth`, `durability`, `webauthn`, `time`): a type it
+//! parses lives in a leaf both it and its users import.
+
+mod command;
+mod help;
+
+pub use command::Command;
+pub use help::HELP;
 
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-
-use crate::http::{SameSite, WebPolicy};
 use std::time::Duration;
 
-/// What to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Serve,
-    Token {
-        email: String,
-        ttl: u64,
-    },
-    UserAdd {
-        email: String,
-    },
-    UserList,
-    UserPasswd {
-        email: String,
-    },
-    UserResetMfa {
-        email: String,
-        keep_passkeys: bool,
-    },
-    UserDelete {
-        email: String,
-    },
-    UserShow {
-        email: String,
-    },
-    Backup {
-        to: PathBuf,
-    },
-    /// Copy the SQLite database into an empty PostgreSQL one (always
-    /// [`Database::Postgres`]; its `Debug` hides the URL, which may hold a password).
-    Migrate {
-        to: Database,
-    },
-    Audit {
-        email: Option<String>,
-        since: Option<i64>,
-        json: bool,
-    },
-    Help,
-    Version,
-}
-
-/// How hard SQLite works to keep a commit through a power cut (a process crash loses
-/// nothing at either setting in WAL mode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// `synchronous=NORMAL`: a power cut may undo the last commits since the WAL was
-    /// last synced; the database stays consistent.
-    Normal,
-    /// `synchronous=FULL`: every commit is synced before it is answered.
-    Full,
-}
-
-/// Algorithms accepted for tokens from an external issuer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExternalAlgorithm {
-    Rs256,
-    Es256,
-    EdDsa,
-}
+use crate::auth::ExternalAlgorithm;
+/// Where the loadgen and older callers found it; it lives in a leaf (see `durability`).
+pub use crate::durability::Durability;
+use crate::web::{Cidr, SameSite, WebPolicy};
+use command::{command, CommandFlags};
+use help::SETTINGS;
 
 /// The database `--database` names.
 #[derive(Clone, PartialEq, Eq)]
@@ -150,85 +104,6 @@ impl From<lexopt::Error> for ConfigError {
         ConfigError(format!("{e} (see mfad --help)"))
     }
 }
-
-pub const HELP: &str = "\
-mfad — a self-hosted authentication server with TOTP two-factor authentication
-
-USAGE:
-    mfad [serve] [OPTIONS]               run the HTTP server (the default)
-    mfad token --email E [--ttl SECS]    print a bearer token for an account (created
-                                         without a password if absent)
-    mfad user add --email E              add a local account; the password is read
-                                         from a prompt, or from stdin with --password-stdin
-    mfad user list                       list accounts and their MFA state
-    mfad user show --email E             an account's MFA state and its last 20 events
-    mfad user passwd --email E           set an account's password (as for add)
-    mfad user reset-mfa --email E        turn TOTP off and remove the passkeys of an
-                                         account (lost device); --keep-passkeys keeps them
-    mfad user delete --email E           delete an account and everything it owns
-    mfad audit [--email E] [--since T] [--json]
-                                         the audit trail, oldest first (T: a date, an
-                                         RFC 3339 time or Unix seconds); --json: JSON lines
-    mfad backup --to FILE                a consistent copy of the database, made while the
-                                         server runs, checked; never overwrites FILE
-    mfad migrate --to postgres://…       copy the SQLite database into an empty PostgreSQL
-                                         one (then serve with --database and the same key)
-
-Every command works on the same data directory as a running server.
-
-OPTIONS (each also an environment variable; a flag wins over the variable):
-    --listen ADDR:PORT       MFAD_LISTEN         address to serve on [127.0.0.1:8080]
-    --metrics-listen ADDR:PORT  MFAD_METRICS_LISTEN  serve Prometheus metrics at /metrics
-                                                 on this address, apart from the API [off]
-    --data-dir DIR           MFAD_DATA_DIR       data directory [$STATE_DIRECTORY, else ./data]
-    --key-file FILE          MFAD_KEY_FILE       instance key, 32 bytes
-                                                 [$CREDENTIALS_DIRECTORY/mfad.key if present,
-                                                 else DIR/mfad.key, created on first start]
-    --issuer NAME            MFAD_ISSUER         issuer shown in authenticator apps [Storno]
-    --workers N              MFAD_WORKERS        request worker threads [2 x cores, 4..64]
-    --jwt-issuer NAME        MFAD_JWT_ISSUER     `iss` of the tokens mfad issues [mfad]
-    --jwt-public-key FILE    MFAD_JWT_PUBLIC_KEY PEM key of an external token issuer
-    --jwt-algorithm ALG      MFAD_JWT_ALGORITHM  its algorithm: RS256, ES256 or EdDSA
-    --jwt-audience AUD       MFAD_JWT_AUDIENCE   required `aud` of external tokens
-    --jwt-external-issuer N  MFAD_JWT_EXTERNAL_ISSUER  required `iss` of external tokens
-    --login-rate N           MFAD_LOGIN_RATE     failed logins per client address and
-                                                 minute before 429; 0 turns it off [5]
-    --database URL           MFAD_DATABASE_URL   sqlite:PATH, or postgres://USER@HOST/DB for
-                                                 several nodes (a password only in the
-                                                 variable) [DIR/mfad.db]
-    --durability MODE        MFAD_DURABILITY     normal (a power cut may lose the last
-                                                 commits) or full (sync every commit) [normal]
-    --log-level LEVEL        MFAD_LOG_LEVEL      error, warn, info or debug [info]
-    --audit-retention DAYS   MFAD_AUDIT_RETENTION  audit events are deleted after so many
-                                                 days [400]
-    --cors-origin ORIGIN     MFAD_CORS_ORIGINS   an origin whose pages may call the API with
-                                                 credentials, e.g. http://localhost:3000
-                                                 (repeat the flag; the variable takes a
-                                                 comma list) [none]
-    --cookie-samesite MODE   MFAD_COOKIE_SAMESITE  SameSite of the refresh-token cookie:
-                                                 strict, lax, or none for a frontend on
-                                                 another site [strict]
-    --trusted-proxy CIDR     MFAD_TRUSTED_PROXIES  a reverse proxy's address or range; its
-                                                 X-Forwarded-For names the client for the
-                                                 throttles (repeat; the variable takes a
-                                                 comma list) [none: the header is ignored]
-    --public-url URL         MFAD_PUBLIC_URL     the origin mfad is reached at, e.g.
-                                                 https://auth.example.com [the request's Host]
-    --rp-id DOMAIN           MFAD_RP_ID          the passkeys' relying party: the public URL's
-                                                 host or a parent domain of it [that host,
-                                                 else localhost]
-    --rp-name NAME           MFAD_RP_NAME        the name authenticators show [the issuer]
-    --email EMAIL                                account for token and user commands
-    --ttl SECONDS                                lifetime of a token from `mfad token` [3600]
-    --password-stdin                             read the password from standard input
-    --keep-passkeys                              reset-mfa: remove only TOTP
-    --to FILE                                    where `mfad backup` writes (a new file)
-    --init                                       create a new, empty database even though
-                                                 the key exists and mfad.db is missing or
-                                                 empty (starting over on purpose)
-    -h, --help                                   print this help
-    -V, --version                                print the version
-";
 
 /// The default worker count: two per core (more only lengthened the p99 in the load
 /// generator at equal throughput; password checks have their own lane).
@@ -489,7 +364,7 @@ impl Config {
                     self.web.cors_origins.clear();
                 }
                 for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-                    let o = crate::http::parse_origin(origin).map_err(|e| bad(shown, origin, e))?;
+                    let o = crate::web::parse_origin(origin).map_err(|e| bad(shown, origin, e))?;
                     if !self.web.cors_origins.contains(&o) {
                         self.web.cors_origins.push(o);
                     }
@@ -509,7 +384,7 @@ impl Config {
                 }
                 self.proxies_from_flags |= from_flag;
                 for range in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
-                    let cidr = crate::http::Cidr::parse(range).map_err(|e| bad(shown, range, e))?;
+                    let cidr = Cidr::parse(range).map_err(|e| bad(shown, range, e))?;
                     self.web.trusted_proxies.push(cidr);
                 }
             }
@@ -541,7 +416,7 @@ impl Config {
             }
             "public-url" => {
                 self.web.public_origin =
-                    Some(crate::http::parse_origin(value).map_err(|e| bad(shown, value, e))?)
+                    Some(crate::web::parse_origin(value).map_err(|e| bad(shown, value, e))?)
             }
             "log-level" => {
                 self.log_level = match value {
@@ -601,34 +476,6 @@ fn flags_password(url: &str) -> bool {
         .is_some_and(|u| u.contains(':'))
 }
 
-/// Settings that are both a flag (`--name`) and an environment variable.
-const SETTINGS: [(&str, &str); 24] = [
-    ("database", "MFAD_DATABASE_URL"),
-    ("metrics-listen", "MFAD_METRICS_LISTEN"),
-    ("audit-retention", "MFAD_AUDIT_RETENTION"),
-    ("trusted-proxy", "MFAD_TRUSTED_PROXIES"),
-    ("rp-id", "MFAD_RP_ID"),
-    ("rp-name", "MFAD_RP_NAME"),
-    ("listen", "MFAD_LISTEN"),
-    ("data-dir", "MFAD_DATA_DIR"),
-    ("key-file", "MFAD_KEY_FILE"),
-    ("issuer", "MFAD_ISSUER"),
-    ("workers", "MFAD_WORKERS"),
-    ("jwt-issuer", "MFAD_JWT_ISSUER"),
-    ("jwt-public-key", "MFAD_JWT_PUBLIC_KEY"),
-    ("jwt-algorithm", "MFAD_JWT_ALGORITHM"),
-    ("jwt-audience", "MFAD_JWT_AUDIENCE"),
-    ("jwt-external-issuer", "MFAD_JWT_EXTERNAL_ISSUER"),
-    ("login-rate", "MFAD_LOGIN_RATE"),
-    ("durability", "MFAD_DURABILITY"),
-    ("log-level", "MFAD_LOG_LEVEL"),
-    ("cors-origin", "MFAD_CORS_ORIGINS"),
-    ("cookie-samesite", "MFAD_COOKIE_SAMESITE"),
-    ("public-url", "MFAD_PUBLIC_URL"),
-    ("test-socket-timeout-ms", "MFAD_TEST_SOCKET_TIMEOUT_MS"),
-    ("test-request-deadline-ms", "MFAD_TEST_REQUEST_DEADLINE_MS"),
-];
-
 fn millis(value: &str, shown: &str) -> Result<Duration, ConfigError> {
     match value.parse::<u64>() {
         Ok(n) if (1..=3_600_000).contains(&n) => Ok(Duration::from_millis(n)),
@@ -653,111 +500,6 @@ fn nonempty_path(value: &str, shown: &str) -> Result<PathBuf, ConfigError> {
         return Err(bad(shown, value, "a path"));
     }
     Ok(PathBuf::from(value))
-}
-
-/// The flags that belong to one command or another (the settings aside).
-#[derive(Default)]
-struct CommandFlags {
-    email: Option<String>,
-    ttl: u64,
-    keep_passkeys: bool,
-    to: Option<PathBuf>,
-    since: Option<i64>,
-    json: bool,
-}
-
-fn command(words: &[String], flags: CommandFlags) -> Result<Command, ConfigError> {
-    let CommandFlags {
-        email,
-        ttl,
-        keep_passkeys,
-        to,
-        since,
-        json,
-    } = flags;
-    let need_email = |cmd: &str| {
-        email
-            .clone()
-            .ok_or_else(|| ConfigError(format!("{cmd} needs --email EMAIL")))
-    };
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    // A flag given to a command it does not belong to is refused, not ignored.
-    let owned_by = |set: bool, owner: &[&str], refusal: &str| match set && words != owner {
-        true => Err(ConfigError(refusal.into())),
-        false => Ok(()),
-    };
-    let to_owner: &[&str] = if words == ["migrate"] {
-        &["migrate"]
-    } else {
-        &["backup"]
-    };
-    owned_by(
-        to.is_some(),
-        to_owner,
-        "--to belongs to mfad backup and mfad migrate",
-    )?;
-    owned_by(
-        keep_passkeys,
-        &["user", "reset-mfa"],
-        "--keep-passkeys belongs to mfad user reset-mfa",
-    )?;
-    owned_by(
-        since.is_some() || json,
-        &["audit"],
-        "--since and --json belong to mfad audit",
-    )?;
-    Ok(match words.as_slice() {
-        ["audit"] => Command::Audit { email, since, json },
-        [] | ["serve"] => Command::Serve,
-        ["token"] => Command::Token {
-            email: need_email("mfad token")?,
-            ttl,
-        },
-        ["user", "add"] => Command::UserAdd {
-            email: need_email("mfad user add")?,
-        },
-        ["user", "list"] => Command::UserList,
-        ["user", "passwd"] => Command::UserPasswd {
-            email: need_email("mfad user passwd")?,
-        },
-        ["user", "reset-mfa"] => Command::UserResetMfa {
-            email: need_email("mfad user reset-mfa")?,
-            keep_passkeys,
-        },
-        ["user", "delete"] => Command::UserDelete {
-            email: need_email("mfad user delete")?,
-        },
-        ["user", "show"] => Command::UserShow {
-            email: need_email("mfad user show")?,
-        },
-        ["migrate"] => {
-            let url = to
-                .as_deref()
-                .and_then(|p| p.to_str())
-                .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
-                .ok_or_else(|| {
-                    ConfigError(
-                        "mfad migrate needs --to postgres://USER@HOST/DATABASE (with a \
-                         password: in MFAD_MIGRATE_TO instead, as flags show in the process \
-                         list)"
-                            .into(),
-                    )
-                })?
-                .to_string();
-            Command::Migrate {
-                to: Database::Postgres(url),
-            }
-        }
-        ["backup"] => Command::Backup {
-            to: to.ok_or_else(|| ConfigError("mfad backup needs --to FILE".into()))?,
-        },
-        _ => {
-            return Err(ConfigError(format!(
-                "unknown command \"{}\" (see mfad --help)",
-                words.join(" ")
-            )))
-        }
-    })
 }
 
 #[cfg(test)]

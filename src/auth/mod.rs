@@ -5,18 +5,28 @@
 //! pinned by the key that verifies it: a token is checked only by the key whose
 //! algorithm (and, for ours, `kid`) its header names, and `alg: none` or an HS256 token
 //! "signed" with a public key never reaches a key that would accept it.
+//!
+//! This file issues and verifies; `sign_in.rs` says how a login was made,
+//! `external.rs` holds the external issuer's key and rules, `verdicts.rs` the memory of
+//! tokens already verified. A leaf below `service`: it imports only `crypto`.
 
-use std::collections::HashMap;
+mod external;
+mod sign_in;
+mod verdicts;
+
+pub use external::{ExternalAlgorithm, ExternalIssuer};
+pub use sign_in::{Login, SignIn};
+
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
 
 use data_encoding::BASE64URL_NOPAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::ExternalAlgorithm;
 use crate::crypto::{self, CryptoError, Keys, SigningKey};
+use external::{high_s, External};
+use verdicts::Verdicts;
 
 /// Allowed clock skew for `exp` and `nbf`, in seconds.
 const LEEWAY: i64 = 60;
@@ -25,84 +35,6 @@ const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// The longest life of a token that an mfad before EdDSA issued at login: its HS256
 /// tokens are accepted for this long after the upgrade, then never again.
 const LEGACY_WINDOW: i64 = 3600;
-/// Verified tokens remembered (each under 1 KiB): far more than the tokens in use at
-/// once on a small deployment; past it, the expired ones go, then all of them.
-const VERDICTS_MAX: usize = 10_000;
-
-/// How the login behind a token was made: its `amr` (RFC 8176) and `mfa_method`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignIn {
-    /// A password alone.
-    Password,
-    /// A password and a TOTP code.
-    PasswordTotp,
-    /// A password and a backup code.
-    PasswordBackupCode,
-    /// A password and a passkey.
-    PasswordPasskey,
-    /// A passkey with user verification alone (passwordless): both factors in one.
-    Passkey,
-    /// `mfad token`: an administrator's, no sign-in at all.
-    Issued,
-}
-
-impl SignIn {
-    /// The `amr` claim.
-    pub fn amr(self) -> &'static [&'static str] {
-        match self {
-            SignIn::Password => &["pwd"],
-            SignIn::PasswordTotp | SignIn::PasswordBackupCode => &["pwd", "otp"],
-            SignIn::PasswordPasskey => &["pwd", "hwk"],
-            SignIn::Passkey => &["hwk", "user"],
-            SignIn::Issued => &[],
-        }
-    }
-
-    /// The `mfa_method` claim: which second factor, when there was one.
-    pub fn mfa_method(self) -> Option<&'static str> {
-        match self {
-            SignIn::PasswordTotp => Some("totp"),
-            SignIn::PasswordBackupCode => Some("backup_code"),
-            SignIn::PasswordPasskey => Some("passkey"),
-            // A passkey alone is no second factor added to a first: `amr` says it all.
-            SignIn::Password | SignIn::Passkey | SignIn::Issued => None,
-        }
-    }
-
-    /// As stored with a login's refresh tokens.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignIn::Password => "pwd",
-            SignIn::PasswordTotp => "totp",
-            SignIn::PasswordBackupCode => "backup_code",
-            SignIn::PasswordPasskey => "pwd_passkey",
-            SignIn::Passkey => "passkey",
-            SignIn::Issued => "issued",
-        }
-    }
-
-    /// The inverse of [`SignIn::as_str`].
-    pub fn from_stored(s: &str) -> Option<SignIn> {
-        [
-            SignIn::Password,
-            SignIn::PasswordTotp,
-            SignIn::PasswordBackupCode,
-            SignIn::PasswordPasskey,
-            SignIn::Passkey,
-            SignIn::Issued,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == s)
-    }
-}
-
-/// A login: how it was made and when (`auth_time`). Refresh keeps both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Login {
-    pub how: SignIn,
-    pub at: i64,
-}
-
 /// Who a verified token names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
@@ -157,22 +89,6 @@ struct Claims {
     exp: Option<Value>,
 }
 
-/// Half the order of the P-256 group, big-endian: an ECDSA signature `(r, s)` is as
-/// valid as `(r, n - s)`, so only the low-`s` one of the pair is accepted (as in
-/// Bitcoin's BIP 62 and libsecp256k1): a token has exactly one valid signature.
-const P256_HALF_ORDER: [u8; 32] = [
-    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
-];
-
-/// Whether a JWS ES256 signature (`r ‖ s`, 32 bytes each) has its `s` above n/2.
-fn high_s(signature: &[u8]) -> bool {
-    match signature.get(32..64) {
-        Some(s) if signature.len() == 64 => s > &P256_HALF_ORDER[..],
-        _ => true,
-    }
-}
-
 /// The RFC 7638 thumbprint of an Ed25519 public key (RFC 8037 §2): SHA-256 of its
 /// required members in lexicographic order, base64url.
 pub fn thumbprint(public_key: &[u8; 32]) -> String {
@@ -192,24 +108,6 @@ fn jws(key: &SigningKey, header: &[u8], payload: &[u8]) -> String {
     out
 }
 
-struct External {
-    key: DecodingKey,
-    validation: Validation,
-    algorithm: Algorithm,
-}
-
-/// How to check the tokens of an external issuer.
-#[derive(Debug, Clone, Copy)]
-pub struct ExternalIssuer<'a> {
-    /// Its public key, PEM.
-    pub pem: &'a [u8],
-    pub algorithm: ExternalAlgorithm,
-    /// The `iss` its tokens must carry, if any.
-    pub issuer: Option<&'a str>,
-    /// The `aud` its tokens must carry, if any.
-    pub audience: Option<&'a str>,
-}
-
 /// The HS256 tokens of the mfad before the upgrade, accepted for [`LEGACY_WINDOW`].
 struct Legacy {
     key: DecodingKey,
@@ -217,39 +115,6 @@ struct Legacy {
     /// When this mfad first opened the database: HS256 tokens issued after it are
     /// not ours (we never issue them), and none is accepted an hour after.
     upgraded_at: i64,
-}
-
-/// Tokens already verified, by the SHA-256 of the token, with the moment their verdict
-/// ends (`exp` plus leeway): an Ed25519 check costs tens of µs and every `/api/v1/`
-/// request presents a token, usually one it presented before. Only the signature and
-/// claims verdict is kept; the account is still read on every request, so a deleted
-/// account's token fails at once.
-#[derive(Default)]
-struct Verdicts(Mutex<HashMap<[u8; 32], (Verified, i64)>>);
-
-impl Verdicts {
-    fn get(&self, key: &[u8; 32], now: i64) -> Option<Verified> {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        match map.get(key) {
-            Some((v, until)) if now <= *until => Some(v.clone()),
-            Some(_) => {
-                map.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn put(&self, key: [u8; 32], verified: Verified, until: i64, now: i64) {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= VERDICTS_MAX {
-            map.retain(|_, (_, u)| *u >= now);
-            if map.len() >= VERDICTS_MAX {
-                map.clear();
-            }
-        }
-        map.insert(key, (verified, until));
-    }
 }
 
 /// Issues and verifies bearer tokens.
@@ -326,29 +191,7 @@ impl Tokens {
         upgraded_at: Option<i64>,
         external: Option<ExternalIssuer<'_>>,
     ) -> Result<Tokens, SetupError> {
-        let external = match external {
-            None => None,
-            Some(ExternalIssuer {
-                pem,
-                algorithm: alg,
-                issuer: ext_issuer,
-                audience,
-            }) => {
-                let (key, algorithm) = match alg {
-                    ExternalAlgorithm::Rs256 => (DecodingKey::from_rsa_pem(pem), Algorithm::RS256),
-                    ExternalAlgorithm::Es256 => (DecodingKey::from_ec_pem(pem), Algorithm::ES256),
-                    ExternalAlgorithm::EdDsa => (DecodingKey::from_ed_pem(pem), Algorithm::EdDSA),
-                };
-                let key = key.map_err(|e| {
-                    SetupError::ExternalKey(format!("not a {algorithm:?} public key in PEM: {e}"))
-                })?;
-                Some(External {
-                    key,
-                    validation: validation(algorithm, ext_issuer, audience),
-                    algorithm,
-                })
-            }
-        };
+        let external = external.map(External::new).transpose()?;
         let signing = keys.token_signing_key().map_err(SetupError::Key)?;
         let public = signing.public_key();
         let kid = thumbprint(&public);
@@ -676,43 +519,6 @@ mod tests {
     }
 
     #[test]
-    fn the_memory_of_verdicts_is_bounded() {
-        let verified = Verified {
-            subject: Subject::Account(1),
-            email: None,
-            username: None,
-        };
-        let key = |i: usize| {
-            let mut k = [0u8; 32];
-            k[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            k
-        };
-        let len = |v: &Verdicts| v.0.lock().unwrap().len();
-        // Full of live verdicts: all go, the new one stays.
-        let v = Verdicts::default();
-        for i in 0..VERDICTS_MAX + 10 {
-            v.put(key(i), verified.clone(), 1000, 10);
-        }
-        assert_eq!(len(&v), 10);
-        assert!(v.get(&key(0), 10).is_none());
-        assert!(v.get(&key(VERDICTS_MAX + 9), 10).is_some());
-        // Full with some ended: only those go.
-        let v = Verdicts::default();
-        for i in 0..VERDICTS_MAX {
-            v.put(
-                key(i),
-                verified.clone(),
-                if i % 2 == 0 { 5 } else { 1000 },
-                1,
-            );
-        }
-        v.put(key(VERDICTS_MAX), verified.clone(), 1000, 10);
-        assert_eq!(len(&v), VERDICTS_MAX / 2 + 1);
-        assert!(v.get(&key(1), 10).is_some());
-        assert!(v.get(&key(0), 10).is_none());
-    }
-
-    #[test]
     fn exp_of_the_wrong_type_or_missing_is_refused() {
         let t = tokens();
         let exp = now() + 600;
@@ -763,22 +569,6 @@ mod tests {
                 .as_bytes(),
         );
         assert_eq!(t.verify(&ok, now()).unwrap().subject, Subject::Account(10));
-    }
-
-    #[test]
-    fn only_low_s_ecdsa_signatures_pass() {
-        let mut sig = [0u8; 64];
-        sig[32..].copy_from_slice(&P256_HALF_ORDER);
-        assert!(!high_s(&sig), "s = n/2 is the highest low s");
-        sig[63] += 1;
-        assert!(high_s(&sig), "s = n/2 + 1");
-        sig[32..].fill(0);
-        sig[63] = 1;
-        assert!(!high_s(&sig));
-        sig[32] = 0xff;
-        assert!(high_s(&sig));
-        assert!(high_s(&sig[..63]), "a short signature is refused");
-        assert!(high_s(&[0u8; 65]), "a long one too");
     }
 
     #[test]
