@@ -142,7 +142,7 @@ impl<'a> Input<'a> {
 /// The App, its database and the fixed accounts, built once.
 pub struct Harness {
     pub app: App,
-    pub db: Db,
+    pub db: std::sync::Arc<Db>,
     p_id: i64,
     n_id: i64,
     weak_hash: String,
@@ -209,8 +209,9 @@ impl Harness {
             ["--data-dir", &data, "--login-rate", "0"].map(Into::into),
         )
         .expect("config");
-        let mfad::Instance { keys, db } = mfad::open_instance(&config).expect("instance");
-        let mut app = mfad::app(&config, keys, None).expect("app");
+        let instance = mfad::open_instance(&config).expect("instance");
+        let mut app = mfad::app(&config, instance).expect("app");
+        let db = app.db.clone();
         // Logins for an unknown email check the password against this hash; with 600,000
         // iterations every such login costs ~0.2 s and the fuzzer crawls. Same code path,
         // one iteration.
@@ -448,13 +449,13 @@ impl Harness {
         let rq = rq.with_body(built.body.as_bytes());
         match rq.clone().build() {
             Ok(rq) => {
-                let (status, body) = mfad::http::dispatch(&self.app, &self.db, rq);
+                let (status, body) = mfad::http::dispatch(&self.app, rq);
                 (status, body, false)
             }
             // A body shorter than its Content-Length (a client that went away) is not a
             // framing error; it is sent as TestRequest sends it (an empty body).
             Err(e) if e != "malformed chunked body" => {
-                let (status, body) = mfad::http::dispatch(&self.app, &self.db, rq.into());
+                let (status, body) = mfad::http::dispatch(&self.app, rq.into());
                 (status, body, false)
             }
             Err(_) => (400, json!({"error": "Malformed request."}), true),

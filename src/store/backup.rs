@@ -166,7 +166,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn db(dir: &Path) -> SqliteDb {
-        let db = SqliteDb::open(&dir.join("t.db"), crate::config::Durability::Normal).unwrap();
+        let db = SqliteDb::open(&dir.join("t.db"), crate::durability::Durability::Normal).unwrap();
         db.write(|tx| tx.create_account("a@b.c", None, 1)).unwrap();
         db
     }
@@ -201,7 +201,7 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["copy.db"]);
-        let copy = SqliteDb::open(&target, crate::config::Durability::Normal).unwrap();
+        let copy = SqliteDb::open(&target, crate::durability::Durability::Normal).unwrap();
         assert!(copy
             .read(|tx| tx.account_by_email("a@b.c"))
             .unwrap()

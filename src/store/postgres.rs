@@ -26,6 +26,8 @@ const SCHEMA: &str = include_str!("../../schema.pg.sql");
 const POOL_SIZE: usize = 16;
 /// How long a request waits for a free connection before `503`.
 const POOL_WAIT: Duration = Duration::from_secs(5);
+/// How long a request whose COMMIT lost its answer waits to learn whether it landed.
+const RESOLVE_WAIT: Duration = Duration::from_secs(10);
 /// A statement running longer is cancelled (the request gets `503`).
 const STATEMENT_TIMEOUT: &str = "5s";
 /// Advisory lock keys: the schema's creation, the janitor's purge.
@@ -91,6 +93,16 @@ pub struct PgDb {
     shown: String,
     pool: Mutex<Pool>,
     freed: Condvar,
+}
+
+/// Whether an error answering COMMIT says for certain that it did not commit: an
+/// `ERROR` (a deferred constraint, a serialization failure), after which the session
+/// goes on. Not a lost connection, nor a `FATAL`: a backend told to terminate (a fast
+/// shutdown) may commit and then send `FATAL` in place of the COMMIT's answer, as a
+/// restart under load showed.
+fn refused(e: &postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| db.parsed_severity() == Some(postgres::error::Severity::Error))
 }
 
 /// A connection taken from the pool; back to it when dropped, unless it broke.
@@ -353,18 +365,74 @@ impl PgDb {
         let Conn { client, statements } = taken.conn()?;
         let mut t = client.transaction()?;
         let out = f(&Tx::new(&PgEngine::new(&mut t, statements)));
-        match out {
-            Ok(v) => {
-                t.commit()?;
-                // Each transaction is its own COMMIT here: a batch of one writer.
-                crate::metrics::METRICS.batch(1);
-                Ok(v)
-            }
+        let v = match out {
+            Ok(v) => v,
             Err(e) => {
                 let _ = t.rollback();
-                Err(e)
+                return Err(e);
             }
+        };
+        // The transaction's id, if it wrote anything: should the answer to COMMIT be
+        // lost, a fresh connection can ask whether it landed.
+        let xid: Option<String> = t
+            .query_one("SELECT pg_current_xact_id_if_assigned()::text", &[])?
+            .try_get(0)?;
+        match (t.commit(), xid) {
+            (Ok(()), _) => {}
+            (Err(e), Some(xid)) if !refused(&e) => self.landed(&xid, &e)?,
+            // PostgreSQL refused it (an ERROR, its session going on), or nothing was
+            // written: the transaction did not commit, and a 503 says so truthfully.
+            (Err(e), _) => return Err(e.into()),
         }
+        // Each transaction is its own COMMIT here: a batch of one writer.
+        crate::metrics::METRICS.batch(1);
+        Ok(v)
+    }
+
+    /// After a COMMIT whose answer was lost (the connection broke: a restart, a cut),
+    /// asks new connections whether transaction `xid` committed, for up to
+    /// [`RESOLVE_WAIT`]. `Ok` if it did: the request succeeded and is answered so. A
+    /// `503` (`Unavailable`) only if it did not, so that a client retrying as told never
+    /// presents again what was in fact consumed (a rotated refresh token would revoke its
+    /// login as stolen; a backup code or a TOTP step would be spent). If PostgreSQL does
+    /// not say in time, `500`: the outcome is unknown, and `503` would claim too much.
+    fn landed(&self, xid: &str, e: &postgres::Error) -> Result<(), Error> {
+        log::warn!(
+            "PostgreSQL: the COMMIT of transaction {xid} was sent but its answer was lost \
+             ({e}); asking whether it landed"
+        );
+        let deadline = Instant::now() + RESOLVE_WAIT;
+        loop {
+            let status = self.connect_one().and_then(|mut c| {
+                let row = c
+                    .client
+                    .query_one("SELECT pg_xact_status($1::text::xid8)", &[&xid])?;
+                Ok(row.try_get::<_, Option<String>>(0)?)
+            });
+            match status.as_ref().map(Option::as_deref) {
+                Ok(Some("committed")) => {
+                    log::warn!("PostgreSQL: transaction {xid} had committed; answered as done");
+                    return Ok(());
+                }
+                Ok(Some("aborted")) => {
+                    log::warn!("PostgreSQL: transaction {xid} did not commit; answered 503");
+                    return Err(Error::Unavailable);
+                }
+                // Still in progress (its backend has not seen the cut yet), or PostgreSQL
+                // not back yet: ask again.
+                Ok(Some(_)) | Err(_) => {}
+                Ok(None) => break,
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        log::error!(
+            "PostgreSQL: whether transaction {xid} committed is unknown; answered 500 (a 503 \
+             would say it had not)"
+        );
+        Err(Error::Internal)
     }
 
     /// The health check: one statement on a connection.

@@ -90,7 +90,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Durability;
+    use crate::durability::Durability;
     use crate::store::SqliteDb;
 
     fn db() -> (tempfile::TempDir, SqliteDb) {

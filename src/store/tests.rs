@@ -12,7 +12,11 @@ fn open(engine: &str) -> Option<(Db, Option<tempfile::TempDir>)> {
     match engine {
         "sqlite" => {
             let dir = tempfile::tempdir().unwrap();
-            let db = Db::open(&dir.path().join("t.db"), crate::config::Durability::Normal).unwrap();
+            let db = Db::open(
+                &dir.path().join("t.db"),
+                crate::durability::Durability::Normal,
+            )
+            .unwrap();
             Some((db, Some(dir)))
         }
         #[cfg(feature = "postgres")]

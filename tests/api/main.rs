@@ -11,6 +11,7 @@
 )]
 
 // The helpers stay in tests/common/, where the benchmarks include its client by path.
+mod commits;
 #[path = "../common/mod.rs"]
 mod common;
 mod fuzz_regressions;

@@ -368,13 +368,13 @@ fn an_sqlite_install_migrated_to_postgres_signs_everyone_in_as_before() {
 
 /// A PostgreSQL cluster of a test's own (to stop and start under load), run by the
 /// `postgres` user when the tests run as root, as initdb requires.
-struct Cluster {
+pub(crate) struct Cluster {
     dir: tempfile::TempDir,
     bin: std::path::PathBuf,
 }
 
 impl Cluster {
-    fn start() -> Cluster {
+    pub(crate) fn start() -> Cluster {
         Cluster::start_with(None)
     }
 
@@ -471,21 +471,29 @@ impl Cluster {
         );
     }
 
-    fn pg_ctl(&self, action: &str) {
+    pub(crate) fn pg_ctl(&self, action: &str) {
         let data = self.dir.path().join("data");
         let log = self.dir.path().join("log");
         // Where it listens is in postgresql.conf (see `start_with`).
         let opts = format!("-k {} -c fsync=off", self.dir.path().display());
         let mut args = vec![action, "-D", data.to_str().unwrap(), "-w"];
-        if action == "start" {
+        // A server started (or restarted) without a log file would keep pg_ctl's output
+        // open, and waiting for pg_ctl's output would never end.
+        if action == "start" || action == "restart" {
             args.extend(["-l", log.to_str().unwrap(), "-o", &opts]);
-        } else {
+        }
+        if action != "start" {
             args.extend(["-m", "fast"]);
         }
         self.run("pg_ctl", &args);
     }
 
-    fn url(&self) -> String {
+    /// The Unix socket of a cluster without TCP (the default port's).
+    pub(crate) fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join(".s.PGSQL.5432")
+    }
+
+    pub(crate) fn url(&self) -> String {
         let socket = self.dir.path().to_str().unwrap().replace('/', "%2F");
         format!("postgres://postgres@{socket}/postgres")
     }
