@@ -5,8 +5,8 @@
 //! `mask: None`), which evaluates all eight masks against the penalty rules N1–N4
 //! (§7.8.3.1) and keeps the lowest, ties to the lowest number. Why: qrcodegen scores
 //! module by module, which costs over 90% of its time for a typical URI; with it the
-//! in-process setup pipeline took ≈ 275–360 µs, with this search 41–88 µs (README.md,
-//! "setup pipeline in process").
+//! in-process setup pipeline took ≈ 275–360 µs, with this search 41–88 µs
+//! (docs/performance.md, 2026-11-28, "setup pipeline in process").
 //!
 //! How: encode once with a fixed mask 0, strip that mask off again (the function-module
 //! map depends only on the version), and score all eight candidates with word-wide bit
