@@ -91,17 +91,12 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::durability::Durability;
+    use crate::store::sqlite::tests::db as new_db;
     use crate::store::SqliteDb;
-
-    fn db() -> (tempfile::TempDir, SqliteDb) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = SqliteDb::open(&dir.path().join("t.db"), Durability::Normal).unwrap();
-        (dir, db)
-    }
 
     #[test]
     fn schema_is_applied_once_and_versioned() {
-        let (dir, db) = db();
+        let (dir, db) = new_db();
         let v: i64 = db
             .with_conn(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
             .unwrap();
@@ -149,7 +144,7 @@ mod tests {
         let at: i64 = std::str::from_utf8(&at).unwrap().parse().unwrap();
         assert!((before..=crate::unix_now()).contains(&at), "{at}");
         assert_eq!(db.integrity_check(), Ok(()));
-        let (_d, fresh) = super::tests::db();
+        let (_d, fresh) = new_db();
         assert_eq!(fresh.read(|tx| tx.meta("hs256_upgraded_at")).unwrap(), None);
     }
 
@@ -202,7 +197,7 @@ mod tests {
              INSERT INTO accounts (email, created_at) VALUES ('old@example.com', 7);",
         );
         let db = SqliteDb::open(&path, Durability::Normal).unwrap();
-        let (_d, fresh) = super::tests::db();
+        let (_d, fresh) = new_db();
         assert_eq!(shape(&db), shape(&fresh));
         let a = db
             .read(|tx| tx.account_by_email("old@example.com"))
@@ -264,7 +259,7 @@ mod tests {
 
     #[test]
     fn newer_schema_is_refused() {
-        let (dir, db) = db();
+        let (dir, db) = new_db();
         db.with_conn(|c| c.execute_batch("PRAGMA user_version = 99"))
             .unwrap();
         drop(db);

@@ -482,10 +482,11 @@ impl SqliteDb {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn db() -> (tempfile::TempDir, SqliteDb) {
+    /// A new database in a directory of its own (which must outlive it).
+    pub(in crate::store) fn db() -> (tempfile::TempDir, SqliteDb) {
         let dir = tempfile::tempdir().unwrap();
         let db = SqliteDb::open(&dir.path().join("t.db"), Durability::Normal).unwrap();
         (dir, db)

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::nodes::Cluster;
+use super::nodes::{refresh_loops, Cluster};
 use super::{login, PASSWORD, REFRESH};
 use crate::common::*;
 
@@ -206,46 +206,12 @@ fn refreshes_through_postgres_restarts_never_revoke_a_login() {
     let firsts: Vec<String> = (0..8)
         .map(|_| refresh_token(&login(&s, email, PASSWORD)))
         .collect();
-    let stop = AtomicBool::new(false);
-    /// Stops the clients however the scope ends (a failed restart must not hang).
-    struct Stop<'a>(&'a AtomicBool);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    let outcomes: Vec<(Vec<u16>, String)> = std::thread::scope(|scope| {
-        let _stop = Stop(&stop);
-        let clients: Vec<_> = firsts
-            .iter()
-            .map(|first| {
-                let (s, stop) = (&s, &stop);
-                scope.spawn(move || {
-                    let mut token = first.clone();
-                    let mut seen = Vec::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        let r = s.post(REFRESH, None, &json!({ "refresh_token": token }));
-                        if r.status == 200 {
-                            token = r.json()["refresh_token"].as_str().unwrap().to_string();
-                        }
-                        seen.push(r.status);
-                        match r.status {
-                            200 => {}
-                            503 => std::thread::sleep(Duration::from_millis(10)),
-                            _ => break,
-                        }
-                    }
-                    (seen, token)
-                })
-            })
-            .collect();
+    let outcomes = refresh_loops(&s, &firsts, || {
         for _ in 0..3 {
             std::thread::sleep(Duration::from_millis(700));
             cluster.pg_ctl("restart");
         }
         std::thread::sleep(Duration::from_millis(1500));
-        stop.store(true, Ordering::Relaxed);
-        clients.into_iter().map(|c| c.join().unwrap()).collect()
     });
     let all: Vec<u16> = outcomes.iter().flat_map(|(seen, _)| seen.clone()).collect();
     let unavailable = all.iter().filter(|s| **s == 503).count();

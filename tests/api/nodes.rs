@@ -533,27 +533,7 @@ fn postgres_stopped_under_load_gives_503s_then_recovers_without_a_restart() {
             r.json()["refresh_token"].as_str().unwrap().to_string()
         })
         .collect();
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let outcomes: Vec<(Vec<u16>, String)> = std::thread::scope(|scope| {
-        let clients: Vec<_> = firsts
-            .iter()
-            .map(|first| {
-                let (s, stop) = (&s, &stop);
-                scope.spawn(move || {
-                    let mut token = first.clone();
-                    let mut seen = Vec::new();
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let r = s.post(REFRESH, None, &json!({ "refresh_token": token }));
-                        if r.status == 200 {
-                            token = r.json()["refresh_token"].as_str().unwrap().to_string();
-                        }
-                        seen.push(r.status);
-                        std::thread::sleep(std::time::Duration::from_millis(10));
-                    }
-                    (seen, token)
-                })
-            })
-            .collect();
+    let outcomes = refresh_loops(&s, &firsts, || {
         std::thread::sleep(std::time::Duration::from_millis(500));
         cluster.pg_ctl("stop");
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -562,8 +542,6 @@ fn postgres_stopped_under_load_gives_503s_then_recovers_without_a_restart() {
         std::thread::sleep(std::time::Duration::from_millis(1500));
         cluster.pg_ctl("start");
         std::thread::sleep(std::time::Duration::from_millis(1500));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        clients.into_iter().map(|c| c.join().unwrap()).collect()
     });
     let all: Vec<u16> = outcomes.iter().flat_map(|(seen, _)| seen.clone()).collect();
     assert!(all.iter().all(|s| [200, 503].contains(s)), "{all:?}");
@@ -584,6 +562,52 @@ fn postgres_stopped_under_load_gives_503s_then_recovers_without_a_restart() {
         !s.log().iter().any(|l| l.contains(" 500 ")),
         "a 500 was answered"
     );
+}
+
+/// One client per token of `firsts` refreshing in a loop (the new token after a `200`,
+/// the same one again after a `503`, as a client is told) while `disturb` runs; each
+/// client's statuses and last token. A client stops at any other status; a `disturb`
+/// that panics stops them all.
+pub(crate) fn refresh_loops(
+    s: &Server,
+    firsts: &[String],
+    disturb: impl FnOnce(),
+) -> Vec<(Vec<u16>, String)> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let stopping = Stop(&stop);
+        let clients: Vec<_> = firsts
+            .iter()
+            .map(|first| {
+                let stop = &stop;
+                scope.spawn(move || {
+                    let mut token = first.clone();
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = s.post(REFRESH, None, &json!({ "refresh_token": token }));
+                        seen.push(r.status);
+                        match r.status {
+                            200 => token = r.json()["refresh_token"].as_str().unwrap().to_string(),
+                            503 => {}
+                            _ => break,
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    (seen, token)
+                })
+            })
+            .collect();
+        disturb();
+        drop(stopping);
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    })
 }
 
 /// A CA certificate of its own, for the TLS test.
