@@ -20,6 +20,8 @@ mod migrate;
 mod postgres;
 mod queries;
 mod schema;
+#[cfg(test)]
+mod schema_tests;
 mod sqlite;
 #[cfg(test)]
 mod tests;
