@@ -233,13 +233,16 @@ const REFRESH_MISSING: Error = Error::Unauthenticated("Missing JWT Refresh Token
 const REFRESH_NOT_FOUND: Error = Error::Unauthenticated("JWT Refresh Token Not Found");
 const REFRESH_INVALID: Error = Error::Unauthenticated("Invalid JWT Refresh Token");
 
-/// The refresh token of a request: the cookie's if there is one (Storno), else the
-/// body's `refresh_token` (one that is not a string counts as missing).
+/// The refresh token of a request: the body's `refresh_token` if it has one (one that is
+/// not a string counts as missing), else the cookie's. The body wins (API.md): Storno's
+/// frontend refreshes on its own server with the token in the body, so the browser's
+/// cookie may hold the token that refresh has just rotated, and presenting that one
+/// would revoke the login.
 fn presented<'a>(body: &'a Map<String, Value>, cookie: Option<&'a str>) -> Option<&'a str> {
-    cookie.or(match body.get("refresh_token") {
+    match body.get("refresh_token") {
         Some(Value::String(s)) => Some(s.as_str()),
-        _ => None,
-    })
+        _ => cookie,
+    }
 }
 
 /// `POST /api/auth/refresh`: rotation with reuse detection (OAuth 2.0 Security BCP

@@ -351,17 +351,27 @@ fn the_cookie_refuses_other_sites_and_logout_ends_its_login() {
     let r = s.request("POST", REFRESH, &[("Origin", &own), ("Cookie", &jar)], None);
     assert_eq!(r.status, 200, "{}", r.text());
     let token = r.json()["refresh_token"].as_str().unwrap().to_string();
-    // The cookie wins over the body.
+    // The body wins over the cookie (#23): Storno's server refreshes with the token in
+    // the body while the browser's cookie still holds the one that refresh just
+    // rotated. With the cookie winning, this pair revoked the login.
+    let stale = token.clone();
+    let r = s.post(REFRESH, None, &json!({ "refresh_token": token }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let current = r.json()["refresh_token"].as_str().unwrap().to_string();
     let r = s.request(
         "POST",
         REFRESH,
         &[
-            ("Cookie", &format!("__refresh__token={token}")),
+            ("Cookie", &format!("__refresh__token={stale}")),
             ("Content-Type", "application/json"),
         ],
-        Some(r#"{"refresh_token":"ffff"}"#),
+        Some(&format!(r#"{{"refresh_token":"{current}"}}"#)),
     );
     assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        !s.log_has("refresh_reuse_detected"),
+        "the stale cookie was used"
+    );
     let token = r.json()["refresh_token"].as_str().unwrap().to_string();
     // Logout by the body, from no browser at all: 204, the cookie cleared, the login over.
     let r = s.post(LOGOUT, None, &json!({"refresh_token": token}));
