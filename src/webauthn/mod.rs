@@ -103,6 +103,9 @@ pub enum Refusal {
     Signature,
     /// The sign counter did not grow: possibly a cloned authenticator.
     Counter,
+    /// Made inside a frame of another origin (`crossOrigin: true`, or a `topOrigin`):
+    /// mfad's page cannot be framed, so no ceremony of its comes from one.
+    CrossOrigin,
 }
 
 /// One list gives both the reason (for the audit trail and the assertion log) and the
@@ -144,6 +147,7 @@ reasons! {
     Refusal::StoredKey => "stored public key is not valid",
     Refusal::Signature => "signature invalid",
     Refusal::Counter => "sign counter did not increase",
+    Refusal::CrossOrigin => "cross-origin ceremony refused",
 }
 
 #[derive(Deserialize)]
@@ -152,6 +156,10 @@ struct ClientData<'a> {
     ty: &'a str,
     challenge: &'a str,
     origin: &'a str,
+    #[serde(rename = "crossOrigin", default)]
+    cross_origin: Option<bool>,
+    #[serde(rename = "topOrigin", default)]
+    top_origin: Option<serde::de::IgnoredAny>,
 }
 
 /// §7.1 steps 7–10 / §7.2 steps 11–14: the ceremony type, the challenge, the origin.
@@ -168,6 +176,11 @@ fn check_client_data(json: &[u8], ty: &str, expected: &Expected<'_>) -> Result<(
     }
     if !expected.origins.iter().any(|o| o == client.origin) {
         return Err(Refusal::Origin);
+    }
+    // WebAuthn Level 3 §7.1 step 11 / §7.2 step 15: a relying party that is never
+    // embedded refuses what an embedding frame made.
+    if client.cross_origin == Some(true) || client.top_origin.is_some() {
+        return Err(Refusal::CrossOrigin);
     }
     Ok(())
 }
@@ -428,6 +441,50 @@ mod tests {
                 "{alg:?}"
             );
         }
+    }
+
+    /// `crossOrigin: true` or any `topOrigin` is refused, at both ceremonies; `false`
+    /// or no `crossOrigin` at all (older browsers) is not.
+    #[test]
+    fn a_ceremony_made_in_a_frame_of_another_origin_is_refused() {
+        let origins = vec!["https://a.example".to_string()];
+        let expected = Expected {
+            challenge: &[1; 32],
+            origins: &origins,
+            rp_id: "a.example",
+        };
+        let challenge = data_encoding::BASE64URL_NOPAD.encode(&[1; 32]);
+        for ty in ["webauthn.create", "webauthn.get"] {
+            let cdj = |extra: &str| {
+                format!(
+                    r#"{{"type":"{ty}","challenge":"{challenge}","origin":"https://a.example"{extra}}}"#
+                )
+            };
+            for (extra, verdict) in [
+                ("", Ok(())),
+                (r#","crossOrigin":false"#, Ok(())),
+                (r#","crossOrigin":true"#, Err(Refusal::CrossOrigin)),
+                (
+                    r#","crossOrigin":false,"topOrigin":"https://b.example""#,
+                    Err(Refusal::CrossOrigin),
+                ),
+                (
+                    r#","topOrigin":"https://a.example""#,
+                    Err(Refusal::CrossOrigin),
+                ),
+            ] {
+                let json = cdj(extra);
+                assert_eq!(
+                    check_client_data(json.as_bytes(), ty, &expected),
+                    verdict,
+                    "{json}"
+                );
+            }
+        }
+        assert_eq!(
+            Refusal::CrossOrigin.attestation_message(),
+            "Attestation verification failed: cross-origin ceremony refused."
+        );
     }
 
     #[test]

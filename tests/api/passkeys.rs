@@ -103,6 +103,9 @@ pub(crate) struct Authenticator {
     user_handle: Vec<u8>,
     rp_id: String,
     origin: String,
+    /// What its clientDataJSON says of a frame around the page (#23: refused).
+    cross_origin: bool,
+    top_origin: Option<String>,
 }
 
 fn sha256(b: &[u8]) -> Vec<u8> {
@@ -143,6 +146,8 @@ impl Authenticator {
             user_handle: Vec::new(),
             rp_id: RP_ID.into(),
             origin: ORIGIN.into(),
+            cross_origin: false,
+            top_origin: None,
         }
     }
 
@@ -181,14 +186,16 @@ impl Authenticator {
     }
 
     fn client_data(&self, ty: &str, challenge: &str) -> Vec<u8> {
-        json!({
+        let mut data = json!({
             "type": ty,
             "challenge": challenge,
             "origin": self.origin,
-            "crossOrigin": false,
-        })
-        .to_string()
-        .into_bytes()
+            "crossOrigin": self.cross_origin,
+        });
+        if let Some(top) = &self.top_origin {
+            data["topOrigin"] = json!(top);
+        }
+        data.to_string().into_bytes()
     }
 
     /// A registration answering `options` (the creation options mfad sent), with the
@@ -587,7 +594,19 @@ fn registrations_are_refused_for_each_reason() {
     );
 
     // Each check of §7.1, each with its own sentence; each spends its challenge.
-    let cases: [(&str, Change, u8, &str); 4] = [
+    let cases: [(&str, Change, u8, &str); 6] = [
+        (
+            "cross origin",
+            Box::new(|a| a.cross_origin = true),
+            UP | AT,
+            "Attestation verification failed: cross-origin ceremony refused.",
+        ),
+        (
+            "top origin",
+            Box::new(|a| a.top_origin = Some("https://evil.example".into())),
+            UP | AT,
+            "Attestation verification failed: cross-origin ceremony refused.",
+        ),
         (
             "origin",
             Box::new(|a| a.origin = "https://evil.example".into()),
@@ -698,6 +717,29 @@ fn twenty_passkeys_at_most() {
         )
     );
     assert_eq!(status(&s, &token)["passkeysCount"], 20);
+}
+
+/// A passwordless login whose clientDataJSON says it was made in a frame of another
+/// origin (`crossOrigin: true`, or any `topOrigin`), signed so by the authenticator, is
+/// refused and audited by its reason (#23); the same key then signs in. (Registration:
+/// `registrations_are_refused_for_each_reason`; every ceremony goes through one check.)
+#[test]
+fn a_ceremony_made_in_a_frame_of_another_origin_is_refused() {
+    let s = server();
+    let token = account(&s, "alice@example.com");
+    let (mut key, _) = enrol(&s, &token, -7, "Laptop");
+    let failed = (401, "Assertion verification failed.".to_string());
+    key.cross_origin = true;
+    let r = passwordless(&s, &mut key);
+    assert_eq!((r.status, error(&r)), failed, "crossOrigin");
+    key.cross_origin = false;
+    key.top_origin = Some("https://evil.example".into());
+    let r = passwordless(&s, &mut key);
+    assert_eq!((r.status, error(&r)), failed, "topOrigin");
+    key.top_origin = None;
+    assert!(events(&s, "alice@example.com").contains("cross-origin ceremony refused"));
+
+    assert_eq!(passwordless(&s, &mut key).status, 200);
 }
 
 #[test]
