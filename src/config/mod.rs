@@ -445,6 +445,19 @@ impl Config {
                 self.listen
             )));
         }
+        if let (Some(rp_id), None) = (&self.rp_id, &self.web.public_origin) {
+            // Without a public URL the ceremony's origin is the request's Host: an
+            // assertion made on any host under a parent domain, relayed with that Host,
+            // would pass. `localhost` is the default for a laptop, where there is none.
+            if rp_id != "localhost" {
+                return Err(ConfigError(format!(
+                    "--rp-id {rp_id} needs --public-url (the address people open, such as \
+                     https://auth.{rp_id}): without it, mfad would take each passkey \
+                     ceremony's origin from the request's Host header, and a passkey \
+                     answer made on any other site under {rp_id} could be relayed to it"
+                )));
+            }
+        }
         if let (Some(rp_id), Some(public)) = (&self.rp_id, &self.web.public_origin) {
             let host = crate::webauthn::origin_host(public).unwrap_or_default();
             if !crate::webauthn::rp_id_allows(rp_id, host) {
@@ -546,6 +559,12 @@ mod tests {
             &["--public-url", "https://a.example.com"],
         );
         assert!(e.unwrap_err().0.starts_with("--rp-id other.com is neither"));
+        let e = parse(&[], &["--rp-id", "example.com"]).unwrap_err();
+        assert!(
+            e.0.starts_with("--rp-id example.com needs --public-url"),
+            "{e}"
+        );
+        assert_eq!(rp(&["--rp-id", "localhost"]).unwrap().id, "localhost");
         for bad in ["127.0.0.1", "https://example.com", "example.com:443", ""] {
             let e = parse(&[], &["--rp-id", bad]).unwrap_err();
             assert!(e.0.starts_with("--rp-id:"), "{bad}: {e}");

@@ -1061,6 +1061,20 @@ fn the_relying_party_is_checked_at_start() {
         ),
         "{err}"
     );
+    // A parent domain without --public-url: the origin would follow each request's
+    // Host (#23), so mfad does not start.
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--rp-id", "example.com"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--rp-id example.com needs --public-url"),
+        "{err}"
+    );
     let out = std::process::Command::new(BIN)
         .args(["serve", "--rp-id", "https://example.com"])
         .output()
