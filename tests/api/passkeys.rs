@@ -1063,14 +1063,28 @@ fn the_relying_party_is_checked_at_start() {
     );
     // A parent domain without --public-url: the origin would follow each request's
     // Host (#23), so mfad does not start.
-    let out = std::process::Command::new(BIN)
+    let mut child = std::process::Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
         .args(["--rp-id", "example.com"])
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("mfad started with --rp-id example.com and no --public-url");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(
         err.contains("--rp-id example.com needs --public-url"),
         "{err}"
