@@ -114,8 +114,12 @@ impl Reply {
     }
 }
 
+/// The methods of mfad's API, for the preflight of a path it does not have.
+const ANY_API_METHOD: &str = "GET, POST, DELETE";
+
 /// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) on an API path:
-/// `204` with the path's method for a listed origin, `403` for any other.
+/// `204` with the path's method for a listed origin (every method of the API for a path
+/// mfad does not have), `403` for any other.
 fn preflight(
     web: &WebPolicy,
     rq: &Request,
@@ -131,7 +135,12 @@ fn preflight(
     let listed = header(rq, "Origin").is_some_and(|o| web.cors_allows(o));
     Some(match (listed, route.endpoint()) {
         (false, _) => Err(Error::Forbidden("Origin not allowed.")),
-        (true, None) => Err(Error::NotFound),
+        // A path mfad does not have: the preflight passes, so that the browser makes
+        // the request and its page sees the `404`, not a CORS failure.
+        (true, None) => Ok(Reply {
+            preflight: Some(ANY_API_METHOD),
+            ..Reply::no_content(Cookie::Keep)
+        }),
         (true, Some((_, allow))) => Ok(Reply {
             preflight: Some(allow),
             ..Reply::no_content(Cookie::Keep)

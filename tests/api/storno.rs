@@ -303,6 +303,26 @@ fn cors_answers_listed_origins_only() {
             "{path}"
         );
     }
+    // A path mfad does not have (#23): the listed origin's preflight passes, so its page
+    // sees the 404 itself rather than a CORS failure; an unlisted one's is still 403.
+    let missing = "/api/v1/no-such-thing";
+    let p = preflight(&s, "https://app.example.com", missing, "POST");
+    assert_eq!(p.status, 204);
+    assert_eq!(
+        p.header("Access-Control-Allow-Origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(
+        p.header("Access-Control-Allow-Methods"),
+        Some("GET, POST, DELETE")
+    );
+    let r = browser(&s, "POST", missing, Some(&token), None, None);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some(FRONTEND));
+    assert_eq!(
+        preflight(&s, "https://evil.example", missing, "POST").status,
+        403
+    );
     // Without --cors-origin, nobody is listed.
     let plain = Server::start(&[]);
     assert_eq!(preflight(&plain, FRONTEND, LOGIN, "POST").status, 403);
