@@ -345,6 +345,21 @@ fn a_method_that_is_not_a_token_is_refused_and_never_logged_raw() {
     let s = Server::start(&[]);
     let forging = b"GET\n<3>forged\n<6>POST /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
     assert_layer_error("LF in the method", exchange(s.addr, forging), 400);
+    // A request line or a header line ended by a bare LF (#23: no answer, closed after
+    // the deadline): 400 at once (the exchange waits 5 s at most), as SECURITY.md says.
+    let started = std::time::Instant::now();
+    let bare = b"GET /healthz HTTP/1.1\nHost: t\n\n";
+    assert_layer_error(
+        "bare LF after the request line",
+        exchange(s.addr, bare),
+        400,
+    );
+    let bare = b"GET /healthz HTTP/1.1\r\nHost: t\n\r\n";
+    assert_layer_error("bare LF after a header", exchange(s.addr, bare), 400);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered at once"
+    );
     let escape = b"\x1b[31mGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
     assert_layer_error("ESC in the method", exchange(s.addr, escape), 400);
     // Control characters in the target never reach the log raw either.

@@ -94,8 +94,7 @@ impl ClientConnection {
     /// the bytes as they came (the caller checks them).
     fn read_next_line(&mut self, limit: usize, deadline: Instant) -> IoResult<Option<Vec<u8>>> {
         // mfad patch: scans whole buffers (the original read one byte per `read` call and
-        // looked at the clock for every byte). Only CRLF ends a line; a bare LF is data,
-        // which the callers refuse.
+        // looked at the clock for every byte). Only CRLF ends a line.
         let mut buf = Vec::new();
         loop {
             if Instant::now() > deadline {
@@ -116,6 +115,11 @@ impl ClientConnection {
             buf.extend_from_slice(&available[..taken]);
             self.next_header_source.consume(taken);
             let end = buf.len();
+            // mfad patch 22: a bare LF ends nothing and is refused at once (`400`); left as
+            // data, a request line ended by one waited for a CRLF that never came.
+            if newline && (end < 2 || buf[end - 2] != b'\r') {
+                return Err(IoError::new(ErrorKind::InvalidData, "a bare LF"));
+            }
             if newline && end >= 2 && buf[end - 2] == b'\r' {
                 // The line without its CRLF must stay under `limit`.
                 if end - 1 > limit {
@@ -140,6 +144,7 @@ impl ClientConnection {
             Ok(Some(line)) => Ok(line),
             Ok(None) => Err(ReadError::Status(too_long)),
             Err(e) if e.kind() == ErrorKind::TimedOut => Err(ReadError::Status(408)),
+            Err(e) if e.kind() == ErrorKind::InvalidData => Err(ReadError::Status(400)),
             Err(e) => Err(ReadError::Gone(timed_out(&e))),
         }
     }
