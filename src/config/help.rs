@@ -66,8 +66,9 @@ OPTIONS (each also an environment variable; a flag wins over the variable):
     --public-url URL         MFAD_PUBLIC_URL     the origin mfad is reached at, e.g.
                                                  https://auth.example.com [the request's Host]
     --rp-id DOMAIN           MFAD_RP_ID          the passkeys' relying party: the public URL's
-                                                 host or a parent domain of it (needs
-                                                 --public-url) [that host, else localhost]
+                                                 host or a parent domain of it; other
+                                                 than localhost it needs a public URL
+                                                 [that host, else localhost]
     --rp-name NAME           MFAD_RP_NAME        the name authenticators show [the issuer]
     --email EMAIL                                account for token and user commands
     --ttl SECONDS                                lifetime of a token from `mfad token` [3600]
