@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::nodes::{refresh_loops, Cluster};
-use super::{login, PASSWORD, REFRESH};
+use super::nodes::{logged_in_on, refresh_loops, Cluster};
+use super::REFRESH;
 use crate::common::*;
 
 /// What the proxy does to the next COMMIT once armed.
@@ -156,13 +156,8 @@ fn a_commit_whose_answer_is_lost_is_resolved_before_answering() {
     }
     let cluster = Cluster::start();
     let proxy = CuttingProxy::start(cluster.socket());
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    use_database(&dir, &proxy.url());
-    let s = Server::start_in(&dir, &[]);
-    let email = "cut@example.com";
-    s.add_user(email, PASSWORD);
-    let first = refresh_token(&login(&s, email, PASSWORD));
+    let (_tmp, s, firsts) = logged_in_on(&proxy.url(), "cut@example.com", 1);
+    let first = &firsts[0];
 
     proxy.arm(Cut::AfterSending);
     let r = s.post(REFRESH, None, &json!({ "refresh_token": first }));
@@ -197,15 +192,7 @@ fn refreshes_through_postgres_restarts_never_revoke_a_login() {
         return;
     }
     let cluster = Cluster::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    use_database(&dir, &cluster.url());
-    let s = Server::start_in(&dir, &[]);
-    let email = "restart@example.com";
-    s.add_user(email, PASSWORD);
-    let firsts: Vec<String> = (0..8)
-        .map(|_| refresh_token(&login(&s, email, PASSWORD)))
-        .collect();
+    let (_tmp, s, firsts) = logged_in_on(&cluster.url(), "restart@example.com", 8);
     let outcomes = refresh_loops(&s, &firsts, || {
         for _ in 0..3 {
             std::thread::sleep(Duration::from_millis(700));

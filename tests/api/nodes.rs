@@ -518,21 +518,9 @@ fn postgres_stopped_under_load_gives_503s_then_recovers_without_a_restart() {
         return;
     }
     let cluster = Cluster::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    use_database(&dir, &cluster.url());
-    let s = Server::start_in(&dir, &[]);
-    let email = "outage@example.com";
-    s.add_user(email, PASSWORD);
+    let (_tmp, s, firsts) = logged_in_on(&cluster.url(), "outage@example.com", 4);
     // Four clients refreshing in a loop: every 200 is an acknowledged write (the old
     // token rotated, a new one stored), whose token must work once PostgreSQL is back.
-    let firsts: Vec<String> = (0..4)
-        .map(|_| {
-            let r = login(&s, email, PASSWORD);
-            assert_eq!(r.status, 200, "{}", r.text());
-            r.json()["refresh_token"].as_str().unwrap().to_string()
-        })
-        .collect();
     let outcomes = refresh_loops(&s, &firsts, || {
         std::thread::sleep(std::time::Duration::from_millis(500));
         cluster.pg_ctl("stop");
@@ -562,6 +550,28 @@ fn postgres_stopped_under_load_gives_503s_then_recovers_without_a_restart() {
         !s.log().iter().any(|l| l.contains(" 500 ")),
         "a 500 was answered"
     );
+}
+
+/// A server on the PostgreSQL database at `url`, with account `email` signed in `n`
+/// times: what keeps its data directory, the server, the `n` refresh tokens.
+pub(crate) fn logged_in_on(
+    url: &str,
+    email: &str,
+    n: usize,
+) -> (tempfile::TempDir, Server, Vec<String>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    use_database(&dir, url);
+    let s = Server::start_in(&dir, &[]);
+    s.add_user(email, PASSWORD);
+    let firsts = (0..n)
+        .map(|_| {
+            let r = login(&s, email, PASSWORD);
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["refresh_token"].as_str().unwrap().to_string()
+        })
+        .collect();
+    (tmp, s, firsts)
 }
 
 /// One client per token of `firsts` refreshing in a loop (the new token after a `200`,
