@@ -221,10 +221,15 @@ impl Conn {
         if let Err(e) = stream.get_mut().write_all(req) {
             return (Err(e), false);
         }
-        match stream.fill_buf() {
-            Ok([]) => return (Err(io::ErrorKind::UnexpectedEof.into()), false),
-            Ok(_) => {}
-            Err(e) => return (Err(e), false),
+        // A signal may interrupt the wait (the std readers above retry; `fill_buf` does
+        // not): wait again, as any client does.
+        loop {
+            match stream.fill_buf() {
+                Ok([]) => return (Err(io::ErrorKind::UnexpectedEof.into()), false),
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), false),
+            }
         }
         let resp = read_response(stream);
         if resp.as_ref().map_or(true, |r| {
