@@ -339,7 +339,10 @@ pub fn app(config: &Config, instance: Instance) -> Result<service::App, String> 
         keys,
         tokens,
         config.issuer.clone(),
-        config.login_rate,
+        service::ThrottleSettings {
+            login_rate: config.login_rate,
+            ipv6_prefix: config.throttle_ipv6_prefix,
+        },
         rp,
     )
     .map_err(|_| "cannot initialise (the random number generator failed)".to_string())

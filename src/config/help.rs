@@ -44,6 +44,9 @@ OPTIONS (each also an environment variable; a flag wins over the variable):
     --jwt-external-issuer N  MFAD_JWT_EXTERNAL_ISSUER  required `iss` of external tokens
     --login-rate N           MFAD_LOGIN_RATE     failed logins per client address and
                                                  minute before 429; 0 turns it off [5]
+    --throttle-ipv6-prefix BITS  MFAD_THROTTLE_IPV6_PREFIX  the throttles count an IPv6
+                                                 client by its network of this many bits,
+                                                 as one subscriber holds it [64]
     --database URL           MFAD_DATABASE_URL   sqlite:PATH, or postgres://USER@HOST/DB for
                                                  several nodes (a password only in the
                                                  variable) [DIR/mfad.db]
@@ -83,7 +86,7 @@ OPTIONS (each also an environment variable; a flag wins over the variable):
 ";
 
 /// Settings that are both a flag (`--name`) and an environment variable.
-pub(super) const SETTINGS: [(&str, &str); 24] = [
+pub(super) const SETTINGS: [(&str, &str); 25] = [
     ("database", "MFAD_DATABASE_URL"),
     ("metrics-listen", "MFAD_METRICS_LISTEN"),
     ("audit-retention", "MFAD_AUDIT_RETENTION"),
@@ -101,6 +104,7 @@ pub(super) const SETTINGS: [(&str, &str); 24] = [
     ("jwt-audience", "MFAD_JWT_AUDIENCE"),
     ("jwt-external-issuer", "MFAD_JWT_EXTERNAL_ISSUER"),
     ("login-rate", "MFAD_LOGIN_RATE"),
+    ("throttle-ipv6-prefix", "MFAD_THROTTLE_IPV6_PREFIX"),
     ("durability", "MFAD_DURABILITY"),
     ("log-level", "MFAD_LOG_LEVEL"),
     ("cors-origin", "MFAD_CORS_ORIGINS"),

@@ -63,6 +63,8 @@ pub struct Config {
     pub jwt_audience: Option<String>,
     pub jwt_external_issuer: Option<String>,
     pub login_rate: u32,
+    /// The IPv6 prefix length the throttles count one client by.
+    pub throttle_ipv6_prefix: u8,
     pub durability: Durability,
     /// Where the data is; `None`: `mfad.db` in the data directory.
     pub database: Option<Database>,
@@ -152,6 +154,7 @@ impl Config {
             jwt_audience: None,
             jwt_external_issuer: None,
             login_rate: 5,
+            throttle_ipv6_prefix: 64,
             durability: Durability::Normal,
             database: None,
             log_level: log::LevelFilter::Info,
@@ -323,6 +326,13 @@ impl Config {
                 self.login_rate = value
                     .parse()
                     .map_err(|_| bad(shown, value, "a whole number (0 turns it off)"))?
+            }
+            "throttle-ipv6-prefix" => {
+                self.throttle_ipv6_prefix = value
+                    .parse()
+                    .ok()
+                    .filter(|b| (32..=128).contains(b))
+                    .ok_or_else(|| bad(shown, value, "a prefix length from 32 to 128"))?
             }
             "database" => {
                 self.database = Some(if let Some(path) = value.strip_prefix("sqlite:") {

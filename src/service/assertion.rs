@@ -232,6 +232,7 @@ mod tests {
     use super::*;
     use crate::auth::Tokens;
     use crate::crypto::Keys;
+    use crate::service::ThrottleSettings;
     use crate::store::Db;
     use serde_json::json;
 
@@ -251,7 +252,15 @@ mod tests {
         };
         (
             dir,
-            App::new(db, keys, tokens, "Storno".into(), 5, rp).unwrap(),
+            App::new(
+                db,
+                keys,
+                tokens,
+                "Storno".into(),
+                ThrottleSettings::default(),
+                rp,
+            )
+            .unwrap(),
         )
     }
 

@@ -33,7 +33,9 @@ pub use login::{login, logout, refresh, verify, ACCESS_TTL, REFRESH_TTL};
 pub use mfa::{disable, enable, regenerate, setup, status};
 pub use second_factor::{ACCOUNT_LOCK_SECS, ACCOUNT_MAX_FAILURES, CHALLENGE_MAX_FAILURES};
 pub use stepup::{challenge as stepup_challenge, me, redeem, verify as stepup_verify};
-pub use throttle::{LoginLimiter, LOGIN_OPTIONS_RATE};
+pub use throttle::{
+    Ceremonies, LoginLimiter, ThrottleSettings, LIVE_LOGIN_CEREMONIES, LOGIN_OPTIONS_RATE,
+};
 
 /// Lifetime of an MFA challenge.
 pub(crate) const CHALLENGE_TTL: i64 = 300;
@@ -47,8 +49,10 @@ pub struct App {
     pub tokens: Tokens,
     pub issuer: String,
     pub login_limiter: LoginLimiter,
-    /// Passwordless-login ceremonies per client address ([`LOGIN_OPTIONS_RATE`]).
+    /// Passwordless-login ceremonies per client ([`LOGIN_OPTIONS_RATE`]).
     pub passkey_limiter: LoginLimiter,
+    /// Passwordless-login ceremonies open at once ([`LIVE_LOGIN_CEREMONIES`]).
+    pub ceremonies: Ceremonies,
     /// The WebAuthn relying party (`--rp-id`, `--rp-name`).
     pub rp: RelyingParty,
     /// A hash string of today's cost with a random salt and a random "hash": login for an
@@ -63,7 +67,7 @@ impl App {
         keys: Keys,
         tokens: Tokens,
         issuer: String,
-        login_rate: u32,
+        throttles: ThrottleSettings,
         rp: RelyingParty,
     ) -> Result<App, Error> {
         let dummy = crypto::unmatchable_password_hash()?;
@@ -72,8 +76,9 @@ impl App {
             keys,
             tokens,
             issuer,
-            login_limiter: LoginLimiter::logins(login_rate),
-            passkey_limiter: LoginLimiter::passkey_logins(LOGIN_OPTIONS_RATE),
+            login_limiter: LoginLimiter::logins(throttles),
+            passkey_limiter: LoginLimiter::passkey_logins(throttles),
+            ceremonies: Ceremonies::new(LIVE_LOGIN_CEREMONIES),
             rp,
             dummy_password_hash: dummy,
         })

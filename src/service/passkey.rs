@@ -325,11 +325,13 @@ pub fn stepup_options(
 }
 
 /// `POST /api/auth/passkey/login/options`: a discoverable-credential ceremony, open to
-/// anyone, so throttled per client address.
+/// anyone, so throttled per client (an IPv4 address or IPv6 network) and capped in
+/// number.
 pub fn login_options(app: &App, ip: Option<std::net::IpAddr>, now: i64) -> Result<Value, Error> {
     let db: &Db = &app.db;
     // Every request counts: the place is never given back.
     let _counted = app.passkey_limiter.reserve(db, ip, now)?;
+    app.ceremonies.open(now, now + CHALLENGE_TTL)?;
     let session: [u8; 16] = crypto::random()?;
     let session_hash = app.keys.token_hash(&session);
     let challenge = db.write(|tx| {

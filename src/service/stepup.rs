@@ -143,7 +143,15 @@ mod tests {
             id: "localhost".into(),
             name: "Storno".into(),
         };
-        let app = App::new(db.clone(), keys, tokens, "Storno".into(), 5, rp).unwrap();
+        let app = App::new(
+            db.clone(),
+            keys,
+            tokens,
+            "Storno".into(),
+            crate::service::ThrottleSettings::default(),
+            rp,
+        )
+        .unwrap();
         let (a, b) = db
             .write(|tx| {
                 let a = tx.create_account("a@example.com", None, 1)?.unwrap();

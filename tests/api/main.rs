@@ -27,6 +27,7 @@ mod resilience;
 mod rules;
 mod settings;
 mod storno;
+mod throttles;
 mod tokens;
 
 use std::collections::BTreeSet;
