@@ -10,6 +10,12 @@ use std::net::IpAddr;
 
 /// The cookie Storno's backend sets and its frontend relies on.
 pub(crate) const REFRESH_COOKIE: &str = "__refresh__token";
+/// Its name under `--cookie-name-prefix __Host-`: a cookie no other host can set or
+/// shadow (the browser takes it only from this host, `Secure`, with `Path=/`).
+const HOST_REFRESH_COOKIE: &str = "__Host-__refresh__token";
+/// Refresh-token cookies of one request looked up at most: a browser holds one of
+/// mfad's; any others were planted under its name by another host of the domain.
+const MAX_REFRESH_COOKIES: usize = 4;
 /// Its `Max-Age`: a login's 30 days.
 const COOKIE_MAX_AGE: i64 = 30 * 86_400;
 
@@ -99,6 +105,9 @@ pub struct WebPolicy {
     pub same_site: Option<SameSite>,
     /// `--trusted-proxy`: peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<Cidr>,
+    /// `--cookie-name-prefix __Host-`: the refresh cookie is `__Host-__refresh__token`,
+    /// `Path=/`.
+    pub host_cookie: bool,
 }
 
 impl WebPolicy {
@@ -194,19 +203,52 @@ impl WebPolicy {
 
     /// `Set-Cookie` carrying a refresh token.
     pub(crate) fn set_cookie(&self, token: &str) -> String {
-        format!(
-            "{REFRESH_COOKIE}={token}; HttpOnly; Secure; SameSite={}; Path=/api/auth; \
-             Max-Age={COOKIE_MAX_AGE}",
-            self.same_site_word()
-        )
+        self.cookie(token, COOKIE_MAX_AGE)
     }
 
     /// `Set-Cookie` that removes it.
     pub(crate) fn clear_cookie(&self) -> String {
+        self.cookie("", 0)
+    }
+
+    fn cookie(&self, value: &str, max_age: i64) -> String {
+        let (name, path) = match self.host_cookie {
+            true => (HOST_REFRESH_COOKIE, "/"),
+            false => (REFRESH_COOKIE, "/api/auth"),
+        };
         format!(
-            "{REFRESH_COOKIE}=; HttpOnly; Secure; SameSite={}; Path=/api/auth; Max-Age=0",
+            "{name}={value}; HttpOnly; Secure; SameSite={}; Path={path}; Max-Age={max_age}",
             self.same_site_word()
         )
+    }
+
+    /// The refresh tokens in a `Cookie` header: every value under the cookie's name
+    /// that has the shape of mfad's tokens (64 hex digits), in order, each once, at most
+    /// [`MAX_REFRESH_COOKIES`]. A browser sends every cookie whose domain and path
+    /// match, so a host under the same parent domain can add its own under this name
+    /// (with a longer path, first): a value that is not a token is ignored, and which
+    /// of several tokens is the browser's own is for the store to tell.
+    pub(crate) fn refresh_cookies<'h>(&self, header: &'h str) -> Vec<&'h str> {
+        let name = match self.host_cookie {
+            true => HOST_REFRESH_COOKIE,
+            false => REFRESH_COOKIE,
+        };
+        let mut found: Vec<&str> = Vec::new();
+        let values = header
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(n, _)| *n == name)
+            .map(|(_, value)| value.trim_matches('"'))
+            .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()));
+        for v in values {
+            if found.len() == MAX_REFRESH_COOKIES {
+                break;
+            }
+            if !found.contains(&v) {
+                found.push(v);
+            }
+        }
+        found
     }
 
     fn same_site_word(&self) -> &'static str {
@@ -216,17 +258,6 @@ impl WebPolicy {
             SameSite::None => "None",
         }
     }
-}
-
-/// The refresh token in a `Cookie` header, if any (the last one wins, as browsers send
-/// the most specific path first; a value that is empty counts as none).
-pub(crate) fn refresh_cookie(header: &str) -> Option<&str> {
-    header
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, value)| *name == REFRESH_COOKIE && !value.is_empty())
-        .map(|(_, value)| value.trim_matches('"'))
-        .next()
 }
 
 /// Checks an origin as written in configuration: `http` or `https`, a host, an optional
@@ -449,11 +480,62 @@ mod tests {
             ..WebPolicy::default()
         };
         assert!(lax.set_cookie("x").contains("SameSite=Lax"));
+        let host = WebPolicy {
+            host_cookie: true,
+            ..WebPolicy::default()
+        };
         assert_eq!(
-            refresh_cookie("a=1; __refresh__token=xyz; b=2"),
-            Some("xyz")
+            host.set_cookie("ab12"),
+            "__Host-__refresh__token=ab12; HttpOnly; Secure; SameSite=Strict; Path=/; \
+             Max-Age=2592000"
         );
-        assert_eq!(refresh_cookie("__refresh__token="), None);
-        assert_eq!(refresh_cookie("x__refresh__token=1"), None);
+        assert_eq!(
+            host.clear_cookie(),
+            "__Host-__refresh__token=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"
+        );
+    }
+
+    #[test]
+    fn every_token_shaped_refresh_cookie_is_a_candidate() {
+        let p = WebPolicy::default();
+        let (a, b) = ("a".repeat(64), "0123456789ABCDEF".repeat(4));
+        let found = |header: &str| p.refresh_cookies(header).join(",");
+        assert_eq!(found(&format!("x=1; __refresh__token={a}; y=2")), a);
+        // Both, in the order sent; a planted one first does not hide the other.
+        assert_eq!(
+            found(&format!("__refresh__token={b}; __refresh__token=\"{a}\"")),
+            format!("{b},{a}")
+        );
+        // Not a token: ignored, whatever comes first.
+        for junk in ["", "xyz", &"g".repeat(64), &"a".repeat(63), &"a".repeat(65)] {
+            assert_eq!(
+                found(&format!("__refresh__token={junk}; __refresh__token={a}")),
+                a
+            );
+        }
+        assert_eq!(found(&format!("x__refresh__token={a}")), "");
+        assert_eq!(
+            found(&format!("__refresh__token={a}; __refresh__token={a}")),
+            a
+        );
+        let many: Vec<String> = (0..9)
+            .map(|i| format!("__refresh__token={i}{}", &a[1..]))
+            .collect();
+        assert_eq!(
+            p.refresh_cookies(&many.join("; ")).len(),
+            MAX_REFRESH_COOKIES
+        );
+        // Under the __Host- prefix only that name counts: the plain one is anyone's.
+        let host = WebPolicy {
+            host_cookie: true,
+            ..WebPolicy::default()
+        };
+        assert!(host
+            .refresh_cookies(&format!("__refresh__token={a}"))
+            .is_empty());
+        assert_eq!(
+            host.refresh_cookies(&format!("__Host-__refresh__token={b}")),
+            [b.as_str()]
+        );
     }
 }

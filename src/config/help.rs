@@ -62,6 +62,10 @@ OPTIONS (each also an environment variable; a flag wins over the variable):
     --cookie-samesite MODE   MFAD_COOKIE_SAMESITE  SameSite of the refresh-token cookie:
                                                  strict, lax, or none for a frontend on
                                                  another site [strict]
+    --cookie-name-prefix __Host-  MFAD_COOKIE_NAME_PREFIX  name the cookie
+                                                 __Host-__refresh__token (Path=/), which no
+                                                 other host of the domain can set; Storno's
+                                                 frontend expects the plain name [none]
     --trusted-proxy CIDR     MFAD_TRUSTED_PROXIES  a reverse proxy's address or range; its
                                                  X-Forwarded-For names the client for the
                                                  throttles (repeat; the variable takes a
@@ -86,7 +90,7 @@ OPTIONS (each also an environment variable; a flag wins over the variable):
 ";
 
 /// Settings that are both a flag (`--name`) and an environment variable.
-pub(super) const SETTINGS: [(&str, &str); 25] = [
+pub(super) const SETTINGS: [(&str, &str); 26] = [
     ("database", "MFAD_DATABASE_URL"),
     ("metrics-listen", "MFAD_METRICS_LISTEN"),
     ("audit-retention", "MFAD_AUDIT_RETENTION"),
@@ -109,6 +113,7 @@ pub(super) const SETTINGS: [(&str, &str); 25] = [
     ("log-level", "MFAD_LOG_LEVEL"),
     ("cors-origin", "MFAD_CORS_ORIGINS"),
     ("cookie-samesite", "MFAD_COOKIE_SAMESITE"),
+    ("cookie-name-prefix", "MFAD_COOKIE_NAME_PREFIX"),
     ("public-url", "MFAD_PUBLIC_URL"),
     ("test-socket-timeout-ms", "MFAD_TEST_SOCKET_TIMEOUT_MS"),
     ("test-request-deadline-ms", "MFAD_TEST_REQUEST_DEADLINE_MS"),

@@ -406,6 +406,20 @@ impl Config {
                     _ => return Err(bad(shown, value, "strict, lax or none")),
                 })
             }
+            "cookie-name-prefix" => {
+                self.web.host_cookie = match value {
+                    "__Host-" => true,
+                    "" => false,
+                    _ => {
+                        return Err(bad(
+                            shown,
+                            value,
+                            "__Host- (a cookie no other host can set or shadow), or empty \
+                             for none",
+                        ))
+                    }
+                }
+            }
             "rp-id" => {
                 let id = value.trim().to_ascii_lowercase();
                 if !crate::webauthn::valid_rp_id(&id) {

@@ -28,7 +28,7 @@ use routes::{Endpoint, Route, OPENAPI, PASSKEY_PREFIX, ROUTE_NAMES};
 
 use crate::error::Error;
 use crate::service::{self, passkey, App};
-use crate::web::{self, WebPolicy};
+use crate::web::WebPolicy;
 
 fn header<'r>(rq: &'r Request, name: &'static str) -> Option<&'r str> {
     rq.headers()
@@ -201,9 +201,10 @@ fn handle(
     let me = || service::authenticate(app, header(rq, "Authorization"), now);
     // Refresh and logout may be authenticated by the cookie alone: then a browser page
     // of another site must not be able to use it (API.md, the Origin rule).
-    let cookie = || -> Result<Option<&str>, Error> {
-        let found = header(rq, "Cookie").and_then(web::refresh_cookie);
-        if found.is_some() && !web.cookie_origin_allowed(header(rq, "Origin"), header(rq, "Host")) {
+    let cookies = || -> Result<Vec<&str>, Error> {
+        let found = header(rq, "Cookie").map_or_else(Vec::new, |c| web.refresh_cookies(c));
+        if !found.is_empty() && !web.cookie_origin_allowed(header(rq, "Origin"), header(rq, "Host"))
+        {
             return Err(Error::Forbidden("Origin not allowed."));
         }
         Ok(found)
@@ -220,9 +221,9 @@ fn handle(
         Endpoint::Regenerate => json(service::regenerate(app, &me()?, &body, now)),
         Endpoint::Login => json(service::login(app, &body, ip, now)),
         Endpoint::Verify => json(service::verify(app, &body, origins, now)),
-        Endpoint::Refresh => json(service::refresh(app, &body, cookie()?, now)),
+        Endpoint::Refresh => json(service::refresh(app, &body, &cookies()?, now)),
         Endpoint::Logout => {
-            service::logout(app, &body, cookie()?, now)?;
+            service::logout(app, &body, &cookies()?, now)?;
             Ok(Reply::no_content(Cookie::Clear))
         }
         Endpoint::Me => json(service::me(app, &me()?)),

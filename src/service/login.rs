@@ -10,7 +10,7 @@ use crate::auth::{Login, SignIn};
 use crate::crypto::{self, PasswordCheck};
 use crate::error::Error;
 use crate::metrics::{Event, METRICS};
-use crate::store::{Account, Db, Purpose, Tx};
+use crate::store::{Account, Db, Purpose, RefreshToken, Tx};
 
 use super::second_factor::{self, Answer, Asker, Kind, Verdict};
 use super::{audit, hex32, locked, opt_str, req_str, App, CHALLENGE_TTL};
@@ -233,16 +233,73 @@ const REFRESH_MISSING: Error = Error::Unauthenticated("Missing JWT Refresh Token
 const REFRESH_NOT_FOUND: Error = Error::Unauthenticated("JWT Refresh Token Not Found");
 const REFRESH_INVALID: Error = Error::Unauthenticated("Invalid JWT Refresh Token");
 
-/// The refresh token of a request: the body's `refresh_token` if it has one (one that is
-/// not a string counts as missing), else the cookie's. The body wins (API.md): Storno's
-/// frontend refreshes on its own server with the token in the body, so the browser's
-/// cookie may hold the token that refresh has just rotated, and presenting that one
-/// would revoke the login.
-fn presented<'a>(body: &'a Map<String, Value>, cookie: Option<&'a str>) -> Option<&'a str> {
+/// The refresh tokens a request presents, as keyed hashes: the body's `refresh_token`
+/// if it has one (one that is not a string counts as missing; one that is no token is
+/// not found), else each token-shaped cookie under the refresh cookie's name. The body
+/// wins (API.md): Storno's frontend refreshes on its own server with the token in the
+/// body, so the browser's cookie may hold the token that refresh has just rotated, and
+/// presenting that one would revoke the login.
+fn presented(
+    app: &App,
+    body: &Map<String, Value>,
+    cookies: &[&str],
+) -> Result<Vec<[u8; 32]>, Error> {
     match body.get("refresh_token") {
-        Some(Value::String(s)) => Some(s.as_str()),
-        _ => cookie,
+        Some(Value::String(s)) => Ok(vec![app
+            .keys
+            .token_hash(&hex32(s).ok_or(REFRESH_NOT_FOUND)?)]),
+        _ => Ok(cookies
+            .iter()
+            .filter_map(|c| hex32(c))
+            .map(|raw| app.keys.token_hash(&raw))
+            .collect()),
     }
+}
+
+/// Of the presented tokens, the one a refresh exchanges. A browser holds one of mfad's
+/// cookies; more are planted ones, under the same name by another host of the domain.
+/// So: every presented token that was already exchanged revokes its login, as it
+/// would alone (and the refresh fails); unknown ones are ignored; of those left, one
+/// is the token, and more than one is refused, as nobody can tell which is this
+/// browser's own (taking the first signed the victim in as the planter).
+fn the_one(
+    tx: &Tx<'_>,
+    hashes: &[[u8; 32]],
+    now: i64,
+) -> Result<Result<([u8; 32], RefreshToken), Error>, Error> {
+    let mut live = Vec::new();
+    let mut reused = false;
+    for hash in hashes {
+        let Some(row) = tx.refresh_token(hash)? else {
+            continue;
+        };
+        if !row.rotated {
+            live.push((*hash, row));
+            continue;
+        }
+        reused = true;
+        let n = tx.revoke_family(&row.family)?;
+        audit(tx, Some(row.account_id), now, "refresh_reuse_detected")?;
+        METRICS.event(Event::RefreshReuseDetected);
+        log::warn!(
+            "refresh token reuse: revoked {n} tokens of account {}",
+            row.account_id
+        );
+    }
+    if reused {
+        // Committed, not rolled back: the revocation is the point.
+        return Ok(Err(REFRESH_INVALID));
+    }
+    if live.len() > 1 {
+        log::warn!(
+            "refresh: the request carries {} refresh cookies of live logins, so which is \
+             the browser's own cannot be told; refused (another host of the domain may have \
+             set one; --cookie-name-prefix __Host- prevents it)",
+            live.len()
+        );
+        return Err(REFRESH_INVALID);
+    }
+    live.pop().map(Ok).ok_or(REFRESH_NOT_FOUND)
 }
 
 /// `POST /api/auth/refresh`: rotation with reuse detection (OAuth 2.0 Security BCP
@@ -250,27 +307,19 @@ fn presented<'a>(body: &'a Map<String, Value>, cookie: Option<&'a str>) -> Optio
 pub fn refresh(
     app: &App,
     body: &Map<String, Value>,
-    cookie: Option<&str>,
+    cookies: &[&str],
     now: i64,
 ) -> Result<Value, Error> {
     let db: &Db = &app.db;
-    let token = presented(body, cookie).ok_or(REFRESH_MISSING)?;
-    let hash = app.keys.token_hash(&hex32(token).ok_or(REFRESH_NOT_FOUND)?);
+    let hashes = presented(app, body, cookies)?;
+    if hashes.is_empty() {
+        return Err(REFRESH_MISSING);
+    }
     db.write(|tx| {
-        let Some(row) = tx.refresh_token(&hash)? else {
-            return Err(REFRESH_NOT_FOUND);
+        let (hash, row) = match the_one(tx, &hashes, now)? {
+            Ok(found) => found,
+            Err(refused) => return Ok(Err(refused)),
         };
-        if row.rotated {
-            let n = tx.revoke_family(&row.family)?;
-            audit(tx, Some(row.account_id), now, "refresh_reuse_detected")?;
-            METRICS.event(Event::RefreshReuseDetected);
-            log::warn!(
-                "refresh token reuse: revoked {n} tokens of account {}",
-                row.account_id
-            );
-            // Committed, not rolled back: the revocation is the point.
-            return Ok(Err(REFRESH_INVALID));
-        }
         let Some(login) = row.login else {
             return Err(REFRESH_INVALID);
         };
@@ -291,23 +340,28 @@ pub fn refresh(
     })?
 }
 
-/// `POST /api/auth/logout`: ends the login of the presented refresh token (every token
-/// of its family). Whether there was one is nobody's business: always `Ok`.
+/// `POST /api/auth/logout`: ends the login of each presented refresh token (every token
+/// of its family; a planted cookie's login ends with it, which only its planter can
+/// mind). Whether there was one is nobody's business: always `Ok`.
 pub fn logout(
     app: &App,
     body: &Map<String, Value>,
-    cookie: Option<&str>,
+    cookies: &[&str],
     now: i64,
 ) -> Result<(), Error> {
     let db: &Db = &app.db;
-    let Some(raw) = presented(body, cookie).and_then(hex32) else {
+    let Ok(hashes) = presented(app, body, cookies) else {
         return Ok(());
     };
-    let hash = app.keys.token_hash(&raw);
+    if hashes.is_empty() {
+        return Ok(());
+    }
     db.write(|tx| {
-        if let Some(row) = tx.refresh_token(&hash)? {
-            tx.revoke_family(&row.family)?;
-            audit(tx, Some(row.account_id), now, "logout")?;
+        for hash in &hashes {
+            if let Some(row) = tx.refresh_token(hash)? {
+                tx.revoke_family(&row.family)?;
+                audit(tx, Some(row.account_id), now, "logout")?;
+            }
         }
         Ok(())
     })

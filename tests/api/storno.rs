@@ -412,6 +412,168 @@ fn the_cookie_refuses_other_sites_and_logout_ends_its_login() {
     assert_eq!(s.post(LOGOUT, None, &json!({})).status, 204);
 }
 
+/// A refresh from mfad's own page carrying `jar` as its `Cookie` header.
+fn refresh_with(s: &Server, jar: &str) -> Resp {
+    s.request(
+        "POST",
+        REFRESH,
+        &[("Origin", "http://127.0.0.1"), ("Cookie", jar)],
+        None,
+    )
+}
+
+/// The account an access token is for.
+fn email_of(s: &Server, r: &Resp) -> String {
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    s.get(ME, Some(&token)).json()["email"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn refresh_token_of(r: &Resp) -> String {
+    r.json()["refresh_token"].as_str().unwrap().to_string()
+}
+
+/// A host under the same parent domain can set `__refresh__token` for the whole domain
+/// with a longer path, which the browser sends first. The first cookie used to win: a
+/// planted value that is no token made every refresh fail, and the planter's own live
+/// token signed the victim in as the planter.
+#[test]
+fn a_cookie_planted_by_another_host_neither_signs_in_as_its_planter_nor_hides_the_own() {
+    let s = Server::start(&[]);
+    let login = |email: &str| {
+        s.add_user(email, PASSWORD);
+        let r = s.post(LOGIN, None, &json!({"email": email, "password": PASSWORD}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        refresh_token_of(&r)
+    };
+    let victim = login("victim@example.com");
+    let planter = login("planter@example.com");
+
+    // Not a token: ignored.
+    let r = refresh_with(
+        &s,
+        &format!("__refresh__token=planted; __refresh__token={victim}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(email_of(&s, &r), "victim@example.com");
+    let victim = refresh_token_of(&r);
+
+    // Two live logins: which is the browser's own cannot be told, so neither is used,
+    // and neither is revoked.
+    let r = refresh_with(
+        &s,
+        &format!("__refresh__token={planter}; __refresh__token={victim}"),
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["message"], "Invalid JWT Refresh Token");
+    assert!(s.log_has("refresh cookies of live logins"));
+    assert!(!s.log_has("refresh_reuse_detected"));
+    let r = refresh_with(&s, &format!("__refresh__token={victim}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(email_of(&s, &r), "victim@example.com");
+    let victim = refresh_token_of(&r);
+    let r = refresh_with(&s, &format!("__refresh__token={planter}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (planter_old, planter) = (planter, refresh_token_of(&r));
+
+    // A token already exchanged revokes its own login, as it would alone; the
+    // victim's is untouched.
+    let r = refresh_with(
+        &s,
+        &format!("__refresh__token={planter_old}; __refresh__token={victim}"),
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        refresh_with(&s, &format!("__refresh__token={planter}")).status,
+        401
+    );
+    let r = refresh_with(&s, &format!("__refresh__token={victim}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let victim = refresh_token_of(&r);
+
+    // Logout ends every login the request carries a token of.
+    let other = login("other@example.com");
+    let r = s.request(
+        "POST",
+        "/api/auth/logout",
+        &[(
+            "Cookie",
+            &format!("__refresh__token={other}; __refresh__token={victim}"),
+        )],
+        None,
+    );
+    assert_eq!(r.status, 204);
+    for gone in [other, victim] {
+        assert_eq!(
+            refresh_with(&s, &format!("__refresh__token={gone}")).status,
+            401
+        );
+    }
+}
+
+/// `--cookie-name-prefix __Host-`: a cookie the browser takes only from this host
+/// (`Secure`, `Path=/`, no `Domain`), so no other host can plant one; the plain name is
+/// then anyone's and ignored.
+#[test]
+fn the_host_prefixed_cookie_is_the_only_one_read_when_chosen() {
+    let s = Server::start(&["--cookie-name-prefix", "__Host-"]);
+    s.add_user("host@example.com", PASSWORD);
+    let r = s.post(
+        LOGIN,
+        None,
+        &json!({"email": "host@example.com", "password": PASSWORD}),
+    );
+    let token = refresh_token_of(&r);
+    assert_eq!(
+        r.header("Set-Cookie").unwrap(),
+        format!(
+            "__Host-__refresh__token={token}; HttpOnly; Secure; SameSite=Strict; Path=/; \
+             Max-Age=2592000"
+        )
+    );
+    let r = refresh_with(&s, &format!("__refresh__token={token}"));
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["message"], "Missing JWT Refresh Token");
+    let r = refresh_with(&s, &format!("__Host-__refresh__token={token}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = s.request(
+        "POST",
+        "/api/auth/logout",
+        &[(
+            "Cookie",
+            &format!("__Host-__refresh__token={}", refresh_token_of(&r)),
+        )],
+        None,
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("Set-Cookie"),
+        Some("__Host-__refresh__token=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["__Secure-", "Host-", "x"] {
+        let (ok, _, err) = cli(
+            dir.path(),
+            &[
+                "serve",
+                "--cookie-name-prefix",
+                bad,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            None,
+        );
+        assert!(!ok, "{bad} was taken");
+        assert!(
+            err.contains("--cookie-name-prefix") && err.contains("__Host-"),
+            "{err}"
+        );
+    }
+}
+
 fn step_challenge(s: &Server, token: &str) -> Value {
     let r = s.post(CHALLENGE, Some(token), &json!({}));
     assert_eq!(r.status, 200, "{}", r.text());
