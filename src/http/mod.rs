@@ -274,11 +274,14 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(Err(Error::Internal))
 }
 
-/// Headers every response carries, built once.
-struct CommonHeaders(Vec<Header>);
+/// Headers every response carries, and the page named for the service: built once.
+struct CommonHeaders {
+    headers: Vec<Header>,
+    pages: page::Pages,
+}
 
 impl CommonHeaders {
-    fn new() -> Result<Self, String> {
+    fn new(service: &str) -> Result<Self, String> {
         let pairs: [(&[u8], &[u8]); 3] = [
             (b"Content-Type", b"application/json"),
             // Bodies hold secrets and tokens: no cache may keep them (public keys aside).
@@ -289,7 +292,10 @@ impl CommonHeaders {
             .iter()
             .map(|(k, v)| Header::from_bytes(*k, *v).map_err(|_| "bad built-in header".to_string()))
             .collect::<Result<Vec<_>, _>>()
-            .map(CommonHeaders)
+            .map(|headers| CommonHeaders {
+                headers,
+                pages: page::Pages::new(service),
+            })
     }
 }
 
@@ -310,13 +316,20 @@ fn respond(
         Ok(r) => (r.status, r.body.as_ref().map(Value::to_string)),
         Err(e) => (e.status(), Some(error_body(e).to_string())),
     };
+    let mut gzipped = false;
     let bytes = match asset {
-        Some(a) => a.bytes.to_vec(),
+        Some(a) => {
+            let (bytes, packed) = common
+                .pages
+                .body(&a, page::accepts_gzip(header(&rq, "Accept-Encoding")));
+            gzipped = packed;
+            bytes.to_vec()
+        }
         None => body.unwrap_or_default().into_bytes(),
     };
     let mut response = Response::from_data(bytes).with_status_code(status);
     let max_age = result.as_ref().ok().and_then(|r| r.max_age);
-    for h in &common.0 {
+    for h in &common.headers {
         let replaced = (max_age.is_some() && h.field.equiv("Cache-Control"))
             || (asset.is_some() && h.field.equiv("Content-Type"));
         if !replaced {
@@ -327,6 +340,12 @@ fn respond(
         add(&mut response, "Content-Type", a.content_type);
         for (name, value) in a.headers {
             add(&mut response, name, value);
+        }
+        if !a.gzip.is_empty() || a.named {
+            add(&mut response, "Vary", "Accept-Encoding");
+        }
+        if gzipped {
+            add(&mut response, "Content-Encoding", "gzip");
         }
     }
     if let Some(secs) = max_age {
@@ -436,7 +455,7 @@ pub fn dispatch(app: &App, mut rq: Request) -> (u16, Value) {
         Ok(r) => r.body.clone().unwrap_or(Value::Null),
         Err(e) => error_body(e),
     };
-    let status = match CommonHeaders::new() {
+    let status = match CommonHeaders::new(&app.rp.name) {
         Ok(common) => respond(rq, &common, &web, &result),
         Err(_) => 500,
     };

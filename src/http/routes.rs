@@ -89,7 +89,9 @@ const ENDPOINTS: [(&str, Endpoint, &str, Lane); 25] = [
 pub(super) const OPENAPI: page::Asset = page::Asset {
     content_type: "application/json",
     bytes: include_bytes!("../../docs/openapi.json"),
+    gzip: b"",
     headers: &[],
+    named: false,
 };
 
 /// The metrics route of the page's assets, and of every path that is no endpoint.

@@ -244,7 +244,7 @@ fn layer_options(
         header_section: MAX_HEADER_SECTION,
         request_deadline: limits.request_deadline.unwrap_or(REQUEST_DEADLINE),
         socket_timeout: Some(limits.socket_timeout.unwrap_or(SOCKET_TIMEOUT)),
-        error_headers: common.0.clone(),
+        error_headers: common.headers.clone(),
         error_body: layer_error_body,
         open_connections,
     }
@@ -303,7 +303,7 @@ pub fn start(
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    let common = CommonHeaders::new()?;
+    let common = CommonHeaders::new(&app.rp.name)?;
     let open_connections = Arc::new(AtomicUsize::new(0));
     let options = layer_options(limits, &common, open_connections.clone());
     let server = Arc::new(
@@ -386,7 +386,7 @@ pub fn start_metrics(
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    let common = CommonHeaders::new()?;
+    let common = CommonHeaders::new("")?;
     let options = layer_options(Limits::default(), &common, Arc::default());
     let server = Arc::new(
         tiny_http::Server::from_listener_with(listener, None, options)

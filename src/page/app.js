@@ -4,25 +4,112 @@
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
+  const service = $("service").textContent;
   let token = null;        // the access token, in memory only
   let challenge = null;    // the login's MFA challenge while the second step is shown
+  let wrongAnswers = 0;    // wrong answers to that challenge (it takes 5)
+  let setupWrong = 0;      // wrong codes since the set-up screen opened
   let confirmAction = null;
+  let confirmOpener = null; // the button that opened the confirmation, for the focus after
+  let method = null;       // the second step's chosen method
+  let email = "";          // the signed-in account's, for the backup-codes file
 
-  const screens = ["loading", "signin", "second", "account", "setup", "codes"];
-  const titles = {
-    loading: "Your account", signin: "Sign in", second: "Confirm it is you",
-    account: "Your account", setup: "Set up an authenticator app", codes: "Your backup codes",
+  // Every sentence the page says, in one table: a translation is this table.
+  const WORDS = {
+    unreachable: "The server cannot be reached. Check your connection and try again.",
+    failed: (status) => "Something went wrong (" + status + "). Try again in a moment.",
+    enterBoth: "Enter your email and your password.",
+    badLogin: "The email or password is not right.",
+    wrongCode: "That code is not right.",
+    wrongBackup: "That backup code is not right, or it was used already.",
+    triesLeft: (n) => (n === 1 ? "1 try left." : n + " tries left."),
+    clock: "If the app's codes keep being refused, check that your phone sets its date and time automatically.",
+    sixDigits: "Type the 6 digits the app shows.",
+    backupShape: "Type one of your backup codes, like abcd-efgh.",
+    tooManyWrong: "That was the last try for this sign-in. Sign in again with your password.",
+    tooSlow: "This sign-in took too long. Sign in again with your password.",
+    wait: (s) => "Too many tries. Please wait " + waitWords(s) + ", then try again.",
+    tryAgain: "Too many tries. Please try again in a moment.",
+    passkeyCancelled: "The passkey was not used (cancelled or timed out). Try again.",
+    passkeyUnknown: "That passkey cannot sign you in here. It may have been removed from your account: use another way to sign in.",
+    passkeyFailed: "The passkey could not be used.",
+    passkeyExists: "This passkey is registered already.",
+    wrongPassword: "That password is not right.",
+    sessionEnded: "Your session has ended. Please sign in again.",
+    signedOut: "You are signed out.",
+    keyCopied: "The key is copied.",
+    codesCopied: "The codes are copied.",
+    noCopy: "Copying is not allowed here: select the text and copy it yourself.",
+    signedInAs: (who) => "Signed in as " + who + ".",
+    totpOn: (left) => "On. Backup codes left: " + left + ".",
+    totpOff: "Off. Add one to protect your account with a code from your phone.",
+    added: (day) => "Added " + day,
+    lastUsed: (day) => ", last used " + day,
+    notUsed: ", not used yet",
+    remove: "Remove",
+    removeLabel: (name) => "Remove the passkey " + name,
+    removeAsk: (name) => "Remove the passkey \"" + name + "\"? You can no longer sign in with it.",
+    removed: (name) => "Passkey \"" + name + "\" removed.",
+    passkeyAdded: (name) => "Passkey \"" + name + "\" added.",
+    totpEnabled: "Your authenticator app is on: you will need it the next time you sign in, on this device too.",
+    totpDisabled: "The authenticator app is off.",
+    disableAsk: "Turning off the authenticator app also deletes your backup codes and signs you out everywhere else. Confirm with your password.",
+    regenerateAsk: "New backup codes replace all the old ones. Confirm with your password.",
+    regenerated: "New backup codes made; the old ones no longer work.",
+    codesFile: (account, day) => service + " backup codes\nAccount: " + account + "\nMade on " + day +
+      "\nEach code works once.\n\n",
+    methods: { totp: "Authenticator app code", passkey: "Passkey", backup_code: "Backup code" },
+    confirm: "Confirm",
+    usePasskey: "Use my passkey",
+    titles: {
+      loading: "Loading", signin: "Sign in", second: "Confirm it is you", account: "Your account",
+      setup: "Set up an authenticator app", codes: "Your backup codes",
+    },
   };
+  function waitWords(s) {
+    if (s < 90) return s + " seconds";
+    return Math.ceil(s / 60) + " minutes";
+  }
+
+  // The screens. Each owns one message place, above its button; a screen change clears
+  // every message and every field's error, and moves the focus to the heading.
+  const screens = ["loading", "signin", "second", "account", "setup", "codes"];
+  let current = "loading";
   function show(name) {
     for (const s of screens) $("screen-" + s).hidden = s !== name;
-    $("title").textContent = titles[name];
-    const first = $("screen-" + name).querySelector("input, button");
-    if (first && name !== "account") first.focus();
+    current = name;
+    clearMessages();
+    $("title").textContent = WORDS.titles[name];
+    document.title = WORDS.titles[name] + " — " + service;
+    $("heading").focus();
   }
-  function say(id, text) { const el = $(id); el.textContent = text || ""; el.hidden = !text; }
-  function notice(text) { say("notice", text); }
+  function clearMessages() {
+    for (const el of document.querySelectorAll(".msg")) { el.textContent = ""; el.hidden = true; }
+    for (const el of document.querySelectorAll("[aria-invalid]")) unmark(el);
+  }
+  // Says `text` in the message place `place` (a screen's, or the confirmation's): an
+  // error unless `ok`. A new message replaces the old one there.
+  function say(place, text, ok) {
+    const el = $("msg-" + place);
+    el.textContent = text || "";
+    el.hidden = !text;
+    el.className = "msg " + (ok ? "ok" : "error");
+    if (text) el.scrollIntoView({ block: "nearest" });
+  }
+  // An error about a field: said in its place, tied to the field, which takes the focus.
+  function fieldError(place, field, text) {
+    say(place, text);
+    for (const el of document.querySelectorAll("[aria-invalid]")) unmark(el);
+    const input = $(field);
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", "msg-" + place);
+    input.focus();
+    if (input.select) input.select();
+  }
+  function unmark(el) { el.removeAttribute("aria-invalid"); el.removeAttribute("aria-describedby"); }
 
-  // One API call; errors become sentences a person can act on.
+  // One API call. A refusal carries its status, the server's sentence and Retry-After;
+  // each caller turns it into words a person can act on.
   async function api(method, path, body, retried) {
     const headers = { "Content-Type": "application/json" };
     if (token) headers.Authorization = "Bearer " + token;
@@ -31,7 +118,7 @@
       r = await fetch(path, { method, headers, credentials: "same-origin",
         body: body === undefined ? undefined : JSON.stringify(body) });
     } catch (e) {
-      throw new Error("The server cannot be reached. Check your connection and try again.");
+      throw refusal(0, WORDS.unreachable, 0);
     }
     const data = r.status === 204 ? null : await r.json().catch(() => null);
     if (r.ok) return data;
@@ -39,28 +126,37 @@
       // The access token lives an hour: get a new one from the cookie, once.
       try { token = (await api("POST", "/api/auth/refresh", {}, true)).token; }
       catch (e) {
-        token = null;
-        const ended = "Your session has ended. Please sign in again.";
-        show("signin"); say("signin-error", ended);
-        throw new Error(ended);
+        signedOutHere();
+        show("signin");
+        say("signin", WORDS.sessionEnded);
+        throw refusal(401, WORDS.sessionEnded, 0, true);
       }
       return api(method, path, body, true);
     }
-    let text = (data && data.error) || "Something went wrong (" + r.status + ").";
-    if (r.status === 429) {
-      const wait = parseInt(r.headers.get("Retry-After") || "0", 10);
-      // (A challenge's last try says 1 s: there it means "start again", not "wait".)
-      if (wait > 1) text += " Please wait " + waitWords(wait) + " before trying again.";
-    }
-    const err = new Error(text);
-    err.status = r.status;
-    throw err;
+    const said = (data && data.error) || WORDS.failed(r.status);
+    throw refusal(r.status, said, parseInt(r.headers.get("Retry-After") || "0", 10));
   }
-  function waitWords(s) {
-    if (s < 90) return s + " seconds";
-    const m = Math.ceil(s / 60);
-    return m + " minutes";
+  function refusal(status, said, retryAfter, handled) {
+    const e = new Error(said);
+    e.status = status; e.said = said; e.retryAfter = retryAfter; e.handled = handled;
+    return e;
   }
+  // The words for a refusal nobody explained more closely: the throttle says how long
+  // to wait; anything else, the server's own sentence.
+  function words(e) {
+    if (e.status === 429) return e.retryAfter > 1 ? WORDS.wait(e.retryAfter) : WORDS.tryAgain;
+    return e.said || e.message || WORDS.failed(e.status);
+  }
+
+  // Whether this browser has signed in before and not out: a marker, not a secret (the
+  // login itself is the HttpOnly cookie). Without it a first visit tries no refresh.
+  const MARKER = "mfad.signed-in";
+  function remember() { try { window.localStorage.setItem(MARKER, "1"); } catch (e) { /* private mode */ } }
+  function signedOutHere() {
+    token = null;
+    try { window.localStorage.removeItem(MARKER); } catch (e) { /* private mode */ }
+  }
+  function signedInBefore() { try { return window.localStorage.getItem(MARKER) === "1"; } catch (e) { return false; } }
 
   // WebAuthn's binary fields travel as base64url without padding.
   function fromB64(s) {
@@ -89,14 +185,19 @@
       allowCredentials: (options.allowCredentials || []).map((c) => ({ type: c.type, id: fromB64(c.id) })) };
     return credentialJSON(await navigator.credentials.get({ publicKey }));
   }
-  function passkeyError(e) {
-    if (e && e.name === "NotAllowedError") return "The passkey was not used (cancelled or timed out). Try again.";
-    return e && e.message ? e.message : "The passkey could not be used.";
+  // The words for a passkey that did not work: the browser's refusal, or the server's.
+  function passkeyWords(e) {
+    if (e && e.name === "NotAllowedError") return WORDS.passkeyCancelled;
+    if (e && e.name === "InvalidStateError") return WORDS.passkeyExists;
+    if (e && (e.status === 401 || e.status === 400) && /assertion/i.test(e.said || "")) return WORDS.passkeyUnknown;
+    if (e && e.status !== undefined) return words(e);
+    return WORDS.passkeyFailed;
   }
 
   async function signedIn(tokens) {
     token = tokens.token;
     challenge = null;
+    remember();
     $("signin-form").reset();
     await showAccount();
   }
@@ -104,86 +205,113 @@
   // Sign in: password, then the second step if the account has one.
   $("signin-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    say("signin-error", "");
-    const email = $("signin-email").value.trim(), password = $("signin-password").value;
-    if (!email || !password) { say("signin-error", "Enter your email and your password."); return; }
+    const address = $("signin-email").value.trim(), password = $("signin-password").value;
+    if (!address) { fieldError("signin", "signin-email", WORDS.enterBoth); return; }
+    if (!password) { fieldError("signin", "signin-password", WORDS.enterBoth); return; }
+    say("signin", "");
     try {
-      const r = await api("POST", "/api/auth", { email, password });
-      if (r.mfa_required) { challenge = r.mfa_token; secondStep(r.mfa_methods); }
+      const r = await api("POST", "/api/auth", { email: address, password });
+      if (r.mfa_required) { challenge = r.mfa_token; wrongAnswers = 0; secondStep(r.mfa_methods); }
       else await signedIn(r);
-    } catch (e) { say("signin-error", e.message); $("signin-password").select(); }
+    } catch (e) {
+      if (e.handled) return;
+      fieldError("signin", "signin-password", e.status === 401 ? WORDS.badLogin : words(e));
+    }
   });
 
   $("passkey-signin").addEventListener("click", async () => {
-    say("passkey-signin-error", "");
+    say("signin", "");
     try {
       const o = await api("POST", "/api/auth/passkey/login/options", {});
       const credential = await assertWith(o);
       await signedIn(await api("POST", "/api/auth/passkey/login", { sessionId: o.sessionId, credential }));
-    } catch (e) { say("passkey-signin-error", passkeyError(e)); }
+    } catch (e) { if (!e.handled) say("signin", passkeyWords(e)); }
   });
 
-  const methodNames = { totp: "Authenticator app code", passkey: "Passkey", backup_code: "Backup code" };
+  // The second step: one button per method the server names, the chosen one pressed.
   function secondStep(methods) {
     const box = $("second-methods");
     box.textContent = "";
     for (const m of methods) {
       const b = document.createElement("button");
-      b.type = "button"; b.className = "secondary"; b.textContent = methodNames[m] || m;
+      b.type = "button"; b.className = "secondary"; b.textContent = WORDS.methods[m] || m;
       b.dataset.method = m;
-      b.addEventListener("click", () => pick(m));
+      b.addEventListener("click", () => { pick(m); focusMethod(); });
       box.appendChild(b);
     }
-    say("second-error", "");
     show("second");
     pick(methods[0]);
   }
   function pick(m) {
+    method = m;
     for (const b of $("second-methods").children) b.setAttribute("aria-pressed", String(b.dataset.method === m));
     $("second-totp").hidden = m !== "totp";
     $("second-backup").hidden = m !== "backup_code";
     $("second-passkey").hidden = m !== "passkey";
-    const input = { totp: "totp-code", backup_code: "backup-code", passkey: "second-passkey-go" }[m];
+    $("second-go").textContent = m === "passkey" ? WORDS.usePasskey : WORDS.confirm;
+    say("second", "");
+    for (const el of document.querySelectorAll("#screen-second [aria-invalid]")) unmark(el);
+  }
+  function focusMethod() {
+    const input = { totp: "totp-code", backup_code: "backup-code", passkey: "second-go" }[method];
     if (input) $(input).focus();
   }
-  async function verify(body) {
-    say("second-error", "");
-    try { await signedIn(await api("POST", "/api/auth/mfa/verify", Object.assign({ mfaToken: challenge }, body))); }
-    catch (e) {
+  // The second step's answer, whichever the method.
+  async function secondGo() {
+    say("second", "");
+    const field = { totp: "totp-code", backup_code: "backup-code" }[method];
+    let body;
+    try {
+      if (method === "passkey") {
+        const o = await api("POST", "/api/auth/mfa/passkey/options", { mfaToken: challenge });
+        body = { type: "passkey", credential: await assertWith(o) };
+      } else if (method === "totp") {
+        const code = $("totp-code").value.replace(/\s/g, "");
+        if (!/^\d{6}$/.test(code)) { fieldError("second", field, WORDS.sixDigits); return; }
+        body = { type: "totp", code };
+      } else {
+        const code = $("backup-code").value.trim();
+        if (!code) { fieldError("second", field, WORDS.backupShape); return; }
+        body = { type: "backup", code };
+      }
+    } catch (e) { if (!e.handled) say("second", passkeyWords(e)); return; }
+    try {
+      if (field) $(field).value = "";
+      await signedIn(await api("POST", "/api/auth/mfa/verify", Object.assign({ mfaToken: challenge }, body)));
+    } catch (e) {
+      if (e.handled) return;
       // A challenge that expired or took its last wrong answer: back to the password.
-      const dead = (e.status === 401 && /challenge/i.test(e.message)) ||
-        (e.status === 429 && /log in again/i.test(e.message));
-      if (dead) { challenge = null; show("signin"); say("signin-error", e.message); }
-      else say("second-error", e.message);
+      const dead = (e.status === 401 && /challenge/i.test(e.said)) ||
+        (e.status === 429 && /log in again/i.test(e.said));
+      if (dead) {
+        challenge = null;
+        show("signin");
+        say("signin", e.status === 429 ? WORDS.tooManyWrong : WORDS.tooSlow);
+        return;
+      }
+      if (e.status !== 401) { say("second", words(e)); return; }
+      wrongAnswers += 1;
+      const left = WORDS.triesLeft(Math.max(5 - wrongAnswers, 1));
+      const wrong = method === "passkey" ? WORDS.passkeyUnknown
+        : method === "backup_code" ? WORDS.wrongBackup : WORDS.wrongCode;
+      const hint = method === "totp" && wrongAnswers >= 2 ? " " + WORDS.clock : "";
+      if (field) fieldError("second", field, wrong + " " + left + hint);
+      else say("second", wrong + " " + left);
     }
   }
-  $("second-totp").addEventListener("submit", (ev) => {
-    ev.preventDefault(); verify({ type: "totp", code: $("totp-code").value.replace(/\s/g, "") });
-    $("totp-code").value = "";
-  });
-  $("second-backup").addEventListener("submit", (ev) => {
-    ev.preventDefault(); verify({ type: "backup", code: $("backup-code").value.trim() });
-    $("backup-code").value = "";
-  });
-  $("second-passkey-go").addEventListener("click", async () => {
-    say("second-error", "");
-    try {
-      const o = await api("POST", "/api/auth/mfa/passkey/options", { mfaToken: challenge });
-      await verify({ type: "passkey", credential: await assertWith(o) });
-    } catch (e) { say("second-error", passkeyError(e)); }
-  });
+  $("second-go").addEventListener("click", secondGo);
+  $("second-totp").addEventListener("submit", (ev) => { ev.preventDefault(); secondGo(); });
+  $("second-backup").addEventListener("submit", (ev) => { ev.preventDefault(); secondGo(); });
   $("second-cancel").addEventListener("click", () => { challenge = null; show("signin"); });
 
   // The account: what protects it, and what can be changed.
   async function showAccount() {
-    say("account-error", "");
     const [me, status, passkeys] = await Promise.all([
       api("GET", "/api/v1/me"), api("GET", "/api/v1/me/mfa/status"), api("GET", "/api/v1/me/passkeys")]);
-    $("account-who").textContent = "Signed in as " + (me.email || "account " + me.id) + ".";
+    email = me.email || "account " + me.id;
+    $("account-who").textContent = WORDS.signedInAs(email);
     const on = status.totpEnabled;
-    $("totp-state").textContent = on
-      ? "On. Backup codes left: " + status.backupCodesRemaining + "."
-      : "Off. Add one to protect your account with a code from your phone.";
+    $("totp-state").textContent = on ? WORDS.totpOn(status.backupCodesRemaining) : WORDS.totpOff;
     $("totp-setup").hidden = on;
     $("totp-disable").hidden = !on;
     $("codes-regenerate").hidden = !on;
@@ -194,31 +322,37 @@
       const text = document.createElement("span");
       text.textContent = p.name;
       const when = document.createElement("small");
-      when.textContent = "Added " + day(p.createdAt) + (p.lastUsedAt ? ", last used " + day(p.lastUsedAt) : ", not used yet");
+      when.textContent = WORDS.added(day(p.createdAt)) + (p.lastUsedAt ? WORDS.lastUsed(day(p.lastUsedAt)) : WORDS.notUsed);
       text.appendChild(when);
       const remove = document.createElement("button");
-      remove.type = "button"; remove.className = "danger"; remove.textContent = "Remove";
-      remove.setAttribute("aria-label", "Remove the passkey " + p.name);
+      remove.type = "button"; remove.className = "danger"; remove.textContent = WORDS.remove;
+      remove.setAttribute("aria-label", WORDS.removeLabel(p.name));
       remove.addEventListener("click", () => removePasskey(p));
       li.append(text, remove);
       list.appendChild(li);
     }
     $("passkey-none").hidden = passkeys.length > 0;
-    $("confirm-form").hidden = true;
+    closeConfirm();
     show("account");
   }
   function day(iso) { return new Date(iso).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" }); }
+  // Runs an action of the account screen, its refusal said in the screen's place.
+  async function onAccount(action) {
+    try { await action(); } catch (e) { if (!e.handled) say("account", words(e)); }
+  }
 
-  async function removePasskey(p) {
-    if (!window.confirm("Remove the passkey \"" + p.name + "\"? You can no longer sign in with it.")) return;
-    say("passkey-error", "");
-    try { await api("DELETE", "/api/v1/me/passkeys/" + encodeURIComponent(p.id)); notice("Passkey \"" + p.name + "\" removed."); await showAccount(); }
-    catch (e) { say("passkey-error", e.message); }
+  function removePasskey(p) {
+    if (!window.confirm(WORDS.removeAsk(p.name))) return;
+    onAccount(async () => {
+      await api("DELETE", "/api/v1/me/passkeys/" + encodeURIComponent(p.id));
+      await showAccount();
+      say("account", WORDS.removed(p.name), true);
+    });
   }
 
   $("passkey-add").addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    say("passkey-error", "");
+    say("account", "");
     try {
       const o = await api("POST", "/api/v1/passkey/register/options", {});
       const publicKey = { challenge: fromB64(o.challenge), rp: o.rp,
@@ -230,38 +364,43 @@
       const name = $("passkey-name").value.trim();
       const made = await api("POST", "/api/v1/passkey/register", { name: name || undefined, credential });
       $("passkey-name").value = "";
-      notice("Passkey \"" + made.name + "\" added.");
       await showAccount();
-    } catch (e) {
-      say("passkey-error", e && e.name === "InvalidStateError" ? "This passkey is registered already." : passkeyError(e));
-    }
+      say("account", WORDS.passkeyAdded(made.name), true);
+    } catch (e) { if (!e.handled) say("account", passkeyWords(e)); }
   });
 
-  // Authenticator app: the seed's QR code and key, then the first code.
-  $("totp-setup").addEventListener("click", async () => {
-    notice("");
-    try {
-      const r = await api("POST", "/api/v1/me/mfa/totp/setup", {});
-      $("setup-qr").src = r.qrCode;
-      $("setup-secret").textContent = r.secret.replace(/(.{4})(?=.)/g, "$1 ");
-      $("setup-secret").dataset.secret = r.secret;
-      say("setup-error", "");
-      show("setup");
-      $("setup-code").focus();
-    } catch (e) { say("account-error", e.message); }
-  });
-  $("setup-copy").addEventListener("click", () => copy($("setup-secret").dataset.secret, "The key is copied."));
-  $("setup-cancel").addEventListener("click", () => showAccount());
+  // Authenticator app: the seed's QR code, link and key, then the first code.
+  $("totp-setup").addEventListener("click", () => onAccount(async () => {
+    const r = await api("POST", "/api/v1/me/mfa/totp/setup", {});
+    $("setup-qr").src = r.qrCode;
+    $("setup-link").href = r.otpauthUri;
+    const key = $("setup-secret");
+    key.textContent = "";
+    for (const group of r.secret.match(/.{1,4}/g)) {
+      const span = document.createElement("span");
+      span.textContent = group;
+      key.append(span, " ");
+    }
+    key.dataset.secret = r.secret;
+    setupWrong = 0;
+    show("setup");
+  }));
+  $("setup-copy").addEventListener("click", () => copy("setup", $("setup-secret").dataset.secret, WORDS.keyCopied));
+  $("setup-cancel").addEventListener("click", () => onAccount(showAccount));
   $("setup-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    say("setup-error", "");
     const code = $("setup-code").value.replace(/\s/g, "");
-    if (!/^\d{6}$/.test(code)) { say("setup-error", "Type the 6 digits the app shows."); return; }
+    if (!/^\d{6}$/.test(code)) { fieldError("setup", "setup-code", WORDS.sixDigits); return; }
     try {
       const r = await api("POST", "/api/v1/me/mfa/totp/enable", { code });
       $("setup-code").value = "";
-      showCodes(r.backupCodes, "Your authenticator app is on: you will need it the next time you sign in, on this device too.");
-    } catch (e) { say("setup-error", e.message); }
+      showCodes(r.backupCodes, WORDS.totpEnabled);
+    } catch (e) {
+      if (e.handled) return;
+      if (e.status !== 422) { fieldError("setup", "setup-code", words(e)); return; }
+      setupWrong += 1;
+      fieldError("setup", "setup-code", WORDS.wrongCode + (setupWrong >= 2 ? " " + WORDS.clock : ""));
+    }
   });
 
   let shownCodes = [];
@@ -270,58 +409,80 @@
     const list = $("codes-list");
     list.textContent = "";
     for (const c of codes) { const li = document.createElement("li"); li.textContent = c; list.appendChild(li); }
-    notice(message);
     show("codes");
+    say("codes", message, true);
   }
-  $("codes-copy").addEventListener("click", () => copy(shownCodes.join("\n"), "The codes are copied."));
+  $("codes-copy").addEventListener("click", () => copy("codes", shownCodes.join("\n"), WORDS.codesCopied));
   $("codes-download").addEventListener("click", () => {
-    const text = "Backup codes for " + location.host + "\nEach code works once.\n\n" + shownCodes.join("\n") + "\n";
+    const today = new Date().toISOString().slice(0, 10);
+    const text = WORDS.codesFile(email, today) + shownCodes.join("\n") + "\n";
     const a = document.createElement("a");
     a.href = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
-    a.download = "backup-codes.txt";
+    a.download = fileName(service) + "-backup-codes-" + today + ".txt";
     a.click();
     setTimeout(() => URL.revokeObjectURL(a.href), 1000);
   });
-  $("codes-done").addEventListener("click", () => { shownCodes = []; $("codes-list").textContent = ""; notice(""); showAccount(); });
+  // A name that is safe as a file name on every system.
+  function fileName(s) { return s.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "") || "account"; }
+  $("codes-done").addEventListener("click", () => { shownCodes = []; $("codes-list").textContent = ""; onAccount(showAccount); });
 
-  async function copy(text, done) {
-    try { await navigator.clipboard.writeText(text); notice(done); }
-    catch (e) { notice("Copying is not allowed here: select the text and copy it yourself."); }
+  async function copy(place, text, done) {
+    try { await navigator.clipboard.writeText(text); say(place, done, true); }
+    catch (e) { say(place, WORDS.noCopy); }
   }
 
-  // Disable and regenerate ask for the password (or, without one, a current code).
-  function askConfirm(what, action) {
+  // Disable and regenerate ask for the password in a framed form; the screen's other
+  // buttons wait while it is open.
+  function askConfirm(opener, what, action) {
     confirmAction = action;
+    confirmOpener = opener;
     $("confirm-what").textContent = what;
     $("confirm-password").value = "";
-    say("confirm-error", "");
+    say("confirm", "");
+    say("account", "");
     $("confirm-form").hidden = false;
+    for (const b of document.querySelectorAll("#screen-account button")) {
+      if (!$("confirm-form").contains(b)) b.disabled = true;
+    }
     $("confirm-password").focus();
   }
-  $("totp-disable").addEventListener("click", () => askConfirm(
-    "Turning off the authenticator app also deletes your backup codes and signs you out everywhere else. Confirm with your password.",
-    async (password) => { await api("POST", "/api/v1/me/mfa/totp/disable", { password }); notice("The authenticator app is off."); await showAccount(); }));
-  $("codes-regenerate").addEventListener("click", () => askConfirm(
-    "New backup codes replace all the old ones. Confirm with your password.",
-    async (password) => { const r = await api("POST", "/api/v1/me/mfa/backup-codes/regenerate", { password }); showCodes(r.backupCodes, "New backup codes made; the old ones no longer work."); }));
+  function closeConfirm() {
+    $("confirm-form").hidden = true;
+    for (const b of document.querySelectorAll("#screen-account button")) b.disabled = false;
+  }
+  $("totp-disable").addEventListener("click", () => askConfirm("totp-disable", WORDS.disableAsk, async (password) => {
+    await api("POST", "/api/v1/me/mfa/totp/disable", { password });
+    await showAccount();
+    say("account", WORDS.totpDisabled, true);
+  }));
+  $("codes-regenerate").addEventListener("click", () => askConfirm("codes-regenerate", WORDS.regenerateAsk, async (password) => {
+    const r = await api("POST", "/api/v1/me/mfa/backup-codes/regenerate", { password });
+    closeConfirm();
+    showCodes(r.backupCodes, WORDS.regenerated);
+  }));
   $("confirm-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    say("confirm-error", "");
+    say("confirm", "");
     try { await confirmAction($("confirm-password").value); }
-    catch (e) { say("confirm-error", e.message); }
+    catch (e) {
+      if (e.handled) return;
+      fieldError("confirm", "confirm-password", e.status === 422 ? WORDS.wrongPassword : words(e));
+    }
   });
-  $("confirm-cancel").addEventListener("click", () => { $("confirm-form").hidden = true; });
+  $("confirm-cancel").addEventListener("click", () => { closeConfirm(); $(confirmOpener).focus(); });
 
   $("signout").addEventListener("click", async () => {
     try { await api("POST", "/api/auth/logout", {}); } catch (e) { /* signed out here anyway */ }
-    token = null;
-    notice("You are signed out.");
+    signedOutHere();
+    email = "";
     show("signin");
+    say("signin", WORDS.signedOut, true);
   });
 
-  // A reload: the cookie may still hold a login.
+  // A reload: the cookie may still hold a login, if this browser signed in before.
   (async () => {
-    try { await signedIn(await api("POST", "/api/auth/refresh", {})); }
-    catch (e) { show("signin"); }
+    if (!signedInBefore()) { show("signin"); return; }
+    try { await signedIn(await api("POST", "/api/auth/refresh", {}, true)); }
+    catch (e) { signedOutHere(); if (current !== "signin") show("signin"); }
   })();
 })();
