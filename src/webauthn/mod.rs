@@ -7,6 +7,7 @@
 
 pub mod auth_data;
 pub mod cose;
+pub mod ed25519;
 
 use minicbor::Decoder;
 use serde::Deserialize;
