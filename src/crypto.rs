@@ -83,6 +83,13 @@ pub fn random<const N: usize>() -> Result<[u8; N], CryptoError> {
     Ok(out)
 }
 
+/// The OS CSPRNG as ring's own type, for the one ring call outside this file that needs
+/// a generator passed in: the ECDH check of a new passkey's P-256 point
+/// (`webauthn::cose`).
+pub fn generator() -> SystemRandom {
+    SystemRandom::new()
+}
+
 /// Compares two byte strings in time that depends only on their lengths.
 pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

@@ -1310,7 +1310,8 @@ pub fn run_webauthn(data: &[u8]) -> Result<(), String> {
         }
         2 => {
             let cdj = client_data("webauthn.create");
-            if let Ok(r) = webauthn::verify_registration(cdj.as_bytes(), rest, &expected) {
+            let rng = mfad::crypto::generator();
+            if let Ok(r) = webauthn::verify_registration(cdj.as_bytes(), rest, &expected, &rng) {
                 if r.credential.id.is_empty() || r.format.len() > 32 {
                     return Err(format!("a registration passed with {r:?}"));
                 }

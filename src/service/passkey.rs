@@ -186,7 +186,12 @@ pub fn register(
         rp_id: &app.rp.id,
     };
     let sent_id = credential_id(credential);
-    let verified = webauthn::verify_registration(&client_data_json, &attestation, &expected);
+    let verified = webauthn::verify_registration(
+        &client_data_json,
+        &attestation,
+        &expected,
+        &crypto::generator(),
+    );
     let passkey_id = new_id()?;
     let key = app.keys.token_hash(&challenge);
     let outcome = db.write(|tx| {

@@ -2,19 +2,22 @@
 //! the bytes the browser sent, what the ceremony expects, and the stored credential in;
 //! a verdict out. clientDataJSON is read with serde_json, authenticatorData by hand
 //! (`auth_data.rs`), the attestation object and COSE keys with minicbor (`cose.rs`),
-//! signatures with ring. Attestation statements are not trusted: every format counts as
+//! signatures with ring; a new credential's key is checked to be one ring can use
+//! (`cose.rs`, the Ed25519 point by `ed25519.rs`). Attestation statements are not trusted: every format counts as
 //! `none` (API.md), so no certificate is ever parsed.
 
 pub mod auth_data;
 pub mod cose;
+pub mod ed25519;
 
 use minicbor::Decoder;
+use ring::rand::SecureRandom;
 use serde::Deserialize;
 
 use crate::crypto;
 
 pub use auth_data::{AttestedCredential, AuthData, AuthDataError};
-pub use cose::{Alg, KeyError, PublicKey};
+pub use cose::{Alg, KeyError, PublicKey, Unusable};
 
 /// The relying party mfad is to authenticators: its RP ID (a domain) and the name they
 /// show.
@@ -98,6 +101,9 @@ pub enum Refusal {
     UserVerified,
     /// A registration without attested credential data.
     NoCredential,
+    /// A new credential's key that ring could never check a signature against (or, an
+    /// Ed25519 point of small order, that anyone could sign for).
+    UnusableKey(Unusable),
     /// The stored key does not parse (a row damaged, or written by a newer mfad).
     StoredKey,
     Signature,
@@ -144,6 +150,7 @@ reasons! {
     Refusal::UserPresent => "user presence flag not set",
     Refusal::UserVerified => "user verification required",
     Refusal::NoCredential => "no attested credential data",
+    Refusal::UnusableKey(_) => "public key is not usable",
     Refusal::StoredKey => "stored public key is not valid",
     Refusal::Signature => "signature invalid",
     Refusal::Counter => "sign counter did not increase",
@@ -241,19 +248,27 @@ fn attestation_object(bytes: &[u8]) -> Result<(String, &[u8]), Refusal> {
 }
 
 /// WebAuthn §7.1: a new credential. Whether its id is already registered is the
-/// caller's question (it needs the database).
+/// caller's question (it needs the database). `rng` is for checking the credential's
+/// key (`PublicKey::check`); the verdict does not depend on what it draws.
 pub fn verify_registration(
     client_data_json: &[u8],
     attestation_object_bytes: &[u8],
     expected: &Expected<'_>,
+    rng: &dyn SecureRandom,
 ) -> Result<Registered, Refusal> {
     check_client_data(client_data_json, "webauthn.create", expected)?;
     let (format, raw) = attestation_object(attestation_object_bytes)?;
     let data = auth_data::parse(raw).map_err(Refusal::AuthData)?;
     check_auth_data(&data, expected, false)?;
     let user_verified = data.user_verified();
+    let credential = data.attested.ok_or(Refusal::NoCredential)?;
+    // Here and not in `cose::read`: a key stored earlier must still load at sign-in.
+    credential
+        .public_key
+        .check(rng)
+        .map_err(Refusal::UnusableKey)?;
     Ok(Registered {
-        credential: data.attested.ok_or(Refusal::NoCredential)?,
+        credential,
         sign_count: data.sign_count,
         user_verified,
         format,
@@ -310,6 +325,7 @@ pub fn verify_assertion(
 mod tests {
     use super::*;
     use auth_data::{AT, ED, UP, UV};
+    use ring::rand::SystemRandom;
     use serde_json::Value;
 
     /// Made by `tests/fixtures/webauthn/make_vectors.py` with Python's cryptography.
@@ -424,6 +440,7 @@ mod tests {
                 &hex(&r["client_data_json"]),
                 &hex(&r["attestation_object"]),
                 &expected,
+                &SystemRandom::new(),
             )
             .unwrap();
             assert_eq!(reg.credential.id, hex(&v["credential_id"]), "{alg:?}");
@@ -596,6 +613,39 @@ mod tests {
         d
     }
 
+    /// An attestation object of format `packed` around `auth`, its statement a dummy.
+    fn packed(auth: &[u8]) -> Vec<u8> {
+        let mut e = minicbor::Encoder::new(Vec::new());
+        e.map(3).unwrap();
+        e.str("fmt").unwrap().str("packed").unwrap();
+        e.str("attStmt")
+            .unwrap()
+            .map(1)
+            .unwrap()
+            .str("sig")
+            .unwrap()
+            .bytes(b"x")
+            .unwrap();
+        e.str("authData").unwrap().bytes(auth).unwrap();
+        e.into_writer()
+    }
+
+    /// A COSE key: `kty`, `alg`, `crv` if given, then byte-string parameters.
+    fn cose(kty: i64, alg: i64, crv: Option<i64>, params: &[(i64, &[u8])]) -> Vec<u8> {
+        let mut e = minicbor::Encoder::new(Vec::new());
+        e.map(2 + u64::from(crv.is_some()) + params.len() as u64)
+            .unwrap();
+        e.i64(1).unwrap().i64(kty).unwrap();
+        e.i64(3).unwrap().i64(alg).unwrap();
+        if let Some(crv) = crv {
+            e.i64(-1).unwrap().i64(crv).unwrap();
+        }
+        for (label, value) in params {
+            e.i64(*label).unwrap().bytes(value).unwrap();
+        }
+        e.into_writer()
+    }
+
     fn ed25519_cose(alg: i64, crv: i64, x_len: usize) -> Vec<u8> {
         let mut e = minicbor::Encoder::new(Vec::new());
         e.map(4).unwrap();
@@ -687,21 +737,6 @@ mod tests {
             rp_id: "localhost",
         };
         let cdj = hex(&r["client_data_json"]);
-        let object = |auth: &[u8]| {
-            let mut e = minicbor::Encoder::new(Vec::new());
-            e.map(3).unwrap();
-            e.str("fmt").unwrap().str("packed").unwrap();
-            e.str("attStmt")
-                .unwrap()
-                .map(1)
-                .unwrap()
-                .str("sig")
-                .unwrap()
-                .bytes(b"x")
-                .unwrap();
-            e.str("authData").unwrap().bytes(auth).unwrap();
-            e.into_writer()
-        };
         // Another format is accepted, its statement not looked at.
         let good = hex(&r["attestation_object"]);
         let auth = {
@@ -717,13 +752,14 @@ mod tests {
             }
             found
         };
-        let reg = verify_registration(&cdj, &object(&auth), &expected).unwrap();
+        let reg =
+            verify_registration(&cdj, &packed(&auth), &expected, &SystemRandom::new()).unwrap();
         assert_eq!(reg.format, "packed");
         // No attested credential data.
         let mut bare = auth[..37].to_vec();
         bare[32] = UP | UV;
         assert_eq!(
-            verify_registration(&cdj, &object(&bare), &expected),
+            verify_registration(&cdj, &packed(&bare), &expected, &SystemRandom::new()),
             Err(Refusal::NoCredential)
         );
         // Not a map; a map without authData; trailing bytes.
@@ -735,14 +771,69 @@ mod tests {
             trailing,
         ] {
             assert_eq!(
-                verify_registration(&cdj, &bad, &expected),
+                verify_registration(&cdj, &bad, &expected, &SystemRandom::new()),
                 Err(Refusal::AttestationObject)
             );
         }
         // The assertion's clientDataJSON is the wrong ceremony.
         assert_eq!(
-            verify_registration(&hex(&v["assertion"]["client_data_json"]), &good, &expected),
+            verify_registration(
+                &hex(&v["assertion"]["client_data_json"]),
+                &good,
+                &expected,
+                &SystemRandom::new()
+            ),
             Err(Refusal::Type)
+        );
+    }
+
+    /// The keys of #23 item 5: each refused at registration with its kind, the one
+    /// sentence for all; stored already (before this check), each still loads at
+    /// sign-in and fails at the signature, as any key that did not sign would.
+    #[test]
+    fn a_key_ring_cannot_use_is_refused_at_registration_yet_loads_at_sign_in() {
+        let vs = vectors();
+        let r = &vs[0]["registration"];
+        let challenge = hex(&r["challenge"]);
+        let origins = origins();
+        let expected = Expected {
+            challenge: &challenge,
+            origins: &origins,
+            rp_id: "localhost",
+        };
+        let cdj = hex(&r["client_data_json"]);
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        for (key, why) in [
+            (
+                cose(2, -7, Some(1), &[(-2, &[0; 32]), (-3, &[0; 32])]),
+                Unusable::NotOnCurve,
+            ),
+            (
+                cose(3, -257, None, &[(-1, &[0xc5; 64]), (-2, &[1, 0, 1])]),
+                Unusable::Modulus,
+            ),
+            (
+                cose(1, -8, Some(6), &[(-2, &identity)]),
+                Unusable::SmallOrder,
+            ),
+        ] {
+            let auth = attested(UP | UV | AT, b"cred", &key, &[]);
+            assert_eq!(
+                verify_registration(&cdj, &packed(&auth), &expected, &SystemRandom::new()),
+                Err(Refusal::UnusableKey(why))
+            );
+            let mut a = assertion(&vs[0]);
+            a.key = key;
+            assert_eq!(
+                check(&a, "localhost", 0, true),
+                Err(Refusal::Signature),
+                "{why:?}"
+            );
+        }
+        assert_eq!(
+            Refusal::UnusableKey(Unusable::Modulus).attestation_message(),
+            "Attestation verification failed: public key is not usable."
         );
     }
 
@@ -760,6 +851,7 @@ mod tests {
             Refusal::UserPresent,
             Refusal::UserVerified,
             Refusal::NoCredential,
+            Refusal::UnusableKey(Unusable::SmallOrder),
             Refusal::StoredKey,
             Refusal::Signature,
             Refusal::Counter,

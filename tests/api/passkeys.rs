@@ -106,6 +106,8 @@ pub(crate) struct Authenticator {
     /// What its clientDataJSON says of a frame around the page (#23: refused).
     cross_origin: bool,
     top_origin: Option<String>,
+    /// A COSE key it registers in place of its own (#23: keys that can never verify).
+    claimed_key: Option<Vec<u8>>,
 }
 
 fn sha256(b: &[u8]) -> Vec<u8> {
@@ -148,12 +150,16 @@ impl Authenticator {
             origin: ORIGIN.into(),
             cross_origin: false,
             top_origin: None,
+            claimed_key: None,
         }
     }
 
     /// The credential's public key as a COSE_Key (RFC 9053 §7.1, RFC 8230 §4).
     fn cose_key(&self) -> Vec<u8> {
         use cbor::Item::{Bytes, Int};
+        if let Some(claimed) = &self.claimed_key {
+            return claimed.clone();
+        }
         let rsa;
         let pairs = match &self.key {
             Key::Es256(kp) => {
@@ -699,6 +705,88 @@ fn registrations_are_refused_for_each_reason() {
         shown.contains("passkey_refused (credential already registered)"),
         "{shown}"
     );
+}
+
+/// Keys that can never verify a signature (#23 item 5) — a P-256 point off the curve,
+/// an RSA modulus of 512 bits, an Ed25519 point of small order (the identity) — are
+/// refused with their sentence and audited, on either engine; none is listed or counted,
+/// so a password login still gets its tokens without asking for a passkey.
+#[test]
+fn keys_that_can_never_verify_are_refused() {
+    use cbor::Item::{Bytes, Int};
+    let s = server();
+    let email = "unusable@example.com";
+    let token = account(&s, email);
+    let mut off_curve = match &Authenticator::new(-7).key {
+        Key::Es256(kp) => kp.public_key().as_ref().to_vec(),
+        _ => unreachable!(),
+    };
+    // A real key's x with y ± 1 (its low bit flipped): x's two points have y and p − y.
+    off_curve[64] ^= 1;
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let keys = [
+        cbor::int_map(&[
+            (1, Int(2)),
+            (3, Int(-7)),
+            (-1, Int(1)),
+            (-2, Bytes(&off_curve[1..33])),
+            (-3, Bytes(&off_curve[33..])),
+        ]),
+        cbor::int_map(&[
+            (1, Int(3)),
+            (3, Int(-257)),
+            (-1, Bytes(&[0xd1; 64])),
+            (-2, Bytes(&[1, 0, 1])),
+        ]),
+        cbor::int_map(&[
+            (1, Int(1)),
+            (3, Int(-8)),
+            (-1, Int(6)),
+            (-2, Bytes(&identity)),
+        ]),
+    ];
+    for (key, what) in keys
+        .into_iter()
+        .zip(["P-256", "RSA-512", "Ed25519 identity"])
+    {
+        let mut a = Authenticator::new(-7);
+        a.claimed_key = Some(key);
+        let o = options(&s, &token);
+        let r = s.post(
+            REGISTER,
+            Some(&token),
+            &json!({ "name": what, "credential": a.register(&o) }),
+        );
+        assert_eq!(
+            (r.status, r.json()),
+            (
+                400,
+                json!({ "error": "Attestation verification failed: public key is not usable." })
+            ),
+            "{what}"
+        );
+    }
+    assert_eq!(s.get(PASSKEYS, Some(&token)).json(), json!([]));
+    assert_eq!(status(&s, &token)["passkeysCount"], 0);
+    let shown = events(&s, email);
+    assert_eq!(
+        shown
+            .matches("passkey_refused (public key is not usable)")
+            .count(),
+        3,
+        "{shown}"
+    );
+    let r = login(&s, email, PASSWORD);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        key_set(&r.json()),
+        key_set(&json!({ "token": 0, "refresh_token": 0 }))
+    );
+    // A real key after them registers as ever, and is then the login's second factor.
+    enrol(&s, &token, -7, "Laptop");
+    let r = login(&s, email, PASSWORD);
+    assert_eq!(r.json()["mfa_methods"], json!(["passkey"]), "{}", r.text());
 }
 
 #[test]
