@@ -755,3 +755,41 @@ fn the_page_is_served_with_its_security_headers() {
         None
     );
 }
+
+/// The page's files go gzip-compressed to a client that accepts it, and plain to one
+/// that does not; both forms are the same file, the HTML named for the service.
+#[test]
+fn the_page_is_sent_compressed_to_who_accepts_it() {
+    use std::io::Read;
+    let s = Server::start(&["--rp-name", "Acme <Co>"]);
+    let mut sizes = Vec::new();
+    for path in ["/", "/assets/app.js", "/assets/app.css"] {
+        let plain = s.request("GET", path, &[("Accept-Encoding", "identity")], None);
+        assert_eq!(plain.status, 200);
+        assert_eq!(plain.header("Content-Encoding"), None, "{path}");
+        assert_eq!(plain.header("Vary"), Some("Accept-Encoding"), "{path}");
+        let packed = s.request(
+            "GET",
+            path,
+            &[("Accept-Encoding", "gzip, deflate, br")],
+            None,
+        );
+        assert_eq!(packed.header("Content-Encoding"), Some("gzip"), "{path}");
+        assert_eq!(packed.header("Vary"), Some("Accept-Encoding"), "{path}");
+        assert_eq!(packed.header("Content-Type"), plain.header("Content-Type"));
+        assert!(packed.header("Content-Security-Policy").is_some());
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(&packed.body[..])
+            .read_to_end(&mut unpacked)
+            .unwrap();
+        assert_eq!(unpacked, plain.body, "{path}");
+        assert!(packed.body.len() * 2 < plain.body.len(), "{path}");
+        sizes.push((path, plain.body.len(), packed.body.len()));
+    }
+    let html = s.get("/", None).text();
+    assert!(html.contains("<title>Acme &lt;Co&gt;</title>"), "{html}");
+    assert!(html.contains(r#"<meta name="description""#));
+    let (plain, packed): (usize, usize) = sizes.iter().fold((0, 0), |t, s| (t.0 + s.1, t.1 + s.2));
+    eprintln!("the page: {plain} bytes, {packed} compressed ({sizes:?})");
+    assert!(plain < 60 * 1024);
+}
