@@ -10,6 +10,7 @@
     clippy::undocumented_unsafe_blocks
 )]
 
+mod accessibility;
 // The helpers stay in tests/common/, where the benchmarks include its client by path.
 mod commits;
 #[path = "../common/mod.rs"]

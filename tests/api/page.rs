@@ -13,7 +13,7 @@ use common::webdriver::{self, Browser};
 use super::*;
 
 /// A browser, or `None` (and one line saying so) where none is installed.
-fn browser(width: u32, height: u32, dark: bool) -> Option<Browser> {
+pub(super) fn browser(width: u32, height: u32, dark: bool) -> Option<Browser> {
     if let Some(what) = webdriver::missing() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -130,7 +130,7 @@ fn shown_codes(b: &Browser) -> Vec<String> {
         .collect()
 }
 
-fn sign_in_with_password(b: &Browser, email: &str) {
+pub(super) fn sign_in_with_password(b: &Browser, email: &str) {
     b.wait_shown("#signin-email");
     b.type_into("#signin-email", email);
     b.type_into("#signin-password", PASSWORD);
@@ -148,11 +148,11 @@ fn answer_second_step(b: &Browser, method: &str, code: &str) {
     b.click("#second-go");
 }
 
-fn signed_in(b: &Browser) {
+pub(super) fn signed_in(b: &Browser) {
     b.wait_shown("#signout");
 }
 
-fn sign_out(b: &Browser) {
+pub(super) fn sign_out(b: &Browser) {
     b.click("#signout");
     b.wait_shown("#signin-email");
 }

@@ -79,6 +79,8 @@ impl Browser {
             "browserName": "chrome",
             "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
             "goog:loggingPrefs": { "browser": "ALL" },
+            // Above WebDriver's 30 s: axe's run on a busy two-core machine.
+            "timeouts": { "script": 60_000 },
         }}});
         let r = b.call("POST", "/session", Some(caps));
         b.session = r["sessionId"].as_str().expect("a session").to_string();
@@ -119,6 +121,17 @@ impl Browser {
         self.session_call(
             "POST",
             "/execute/sync",
+            Some(json!({ "script": script, "args": args })),
+        )
+    }
+
+    /// Runs `script` (a function body) with `args` and waits for it to call its last
+    /// argument, WebDriver's callback; what it was called with. The script may take the
+    /// session's script timeout (60 s, set at the start).
+    pub fn js_async(&self, script: &str, args: Value) -> Value {
+        self.session_call(
+            "POST",
+            "/execute/async",
             Some(json!({ "script": script, "args": args })),
         )
     }
