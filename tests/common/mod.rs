@@ -267,7 +267,7 @@ pub fn sqlite_only(what: &str) -> bool {
 /// for restarts and admin commands); nothing on the SQLite run.
 static DATABASES: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
 
-fn database_env(dir: &Path) -> Vec<(&'static str, String)> {
+pub fn database_env(dir: &Path) -> Vec<(&'static str, String)> {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let Some(base) = postgres_base() else {
         return Vec::new();
