@@ -1,6 +1,7 @@
-//! What the README's first steps rely on: `user add` and `user passwd` refuse an email
-//! before they ask for a password (a password typed twice for nothing was how a
-//! newcomer learnt that `mfad token` had made the account).
+//! What the README's first steps rely on: the banner naming the page at `localhost`,
+//! and `user add` and `user passwd` refusing an email before they ask for a password (a
+//! password typed twice for nothing was how a newcomer learnt that `mfad token` had
+//! made the account).
 
 use std::ffi::CStr;
 use std::fs::{File, OpenOptions};
@@ -72,6 +73,16 @@ fn ends_by_itself(mut child: Child, what: &str) -> (Option<i32>, String) {
         .read_to_string(&mut err)
         .unwrap();
     (status.code(), err)
+}
+
+#[test]
+fn the_banner_names_the_page_at_localhost_or_the_public_url() {
+    // The helper has read the first line (`mfad listening on http://127.0.0.1:PORT`,
+    // which scripts read the port from) and the metrics one before it.
+    let s = Server::start(&["--metrics-listen", "127.0.0.1:0"]);
+    assert_eq!(s.page, format!("http://localhost:{}/", s.addr.port()));
+    let s = Server::start(&["--public-url", "https://auth.example.com"]);
+    assert_eq!(s.page, "https://auth.example.com/");
 }
 
 #[test]
