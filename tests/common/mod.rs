@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod openapi;
+pub mod terminal;
 pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Write};
