@@ -58,6 +58,22 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
         }
         Command::UserAdd { email } => {
             let email = check_email(email)?;
+            // Before the prompt: a password typed twice for nothing is the wrong way to
+            // learn that `mfad token` (or an earlier `user add`) made the account. This
+            // is the local admin's command, so saying the account exists reveals nothing.
+            if let Some(account) = admin::find(&db, &email).map_err(read)? {
+                let (state, what) = match account.password_hash {
+                    Some(_) => ("", "a new password"),
+                    None => (
+                        " without a password (mfad token creates it so)",
+                        "a password",
+                    ),
+                };
+                return Err(format!(
+                    "an account with email {email} already exists{state}: give it {what} \
+                     with mfad user passwd --email {email}"
+                ));
+            }
             let hash = crypto::hash_password(&read_password(config)?, crypto::PASSWORD_ITERATIONS)
                 .map_err(|e| e.to_string())?;
             let id = admin::add_user(&db, &email, &hash, now)
@@ -66,7 +82,10 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
             Ok(format!("added account {id} ({email})\n"))
         }
         Command::UserPasswd { email } => {
-            let account = find(email)?;
+            // Before the prompt, as for `user add`.
+            let account = admin::find(&db, email).map_err(read)?.ok_or_else(|| {
+                format!("no account with email {email}: add it with mfad user add --email {email}")
+            })?;
             let hash = crypto::hash_password(&read_password(config)?, crypto::PASSWORD_ITERATIONS)
                 .map_err(|e| e.to_string())?;
             admin::set_password(&db, account.id, &hash, now).map_err(fail)?;

@@ -75,10 +75,16 @@ fn serve(config: &Config, signals: &libc::sigset_t) -> ExitCode {
     };
     // One write: a reader that takes the first line and goes must not make a later
     // write fail.
+    // The first line's shape is what scripts and the tests read the port from; the
+    // page's line comes last, after the metrics one they may read second.
     let mut banner = format!("mfad listening on http://{}\n", running.addr());
     if let Some(m) = running.metrics_addr() {
         banner.push_str(&format!("mfad metrics on http://{m}/metrics\n"));
     }
+    banner.push_str(&format!(
+        "mfad page on {}\n",
+        config.web.page_url(running.addr())
+    ));
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     drop(out);

@@ -6,7 +6,7 @@
 //! its settings ([`WebPolicy`], [`Cidr`], [`SameSite`], [`parse_origin`]) and `http`
 //! applies them, so neither needs the other.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The cookie Storno's backend sets and its frontend relies on.
 pub(crate) const REFRESH_COOKIE: &str = "__refresh__token";
@@ -168,6 +168,29 @@ impl WebPolicy {
             .then(|| format!("http://{host}"))
     }
 
+    /// Where people open the page, as the start banner names it: the public URL, else
+    /// the bound address, named `localhost` when that reaches it. A passkey needs a
+    /// domain name (WebAuthn refuses an IP address as the relying party, whose default
+    /// is `localhost`), so `http://127.0.0.1:8080/` would show a page whose passkeys
+    /// fail. Only 127.0.0.1, ::1 and the unspecified addresses (which include them):
+    /// the rest of 127/8 is loopback too, but `localhost` does not resolve to it.
+    pub fn page_url(&self, bound: SocketAddr) -> String {
+        if let Some(own) = &self.public_origin {
+            return format!("{own}/");
+        }
+        let ip = bound.ip();
+        let local = [
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        ];
+        match local.contains(&ip) {
+            true => format!("http://localhost:{}/", bound.port()),
+            false => format!("http://{bound}/"),
+        }
+    }
+
     /// The origins a passkey ceremony may come from: mfad's own (the public URL's, else
     /// the request's `Host` under either scheme, as TLS usually ends at a proxy in
     /// front) and the listed ones, each only if its host is `rp_id` or under it.
@@ -316,6 +339,27 @@ mod tests {
         assert_eq!(
             public.base_url(Some("evil.example")).as_deref(),
             Some("https://auth.example.org")
+        );
+    }
+
+    #[test]
+    fn the_page_is_named_localhost_on_loopback_and_the_public_url_behind_a_proxy() {
+        let p = WebPolicy::default();
+        let url = |a: &str| p.page_url(a.parse().unwrap());
+        assert_eq!(url("127.0.0.1:8080"), "http://localhost:8080/");
+        assert_eq!(url("[::1]:9000"), "http://localhost:9000/");
+        assert_eq!(url("0.0.0.0:8080"), "http://localhost:8080/");
+        assert_eq!(url("[::]:8080"), "http://localhost:8080/");
+        assert_eq!(url("127.0.0.2:8080"), "http://127.0.0.2:8080/");
+        assert_eq!(url("192.0.2.7:80"), "http://192.0.2.7:80/");
+        assert_eq!(url("[2001:db8::1]:8080"), "http://[2001:db8::1]:8080/");
+        let public = WebPolicy {
+            public_origin: Some("https://auth.example.org".into()),
+            ..WebPolicy::default()
+        };
+        assert_eq!(
+            public.page_url("127.0.0.1:8080".parse().unwrap()),
+            "https://auth.example.org/"
         );
     }
 

@@ -24,6 +24,7 @@ mod openapi;
 mod operations;
 mod page;
 mod passkeys;
+mod readme;
 mod resilience;
 mod rules;
 mod settings;

@@ -18,12 +18,12 @@ use crate::common::{now, Server, BIN};
 /// variable (`None` for a flag that has none, such as `--init`).
 type Setting = (String, Option<String>);
 
-fn readme() -> String {
+pub(crate) fn readme() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
 }
 
 /// The text of `## heading` in `doc`, up to the next heading of that level.
-fn section<'a>(doc: &'a str, heading: &str) -> &'a str {
+pub(crate) fn section<'a>(doc: &'a str, heading: &str) -> &'a str {
     let start = doc
         .find(&format!("\n## {heading}\n"))
         .unwrap_or_else(|| panic!("README.md has no \"## {heading}\""));

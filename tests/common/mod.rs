@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod openapi;
+pub mod terminal;
 pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Write};
@@ -25,6 +26,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The metrics listener, when started with `--metrics-listen`.
     pub metrics: Option<SocketAddr>,
+    /// Where the banner's last line says people open the page.
+    pub page: String,
     pub dir: PathBuf,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
@@ -107,12 +110,24 @@ impl Server {
                 .parse()
                 .unwrap()
         });
+        // The banner is one write, so it is in the buffer whole: a missing line fails
+        // here instead of waiting for ever.
+        let mut last = String::new();
+        if !out.buffer().is_empty() {
+            out.read_line(&mut last).unwrap();
+        }
+        let page = last
+            .trim()
+            .strip_prefix("mfad page on ")
+            .unwrap_or_else(|| panic!("unexpected last banner line: {last:?}"))
+            .to_string();
         if let Some(m) = metrics {
             METRICS_LISTENERS.lock().unwrap().push(m);
         }
         Server {
             addr,
             metrics,
+            page,
             dir: dir.to_path_buf(),
             child,
             log,
@@ -267,7 +282,7 @@ pub fn sqlite_only(what: &str) -> bool {
 /// for restarts and admin commands); nothing on the SQLite run.
 static DATABASES: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
 
-fn database_env(dir: &Path) -> Vec<(&'static str, String)> {
+pub fn database_env(dir: &Path) -> Vec<(&'static str, String)> {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let Some(base) = postgres_base() else {
         return Vec::new();
