@@ -2,10 +2,12 @@
 //! headers API.md fixes (a strict CSP: no inline script or style, no other host; no
 //! framing; no referrer), gzip-compressed to a client that accepts it. The script and
 //! the style are compressed when mfad is built (`build.rs`); the HTML names the service
-//! (`--rp-name`), so it is filled in and compressed once, when the server starts. The
-//! page is a client of the JSON API like any other: nothing here knows an account.
+//! (`--rp-name`), so it is filled in when the server starts and compressed once, at the
+//! first request that accepts gzip. The page is a client of the JSON API like any
+//! other: nothing here knows an account.
 
 use std::io::Write;
+use std::sync::OnceLock;
 
 /// One embedded file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +70,9 @@ const HEADERS: [(&str, &str); 3] = [
 #[derive(Debug)]
 pub(crate) struct Pages {
     index: Vec<u8>,
-    index_gzip: Vec<u8>,
+    /// Made at the first request that accepts it: a listener or a fuzz run that never
+    /// serves the page never compresses it.
+    index_gzip: OnceLock<Vec<u8>>,
 }
 
 impl Pages {
@@ -76,17 +80,23 @@ impl Pages {
     /// description).
     pub(crate) fn new(service: &str) -> Pages {
         let html = String::from_utf8_lossy(INDEX.bytes).replace("{{service}}", &escape(service));
-        let index = html.into_bytes();
-        let index_gzip = gzip(&index).unwrap_or_default();
-        Pages { index, index_gzip }
+        Pages {
+            index: html.into_bytes(),
+            index_gzip: OnceLock::new(),
+        }
     }
 
     /// What is sent for `asset`: its bytes, compressed when the client `accepts_gzip`
     /// and a compressed form is kept, and whether they are.
     pub(crate) fn body<'a>(&'a self, asset: &Asset, accepts_gzip: bool) -> (&'a [u8], bool) {
-        let (plain, packed): (&[u8], &[u8]) = match asset.named {
-            true => (&self.index, &self.index_gzip),
-            false => (asset.bytes, asset.gzip),
+        let (plain, packed): (&[u8], &[u8]) = match (asset.named, accepts_gzip) {
+            (true, true) => (
+                &self.index,
+                self.index_gzip
+                    .get_or_init(|| gzip(&self.index).unwrap_or_default()),
+            ),
+            (true, false) => (&self.index, b""),
+            (false, _) => (asset.bytes, asset.gzip),
         };
         match accepts_gzip && !packed.is_empty() {
             true => (packed, true),
