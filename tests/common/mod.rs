@@ -414,6 +414,19 @@ pub fn refused_start(dir: &Path, key: Option<&Path>) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Starts `mfad serve FLAG VALUE` on a fresh data directory, expecting it to refuse the
+/// value: returns its stderr.
+pub fn refused_setting(flag: &str, value: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = cli(
+        dir.path(),
+        &["serve", flag, value, "--listen", "127.0.0.1:0"],
+        None,
+    );
+    assert!(!ok, "{flag} {value} was taken");
+    err
+}
+
 pub fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let mut child = Command::new(BIN)
         .args(args)
