@@ -1,7 +1,7 @@
--- mfad's database schema for PostgreSQL, version 4: the same tables, columns and rules
+-- mfad's database schema for PostgreSQL, version 5: the same tables, columns and rules
 -- as schema.sql (SQLite), in PostgreSQL's types. The version is recorded in
--- mfad_schema; a database of an earlier version would be brought here by the migrations
--- in src/store/postgres.rs (there are none yet: PostgreSQL support starts at 4).
+-- mfad_schema; a database of an earlier version is brought here by the migrations in
+-- src/store/postgres.rs (PostgreSQL support starts at 4).
 -- Applied by the first mfad that finds the database empty, under an advisory lock, so
 -- that two nodes starting at once do not both create it. Secrets never appear here in
 -- the clear (see schema.sql).
@@ -70,6 +70,19 @@ CREATE TABLE refresh_tokens (
 );
 CREATE INDEX refresh_tokens_family ON refresh_tokens(family);
 CREATE INDEX refresh_tokens_account ON refresh_tokens(account_id);
+
+-- Browser sessions; see schema.sql.
+CREATE TABLE sessions (
+    token_hash   BYTEA PRIMARY KEY,
+    account_id   BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    family       BYTEA NOT NULL,
+    sign_in      TEXT NOT NULL,
+    auth_time    BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    last_used_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_family ON sessions(family);
+CREATE INDEX sessions_account ON sessions(account_id);
 
 CREATE TABLE passkeys (
     id            BYTEA PRIMARY KEY,

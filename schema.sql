@@ -1,9 +1,9 @@
--- mfad's database schema, version 4 (recorded in PRAGMA user_version). A database of
+-- mfad's database schema, version 5 (recorded in PRAGMA user_version). A database of
 -- an earlier version is brought here by the migrations in src/store/sqlite.rs.
 -- Applied at start by the binary, which embeds this file. Secrets never appear here in
 -- the clear: TOTP secrets are sealed with AES-256-GCM (account id as associated data);
--- backup codes, refresh tokens, MFA and passkey challenges are stored only as keyed
--- hashes. Passkeys are public keys: nothing of them is secret.
+-- backup codes, refresh tokens, browser sessions, MFA and passkey challenges are stored
+-- only as keyed hashes. Passkeys are public keys: nothing of them is secret.
 
 -- Ids are never reused (AUTOINCREMENT), so a token naming a deleted account can never
 -- name a later one.
@@ -79,6 +79,21 @@ CREATE TABLE refresh_tokens (
     auth_time  INTEGER NOT NULL DEFAULT 0       -- when that login was made
 ) WITHOUT ROWID;
 CREATE INDEX refresh_tokens_family ON refresh_tokens(family);
+
+-- A browser session (the `mfad_session` cookie) of one login: what forward-auth reads
+-- for every request of a protected app. It ends with its login: whatever deletes the
+-- login's refresh tokens deletes its sessions in the same transaction.
+CREATE TABLE sessions (
+    token_hash   BLOB PRIMARY KEY,              -- HMAC of the 32-byte cookie value
+    account_id   INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    family       BLOB NOT NULL,                 -- the login's refresh family
+    sign_in      TEXT NOT NULL,                 -- how the login was made (its amr)
+    auth_time    INTEGER NOT NULL,              -- when
+    expires_at   INTEGER NOT NULL,              -- the login's end
+    last_used_at INTEGER NOT NULL               -- recorded at most once a minute
+) WITHOUT ROWID;
+CREATE INDEX sessions_family ON sessions(family);
+CREATE INDEX sessions_account ON sessions(account_id);
 
 -- Registered passkeys (WebAuthn public-key credentials).
 CREATE TABLE passkeys (

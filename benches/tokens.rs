@@ -40,7 +40,7 @@ fn main() {
         at: now,
     };
     let email = Some("bench@example.com");
-    let eddsa = tokens.issue(1, email, login, now, 3600).unwrap();
+    let eddsa = tokens.issue(1, email, login, None, now, 3600).unwrap();
     let hs256 = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &serde_json::json!({
@@ -63,7 +63,7 @@ fn main() {
         black_box(tokens.verify(black_box(&eddsa), now)).unwrap();
     });
     let sign = median_us(|| {
-        black_box(tokens.issue(1, email, login, now, 3600)).unwrap();
+        black_box(tokens.issue(1, email, login, None, now, 3600)).unwrap();
     });
     let signing = keys.token_signing_key().unwrap();
     let message = [7u8; 300];

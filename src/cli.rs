@@ -52,7 +52,7 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
                 at: now,
             };
             let token = tokens
-                .issue(account.id, Some(&email), login, now, *ttl as i64)
+                .issue(account.id, Some(&email), login, None, now, *ttl as i64)
                 .map_err(|e| format!("cannot sign the token: {e}"))?;
             Ok(format!("{token}\n"))
         }

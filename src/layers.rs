@@ -13,13 +13,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Each top-level module's layer: a module may name its own layer or one below.
-const LAYERS: [(&str, u8); 19] = [
+const LAYERS: [(&str, u8); 20] = [
     ("main", 6),
     ("cli", 5),
     ("lib", 5),
     ("http", 4),
     ("service", 3),
     ("store", 2),
+    ("access", 1),
     ("auth", 1),
     ("crypto", 1),
     ("durability", 1),

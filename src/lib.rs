@@ -7,6 +7,7 @@
 //! serves the admin commands beside `http`. This file opens the data directory (the
 //! instance key and the database) for both. `layers.rs` (a test) keeps the direction.
 
+pub mod access;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -333,8 +334,19 @@ pub fn app(config: &Config, instance: Instance) -> Result<service::App, String> 
             rp.id
         );
     }
+    let plain_http = config
+        .web
+        .public_origin
+        .as_deref()
+        .is_some_and(|o| o.starts_with("http://"));
+    if plain_http && (!config.access.rules.is_empty() || config.web.session_domain.is_some()) {
+        ::log::warn!(
+            "forward-auth: --public-url is plain http, so the session cookie is not Secure \
+             and travels in the clear; that is for development only, put TLS in front"
+        );
+    }
     let db = Arc::new(db);
-    service::App::new(
+    let mut app = service::App::new(
         db,
         keys,
         tokens,
@@ -345,7 +357,12 @@ pub fn app(config: &Config, instance: Instance) -> Result<service::App, String> 
         },
         rp,
     )
-    .map_err(|_| "cannot initialise (the random number generator failed)".to_string())
+    .map_err(|_| "cannot initialise (the random number generator failed)".to_string())?;
+    app.forward = service::Forward {
+        rules: config.access.clone(),
+        session_idle: config.session_idle,
+    };
+    Ok(app)
 }
 
 /// A running server: the HTTP workers, the storage janitor, and the lock that keeps a

@@ -24,12 +24,12 @@ pub static METRICS: Metrics = Metrics::new();
 pub const ROUTES: usize = 32;
 
 /// The statuses mfad answers with; anything else is counted as `other`.
-const STATUSES: [u16; 17] = [
-    200, 201, 204, 400, 401, 403, 404, 405, 408, 409, 413, 414, 422, 429, 431, 500, 503,
+const STATUSES: [u16; 18] = [
+    200, 201, 204, 302, 400, 401, 403, 404, 405, 408, 409, 413, 414, 422, 429, 431, 500, 503,
 ];
-const STATUS_NAMES: [&str; 18] = [
-    "200", "201", "204", "400", "401", "403", "404", "405", "408", "409", "413", "414", "422",
-    "429", "431", "500", "503", "other",
+const STATUS_NAMES: [&str; 19] = [
+    "200", "201", "204", "302", "400", "401", "403", "404", "405", "408", "409", "413", "414",
+    "422", "429", "431", "500", "503", "other",
 ];
 
 /// Upper bounds of the latency buckets, in seconds: from a cached read (~50 µs) to a
@@ -57,10 +57,20 @@ pub enum Event {
     AccountLocked,
     ClockDriftSuspected,
     RefreshReuseDetected,
+    /// Forward-auth: let through.
+    AuthzAllowed,
+    /// Forward-auth: sent to sign in.
+    AuthzSignIn,
+    /// Forward-auth: sent to sign in with a second factor.
+    AuthzNeedTwoFactor,
+    /// Forward-auth: refused (a deny rule, the default, an email not listed).
+    AuthzDenied,
+    /// Forward-auth: no usable resource in the request.
+    AuthzBadRequest,
 }
 
 /// Each event's family and labels, in the order of [`Event`].
-const EVENTS: [(Family, &[(&str, &str)]); 14] = [
+const EVENTS: [(Family, &[(&str, &str)]); 19] = [
     (LOGINS, &[("method", "password"), ("result", "success")]),
     (
         LOGINS,
@@ -78,6 +88,11 @@ const EVENTS: [(Family, &[(&str, &str)]); 14] = [
     (LOCKS, &[("what", "account")]),
     (DRIFT, &[]),
     (REFRESH_REUSE, &[]),
+    (AUTHZ, &[("result", "allowed")]),
+    (AUTHZ, &[("result", "sign_in")]),
+    (AUTHZ, &[("result", "need_2fa")]),
+    (AUTHZ, &[("result", "denied")]),
+    (AUTHZ, &[("result", "bad_request")]),
 ];
 
 /// A counter family: its name (without `_total`, which the encoder adds) and help.
@@ -108,7 +123,19 @@ const REFRESH_REUSE: Family = Family(
     "mfad_refresh_reuse_detected",
     "Rotated refresh tokens presented again (their whole family is revoked).",
 );
-const FAMILIES: [Family; 6] = [LOGINS, THROTTLED, REPLAYS, LOCKS, DRIFT, REFRESH_REUSE];
+const AUTHZ: Family = Family(
+    "mfad_authz_decisions",
+    "Forward-auth answers by result: allowed, sign_in (not signed in), need_2fa (a second factor is needed), denied, bad_request.",
+);
+const FAMILIES: [Family; 7] = [
+    LOGINS,
+    THROTTLED,
+    REPLAYS,
+    LOCKS,
+    DRIFT,
+    REFRESH_REUSE,
+    AUTHZ,
+];
 
 /// The second factors the one rule checks, and what became of a check.
 const METHODS: [&str; 4] = ["totp", "backup_code", "passkey", "unreadable"];
@@ -474,7 +501,7 @@ mod tests {
 
     #[test]
     fn every_event_has_a_family_that_is_rendered() {
-        assert_eq!(EVENTS.len(), Event::RefreshReuseDetected as usize + 1);
+        assert_eq!(EVENTS.len(), Event::AuthzBadRequest as usize + 1);
         for (family, _) in EVENTS {
             assert!(FAMILIES.contains(&family), "{}", family.0);
         }

@@ -25,6 +25,22 @@ pub fn rfc3339(unix: i64) -> String {
     )
 }
 
+/// Reads a span of time: seconds, or a whole number with `s`, `m`, `h` or `d`.
+pub fn parse_span(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let (digits, unit) = match t.as_bytes().last()? {
+        b's' => (&t[..t.len() - 1], 1),
+        b'm' => (&t[..t.len() - 1], 60),
+        b'h' => (&t[..t.len() - 1], 3600),
+        b'd' => (&t[..t.len() - 1], 86_400),
+        _ => (t, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 9 {
+        return None;
+    }
+    digits.parse::<i64>().ok()?.checked_mul(unit)
+}
+
 /// Reads `YYYY-MM-DD` (midnight UTC) or an RFC 3339 date-time
 /// (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`) as Unix seconds.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
@@ -121,7 +137,23 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_rfc3339, rfc3339};
+    use super::{parse_rfc3339, parse_span, rfc3339};
+
+    #[test]
+    fn spans_are_seconds_or_a_number_with_its_unit() {
+        for (text, secs) in [
+            ("90", 90),
+            ("90s", 90),
+            ("30m", 1800),
+            ("24h", 86_400),
+            ("7d", 604_800),
+        ] {
+            assert_eq!(parse_span(text), Some(secs), "{text}");
+        }
+        for bad in ["", "h", "1.5h", "-1h", "1w", "1 h", "9999999999d"] {
+            assert_eq!(parse_span(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn rfc3339_text_reads_back_to_its_instant() {

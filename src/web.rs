@@ -18,6 +18,8 @@ const HOST_REFRESH_COOKIE: &str = "__Host-__refresh__token";
 const MAX_REFRESH_COOKIES: usize = 4;
 /// Its `Max-Age`: a login's 30 days.
 const COOKIE_MAX_AGE: i64 = 30 * 86_400;
+/// The browser session's cookie, which forward-auth reads (API.md).
+pub(crate) const SESSION_COOKIE: &str = "mfad_session";
 
 /// `SameSite` of the refresh cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +110,9 @@ pub struct WebPolicy {
     /// `--cookie-name-prefix __Host-`: the refresh cookie is `__Host-__refresh__token`,
     /// `Path=/`.
     pub host_cookie: bool,
+    /// `--session-domain`: the session cookie's `Domain` (sent to every host under it),
+    /// and the only hosts the page sends people back to; `None`: host-only, no `rd`.
+    pub session_domain: Option<String>,
 }
 
 impl WebPolicy {
@@ -256,22 +261,48 @@ impl WebPolicy {
             true => HOST_REFRESH_COOKIE,
             false => REFRESH_COOKIE,
         };
-        let mut found: Vec<&str> = Vec::new();
-        let values = header
-            .split(';')
-            .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(n, _)| *n == name)
-            .map(|(_, value)| value.trim_matches('"'))
-            .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()));
-        for v in values {
-            if found.len() == MAX_REFRESH_COOKIES {
-                break;
-            }
-            if !found.contains(&v) {
-                found.push(v);
-            }
-        }
-        found
+        token_cookies(header, name)
+    }
+
+    /// The token-shaped values of the session cookie in a `Cookie` header, as for the
+    /// refresh cookie.
+    pub(crate) fn session_cookies<'h>(&self, header: &'h str) -> Vec<&'h str> {
+        token_cookies(header, SESSION_COOKIE)
+    }
+
+    /// Whether the session cookie is `Secure`: when the public URL is `https`, and only
+    /// then (browsers refuse a `Secure` cookie from a plain-`http` origin but
+    /// localhost).
+    pub fn secure_sessions(&self) -> bool {
+        self.public_origin
+            .as_deref()
+            .is_some_and(|o| o.starts_with("https://"))
+    }
+
+    /// The session cookie, living `max_age` seconds (`0`: cleared).
+    pub(crate) fn session_cookie(&self, value: &str, max_age: i64) -> String {
+        let secure = if self.secure_sessions() {
+            " Secure;"
+        } else {
+            ""
+        };
+        let domain = match &self.session_domain {
+            Some(d) => format!("; Domain={d}"),
+            None => String::new(),
+        };
+        format!(
+            "{SESSION_COOKIE}={value}; HttpOnly;{secure} SameSite=Lax; Path=/{domain}; \
+             Max-Age={max_age}"
+        )
+    }
+
+    /// The portal's address for a person to sign in and come back to `url` (with
+    /// `need=2fa` when a second factor is asked): the public URL's page, else the one
+    /// the request's `Host` names.
+    pub(crate) fn portal(&self, host: Option<&str>, url: &str, need_2fa: bool) -> Option<String> {
+        let base = self.base_url(host)?;
+        let need = if need_2fa { "&need=2fa" } else { "" };
+        Some(format!("{base}/?rd={}{need}", query_value(url)))
     }
 
     fn same_site_word(&self) -> &'static str {
@@ -286,6 +317,42 @@ impl WebPolicy {
 /// Checks an origin as written in configuration: `http` or `https`, a host, an optional
 /// port, nothing else (no path, no trailing slash, never `*`). Returns it as browsers
 /// send it in `Origin`.
+/// The token-shaped values (64 hex digits) of the cookie `name` in a `Cookie` header,
+/// at most [`MAX_REFRESH_COOKIES`], no repeats: a browser holds one of mfad's, any
+/// others were planted under the name by another host of the domain.
+fn token_cookies<'h>(header: &'h str, name: &str) -> Vec<&'h str> {
+    let mut found: Vec<&str> = Vec::new();
+    let values = header
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim_matches('"'))
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()));
+    for v in values {
+        if found.len() == MAX_REFRESH_COOKIES {
+            break;
+        }
+        if !found.contains(&v) {
+            found.push(v);
+        }
+    }
+    found
+}
+
+/// `s` percent-encoded for a query parameter's value: every byte but the unreserved ones
+/// (RFC 3986 §2.3).
+pub fn query_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3 / 2);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 pub fn parse_origin(text: &str) -> Result<String, &'static str> {
     let (scheme, rest) = text
         .split_once("://")
@@ -316,6 +383,42 @@ pub fn parse_origin(text: &str) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_cookie_is_secure_only_behind_https_and_has_the_domain_asked() {
+        let mut p = WebPolicy {
+            public_origin: Some("https://auth.example.com".into()),
+            session_domain: Some("example.com".into()),
+            ..WebPolicy::default()
+        };
+        assert_eq!(
+            p.session_cookie("ab", 60),
+            "mfad_session=ab; HttpOnly; Secure; SameSite=Lax; Path=/; Domain=example.com; \
+             Max-Age=60"
+        );
+        p.public_origin = Some("http://auth.example.com".into());
+        p.session_domain = None;
+        assert_eq!(
+            p.session_cookie("", 0),
+            "mfad_session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"
+        );
+        let t = "a".repeat(64);
+        let header = format!("x=1; mfad_session={t}; mfad_session=junk; mfad_session={t}");
+        assert_eq!(p.session_cookies(&header), [t.as_str()]);
+    }
+
+    #[test]
+    fn the_portal_carries_the_way_back_encoded() {
+        let p = WebPolicy {
+            public_origin: Some("https://auth.example.com".into()),
+            ..WebPolicy::default()
+        };
+        assert_eq!(
+            p.portal(None, "https://wiki.example.com/a?b=c&d", true)
+                .unwrap(),
+            "https://auth.example.com/?rd=https%3A%2F%2Fwiki.example.com%2Fa%3Fb%3Dc%26d&need=2fa"
+        );
+    }
 
     #[test]
     fn the_base_url_is_the_public_one_or_a_plain_host() {

@@ -248,13 +248,13 @@ impl Harness {
         let b64 = |v: Value| BASE64URL_NOPAD.encode(v.to_string().as_bytes());
         let tokens = AuthTokens {
             p: own
-                .issue(p_id, Some(P_EMAIL), login, now, ten_years)
+                .issue(p_id, Some(P_EMAIL), login, None, now, ten_years)
                 .expect("jwt"),
             n: own
-                .issue(n_id, Some(N_EMAIL), login, now, ten_years)
+                .issue(n_id, Some(N_EMAIL), login, None, now, ten_years)
                 .expect("jwt"),
             expired: own
-                .issue(p_id, Some(P_EMAIL), login, now - 100_000, 3600)
+                .issue(p_id, Some(P_EMAIL), login, None, now - 100_000, 3600)
                 .expect("jwt"),
             other_instance: Tokens::new(
                 &crypto::Keys::derive(&[9u8; 32]).expect("keys"),
@@ -263,14 +263,21 @@ impl Harness {
                 None,
             )
             .expect("tokens")
-            .issue(p_id, Some(P_EMAIL), login, now, ten_years)
+            .issue(p_id, Some(P_EMAIL), login, None, now, ten_years)
             .expect("jwt"),
             no_account: own
-                .issue(1_000_000, Some("ghost@example.com"), login, now, ten_years)
+                .issue(
+                    1_000_000,
+                    Some("ghost@example.com"),
+                    login,
+                    None,
+                    now,
+                    ten_years,
+                )
                 .expect("jwt"),
             wrong_issuer: Tokens::new(keys, "someone-else", None, None)
                 .expect("tokens")
-                .issue(p_id, Some(P_EMAIL), login, now, ten_years)
+                .issue(p_id, Some(P_EMAIL), login, None, now, ten_years)
                 .expect("jwt"),
             alg_none: format!(
                 "{}.{}.",

@@ -50,6 +50,10 @@ pub struct Verified {
     pub subject: Subject,
     pub email: Option<String>,
     pub username: Option<String>,
+    /// Our own tokens': the login they were issued for (`sid`), none for `mfad token`'s.
+    pub sid: Option<String>,
+    /// Our own tokens': how that login was made (`amr`); empty for external tokens.
+    pub amr: Vec<String>,
 }
 
 /// Why a token was refused; the HTTP layer turns each into a 401.
@@ -71,6 +75,9 @@ struct OwnClaims<'a> {
     amr: &'static [&'static str],
     #[serde(skip_serializing_if = "Option::is_none")]
     mfa_method: Option<&'static str>,
+    /// The login (OpenID's session id): what a browser session is made from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
 }
 
 /// The claims we read. `exp`, `nbf`, `iss` and `aud` are checked by jsonwebtoken (≥ 10.3,
@@ -87,6 +94,9 @@ struct Claims {
     iat: Option<Value>,
     /// Already checked; read to know how long the verdict holds.
     exp: Option<Value>,
+    /// Read from our own tokens only: which login, and how it was made.
+    sid: Option<Value>,
+    amr: Option<Value>,
 }
 
 /// The RFC 7638 thumbprint of an Ed25519 public key (RFC 8037 §2): SHA-256 of its
@@ -241,12 +251,14 @@ impl Tokens {
         }] })
     }
 
-    /// Issues one of our own tokens for the login `login`, valid `ttl` seconds.
+    /// Issues one of our own tokens for the login `login` (named `sid`, when it has
+    /// refresh tokens), valid `ttl` seconds.
     pub fn issue(
         &self,
         account_id: i64,
         email: Option<&str>,
         login: Login,
+        sid: Option<&str>,
         now: i64,
         ttl: i64,
     ) -> Result<String, serde_json::Error> {
@@ -259,6 +271,7 @@ impl Tokens {
             auth_time: login.at,
             amr: login.how.amr(),
             mfa_method: login.how.mfa_method(),
+            sid,
         };
         Ok(self.sign(&serde_json::to_vec(&claims)?))
     }
@@ -353,10 +366,33 @@ impl Tokens {
                 _ => return Err(TokenError::Invalid),
             }
         };
+        let (sid, amr) = match own {
+            true => (
+                claims
+                    .sid
+                    .as_ref()
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                claims
+                    .amr
+                    .as_ref()
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+            false => (None, Vec::new()),
+        };
         let verified = Verified {
             subject,
             email: claims.email,
             username: claims.username,
+            sid,
+            amr,
         };
         Ok((verified, until))
     }
@@ -431,7 +467,9 @@ mod tests {
             how: SignIn::PasswordBackupCode,
             at: now() - 100,
         };
-        let token = t.issue(42, Some("a@b.c"), login, now(), 3600).unwrap();
+        let token = t
+            .issue(42, Some("a@b.c"), login, None, now(), 3600)
+            .unwrap();
         let v = t.verify(&token, now()).unwrap();
         assert_eq!(v.subject, Subject::Account(42));
         assert_eq!(v.email.as_deref(), Some("a@b.c"));
@@ -460,7 +498,9 @@ mod tests {
             (SignIn::Passkey, json!(["hwk", "user"]), Value::Null),
             (SignIn::Issued, json!([]), Value::Null),
         ] {
-            let token = t.issue(1, None, Login { how, at: 5 }, now(), 60).unwrap();
+            let token = t
+                .issue(1, None, Login { how, at: 5 }, None, now(), 60)
+                .unwrap();
             let claims = part(&token, 1);
             assert_eq!(claims["amr"], amr, "{how:?}");
             assert_eq!(claims["mfa_method"], method, "{how:?}");
@@ -493,11 +533,11 @@ mod tests {
     fn expired_beyond_leeway_is_refused_within_is_accepted() {
         let t = tokens();
         let old = t
-            .issue(1, None, PASSWORD_NOW(), now() - 7200, 3600)
+            .issue(1, None, PASSWORD_NOW(), None, now() - 7200, 3600)
             .unwrap();
         assert_eq!(t.verify(&old, now()), Err(TokenError::Expired));
         let just = t
-            .issue(1, None, PASSWORD_NOW(), now() - 3630, 3600)
+            .issue(1, None, PASSWORD_NOW(), None, now() - 3630, 3600)
             .unwrap();
         assert!(t.verify(&just, now()).is_ok());
     }
@@ -508,7 +548,7 @@ mod tests {
         // One `now` throughout: a second that ends between two readings of the clock
         // must not move the edge.
         let n = now();
-        let token = t.issue(1, None, PASSWORD_NOW(), n, 600).unwrap();
+        let token = t.issue(1, None, PASSWORD_NOW(), None, n, 600).unwrap();
         assert!(t.verify(&token, n).is_ok());
         assert!(t.verify(&token, n + 600 + LEEWAY).is_ok());
         assert_eq!(t.verify(&token, n + 601 + LEEWAY), Err(TokenError::Expired));
@@ -576,7 +616,9 @@ mod tests {
         let t = tokens();
         let claims = json!({"sub": "1", "iss": "mfad", "exp": now() + 600});
         let other = Tokens::new(&Keys::derive(&[2u8; 32]).unwrap(), "mfad", None, None).unwrap();
-        let token = other.issue(1, None, PASSWORD_NOW(), now(), 3600).unwrap();
+        let token = other
+            .issue(1, None, PASSWORD_NOW(), None, now(), 3600)
+            .unwrap();
         assert_eq!(t.verify(&token, now()), Err(TokenError::Invalid));
         // Our key, but a header that names another key, or none.
         for header in [

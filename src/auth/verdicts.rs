@@ -55,6 +55,8 @@ mod tests {
             subject: Subject::Account(1),
             email: None,
             username: None,
+            sid: None,
+            amr: Vec::new(),
         };
         let key = |i: usize| {
             let mut k = [0u8; 32];

@@ -77,6 +77,22 @@ OPTIONS (each also an environment variable; a flag wins over the variable):
                                                  than localhost it needs a public URL
                                                  [that host, else localhost]
     --rp-name NAME           MFAD_RP_NAME        the name authenticators show [the issuer]
+    --session-domain DOMAIN  MFAD_SESSION_DOMAIN  the browser session cookie's Domain, so
+                                                 that every app under it gets it, and the
+                                                 only hosts the page sends people back to
+                                                 [none: host-only, nobody sent back]
+    --session-idle TIME      MFAD_SESSION_IDLE   a browser session unused this long ends
+                                                 (90m, 24h, 7d) [24h]
+    --access-rule RULE       MFAD_ACCESS_RULES   forward-auth: \"HOST[/PATH] POLICY [EMAIL,...]\",
+                                                 first match wins; HOST exact or *.domain,
+                                                 POLICY bypass, one_factor, two_factor or
+                                                 deny; the emails narrow who passes (repeat
+                                                 the flag; the variable separates rules
+                                                 with ;) [none]; for example:
+                                                   \"wiki.example.com/admin two_factor ana@example.com\"
+                                                   \"*.example.com one_factor\"
+    --access-default POLICY  MFAD_ACCESS_DEFAULT  the policy of a request no rule matches
+                                                 [deny]
     --email EMAIL                                account for token and user commands
     --ttl SECONDS                                lifetime of a token from `mfad token` [3600]
     --password-stdin                             read the password from standard input
@@ -90,7 +106,11 @@ OPTIONS (each also an environment variable; a flag wins over the variable):
 ";
 
 /// Settings that are both a flag (`--name`) and an environment variable.
-pub(super) const SETTINGS: [(&str, &str); 26] = [
+pub(super) const SETTINGS: [(&str, &str); 30] = [
+    ("access-rule", "MFAD_ACCESS_RULES"),
+    ("access-default", "MFAD_ACCESS_DEFAULT"),
+    ("session-domain", "MFAD_SESSION_DOMAIN"),
+    ("session-idle", "MFAD_SESSION_IDLE"),
     ("database", "MFAD_DATABASE_URL"),
     ("metrics-listen", "MFAD_METRICS_LISTEN"),
     ("audit-retention", "MFAD_AUDIT_RETENTION"),

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::access::{AccessRules, Policy, Rule};
 use crate::auth::ExternalAlgorithm;
 /// Where the loadgen and older callers found it; it lives in a leaf (see `durability`).
 pub use crate::durability::Durability;
@@ -81,6 +82,14 @@ pub struct Config {
     pub rp_name: Option<String>,
     /// `--audit-retention`: audit events older than this many days are deleted.
     pub audit_retention_days: u32,
+    /// `--access-rule`, `--access-default`: forward-auth's rules.
+    pub access: AccessRules,
+    /// `--session-idle`: a browser session unused this many seconds ends.
+    pub session_idle: i64,
+    /// Each bad `--access-rule`, said all at once by the check.
+    access_errors: Vec<String>,
+    /// Whether an `--access-rule` flag has replaced `MFAD_ACCESS_RULES`.
+    rules_from_flags: bool,
     /// Whether a `--cors-origin` flag has replaced `MFAD_CORS_ORIGINS`.
     cors_from_flags: bool,
     /// Whether a `--trusted-proxy` flag has replaced `MFAD_TRUSTED_PROXIES`.
@@ -164,6 +173,10 @@ impl Config {
             rp_id: None,
             rp_name: None,
             audit_retention_days: 400,
+            access: AccessRules::default(),
+            session_idle: 86_400,
+            access_errors: Vec::new(),
+            rules_from_flags: false,
             cors_from_flags: false,
             proxies_from_flags: false,
             test_socket_timeout: None,
@@ -249,6 +262,8 @@ impl Config {
             }
         }
         if matches!(c.command, Command::Help | Command::Version) {
+            // A bad value stops even --help; the rules are said all at once.
+            c.check_rules()?;
             return Ok(c);
         }
         if words == ["migrate"] {
@@ -380,6 +395,51 @@ impl Config {
                     }
                 }
             }
+            "access-rule" => {
+                // As for --cors-origin: flags add (and replace the variable's list, whose
+                // rules are separated by `;`).
+                let from_flag = shown.starts_with("--");
+                if from_flag != self.rules_from_flags || !from_flag {
+                    self.access.rules.clear();
+                }
+                self.rules_from_flags |= from_flag;
+                let rules: Vec<&str> = match from_flag {
+                    true => vec![value],
+                    false => value.split(';').collect(),
+                };
+                for text in rules.into_iter().map(str::trim).filter(|r| !r.is_empty()) {
+                    match Rule::parse(text) {
+                        Ok(rule) => self.access.rules.push(rule),
+                        Err(e) => self.access_errors.push(format!("{shown}: {text:?}: {e}")),
+                    }
+                }
+            }
+            "access-default" => {
+                self.access.default = Policy::parse(value)
+                    .ok_or_else(|| bad(shown, value, "bypass, one_factor, two_factor or deny"))?
+            }
+            "session-domain" => {
+                let d = value.trim().trim_start_matches('.').to_ascii_lowercase();
+                if !crate::webauthn::valid_rp_id(&d) {
+                    return Err(bad(
+                        shown,
+                        value,
+                        "a domain name such as example.com (no scheme, port or path)",
+                    ));
+                }
+                self.web.session_domain = Some(d)
+            }
+            "session-idle" => {
+                self.session_idle = crate::time::parse_span(value)
+                    .filter(|s| (60..=30 * 86_400).contains(s))
+                    .ok_or_else(|| {
+                        bad(
+                            shown,
+                            value,
+                            "a time from 60s to 30d, such as 90m, 24h or 7d (or seconds)",
+                        )
+                    })?
+            }
             "audit-retention" => {
                 self.audit_retention_days = match value.parse::<u32>() {
                     Ok(n) if (1..=36_500).contains(&n) => n,
@@ -461,6 +521,8 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        self.check_rules()?;
+        self.check_forward_auth()?;
         if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err(ConfigError(format!(
                 "--metrics-listen {} is the API's --listen address: the metrics need a \
@@ -501,6 +563,41 @@ impl Config {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+impl Config {
+    /// Every bad `--access-rule`, one line each (the first after `mfad: `, as every error).
+    fn check_rules(&self) -> Result<(), ConfigError> {
+        match self.access_errors.is_empty() {
+            true => Ok(()),
+            false => Err(ConfigError(self.access_errors.join("\nmfad: "))),
+        }
+    }
+
+    /// Forward-auth's settings against the public URL: the proxy sends people to the
+    /// portal there, and its host must be under the session domain for the browser to
+    /// take the cookie.
+    fn check_forward_auth(&self) -> Result<(), ConfigError> {
+        let public = self.web.public_origin.as_deref();
+        if !self.access.rules.is_empty() && public.is_none() {
+            return Err(ConfigError(
+                "--access-rule needs --public-url (the address of mfad's page, such as \
+                 https://auth.example.com): forward-auth sends people there to sign in"
+                    .into(),
+            ));
+        }
+        if let (Some(domain), Some(public)) = (&self.web.session_domain, public) {
+            let host = crate::webauthn::origin_host(public).unwrap_or_default();
+            if !crate::webauthn::rp_id_allows(domain, host) {
+                return Err(ConfigError(format!(
+                    "--session-domain {domain}: the page at --public-url {public} is not under \
+                     it, so browsers would refuse its session cookie (use a domain that \
+                     {host} belongs to)"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

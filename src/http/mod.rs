@@ -7,6 +7,7 @@
 //! (CORS, the refresh cookie, the `Origin` rule) are the leaf `crate::web`'s. It calls
 //! `service` (through the [`App`], which owns the database), never the store.
 
+mod authz;
 mod body;
 mod page;
 mod routes;
@@ -51,6 +52,8 @@ pub(crate) struct Reply {
     max_age: Option<u32>,
     /// An embedded file (the page's, the OpenAPI document) instead of a JSON body.
     asset: Option<page::Asset>,
+    /// More headers: the session cookie, forward-auth's `Location` and `Remote-*`.
+    extra: Vec<(&'static str, String)>,
 }
 
 /// How long the JWKS and the discovery document may be cached (API.md: 5 minutes).
@@ -77,6 +80,7 @@ impl Reply {
             preflight: None,
             max_age: None,
             asset: None,
+            extra: Vec::new(),
         }
     }
 
@@ -102,6 +106,7 @@ impl Reply {
             preflight: None,
             max_age: None,
             asset: None,
+            extra: Vec::new(),
         }
     }
 
@@ -193,11 +198,15 @@ fn handle(
         };
     }
     let endpoint = route.check(rq.method())?;
+    let now = crate::time::unix_now();
+    if let Endpoint::ForwardAuth | Endpoint::AuthRequest = endpoint {
+        // Whatever the method, a question: its body (if any) is not read.
+        return authz::answer(app, web, rq, endpoint == Endpoint::AuthRequest, now);
+    }
     let body = match rq.method() {
         Method::Post => read_body(rq)?,
         _ => Map::new(),
     };
-    let now = crate::time::unix_now();
     let me = || service::authenticate(app, header(rq, "Authorization"), now);
     // Refresh and logout may be authenticated by the cookie alone: then a browser page
     // of another site must not be able to use it (API.md, the Origin rule).
@@ -223,9 +232,27 @@ fn handle(
         Endpoint::Verify => json(service::verify(app, &body, origins, now)),
         Endpoint::Refresh => json(service::refresh(app, &body, &cookies()?, now)),
         Endpoint::Logout => {
-            service::logout(app, &body, &cookies()?, now)?;
-            Ok(Reply::no_content(Cookie::Clear))
+            let sessions = header(rq, "Cookie").map_or_else(Vec::new, |c| web.session_cookies(c));
+            if !sessions.is_empty()
+                && !web.cookie_origin_allowed(header(rq, "Origin"), header(rq, "Host"))
+            {
+                return Err(Error::Forbidden("Origin not allowed."));
+            }
+            service::logout(app, &body, &cookies()?, &sessions, now)?;
+            Ok(Reply {
+                extra: vec![("Set-Cookie", web.session_cookie("", 0))],
+                ..Reply::no_content(Cookie::Clear)
+            })
         }
+        Endpoint::Session => {
+            let made = service::create_session(app, &me()?, now)?;
+            Ok(Reply {
+                extra: vec![("Set-Cookie", web.session_cookie(&made.cookie, made.max_age))],
+                ..Reply::no_content(Cookie::Keep)
+            })
+        }
+        // Answered before the body is read (above).
+        Endpoint::ForwardAuth | Endpoint::AuthRequest => Err(Error::Internal),
         Endpoint::Me => json(service::me(app, &me()?)),
         Endpoint::StepUpChallenge => json(service::stepup_challenge(app, &me()?, now)),
         Endpoint::StepUpVerify => json(service::stepup_verify(app, &me()?, &body, origins, now)),
@@ -361,11 +388,16 @@ fn respond(
             add(&mut response, "Retry-After", &retry_after.to_string())
         }
         Err(Error::Busy) => add(&mut response, "Retry-After", "1"),
-        Ok(r) => match &r.cookie {
-            Cookie::Set(token) => add(&mut response, "Set-Cookie", &web.set_cookie(token)),
-            Cookie::Clear => add(&mut response, "Set-Cookie", &web.clear_cookie()),
-            Cookie::Keep => {}
-        },
+        Ok(r) => {
+            match &r.cookie {
+                Cookie::Set(token) => add(&mut response, "Set-Cookie", &web.set_cookie(token)),
+                Cookie::Clear => add(&mut response, "Set-Cookie", &web.clear_cookie()),
+                Cookie::Keep => {}
+            }
+            for (name, value) in &r.extra {
+                add(&mut response, name, value);
+            }
+        }
         _ => {}
     }
     // CORS: a listed origin may read the answer (errors included: its page shows them).

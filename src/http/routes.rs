@@ -36,6 +36,9 @@ pub(super) enum Endpoint {
     MfaPasskeyOptions,
     StepUpPasskeyOptions,
     OpenApi,
+    Session,
+    ForwardAuth,
+    AuthRequest,
 }
 
 /// Where one passkey is (`DELETE …/{id}`).
@@ -55,7 +58,7 @@ enum Lane {
 /// Every endpoint: its path, what it is, the one method it takes, its lane. The
 /// position in this table is the endpoint's route in the metrics.
 #[rustfmt::skip]
-const ENDPOINTS: [(&str, Endpoint, &str, Lane); 25] = [
+const ENDPOINTS: [(&str, Endpoint, &str, Lane); 28] = [
     ("/healthz", Endpoint::Health, "GET", Lane::Worker),
     ("/api/v1/me/mfa/totp/setup", Endpoint::Setup, "POST", Lane::Worker),
     ("/api/v1/me/mfa/totp/enable", Endpoint::Enable, "POST", Lane::Slow),
@@ -80,6 +83,9 @@ const ENDPOINTS: [(&str, Endpoint, &str, Lane); 25] = [
     ("/api/auth/mfa/passkey/options", Endpoint::MfaPasskeyOptions, "POST", Lane::Worker),
     ("/api/v1/mfa/passkey/options", Endpoint::StepUpPasskeyOptions, "POST", Lane::Worker),
     ("/openapi.json", Endpoint::OpenApi, "GET", Lane::Worker),
+    ("/api/auth/session", Endpoint::Session, "POST", Lane::Worker),
+    ("/api/authz/forward-auth", Endpoint::ForwardAuth, "GET", Lane::Worker),
+    ("/api/authz/auth-request", Endpoint::AuthRequest, "GET", Lane::Worker),
     // Matched by its prefix (below); the template is its name in the metrics.
     ("/api/v1/me/passkeys/{id}", Endpoint::PasskeyDelete, "DELETE", Lane::Worker),
 ];
@@ -167,10 +173,13 @@ impl Route {
         }
     }
 
-    /// The endpoint a request of `method` is for: `404` or `405` otherwise.
+    /// The endpoint a request of `method` is for: `404` or `405` otherwise. The
+    /// forward-auth questions take any method: nginx's `auth_request` asks with the
+    /// original request's, and the answer changes nothing either way.
     pub(super) fn check(self, method: &Method) -> Result<Endpoint, Error> {
         let (endpoint, allow) = self.endpoint().ok_or(Error::NotFound)?;
-        if method.as_str() != allow {
+        let any = matches!(endpoint, Endpoint::ForwardAuth | Endpoint::AuthRequest);
+        if method.as_str() != allow && !any {
             return Err(Error::MethodNotAllowed(allow));
         }
         Ok(endpoint)

@@ -34,14 +34,6 @@ pub(super) fn issue_tokens(
     family: Option<(&[u8], i64)>,
     now: i64,
 ) -> Result<Value, Error> {
-    let token = app
-        .tokens
-        .issue(account.id, account.email.as_deref(), login, now, ACCESS_TTL)
-        .map_err(|e| {
-            log::error!("signing a token failed: {e}");
-            Error::Internal
-        })?;
-    let refresh: [u8; 32] = crypto::random()?;
     let new_family: [u8; 16];
     let (family, expires_at) = match family {
         Some(f) => f,
@@ -50,6 +42,22 @@ pub(super) fn issue_tokens(
             (&new_family[..], now + REFRESH_TTL)
         }
     };
+    let sid = super::session::sid_of(family);
+    let token = app
+        .tokens
+        .issue(
+            account.id,
+            account.email.as_deref(),
+            login,
+            Some(&sid),
+            now,
+            ACCESS_TTL,
+        )
+        .map_err(|e| {
+            log::error!("signing a token failed: {e}");
+            Error::Internal
+        })?;
+    let refresh: [u8; 32] = crypto::random()?;
     tx.insert_refresh_token(
         &app.keys.token_hash(&refresh),
         account.id,
@@ -340,16 +348,19 @@ pub fn refresh(
     })?
 }
 
-/// `POST /api/auth/logout`: ends the login of each presented refresh token (every token
-/// of its family; a planted cookie's login ends with it, which only its planter can
-/// mind). Whether there was one is nobody's business: always `Ok`.
+/// `POST /api/auth/logout`: ends the login of each presented refresh token and browser
+/// session (every token and session of its family; a planted cookie's login ends with
+/// it, which only its planter can mind). Whether there was one is nobody's business:
+/// always `Ok`.
 pub fn logout(
     app: &App,
     body: &Map<String, Value>,
     cookies: &[&str],
+    sessions: &[&str],
     now: i64,
 ) -> Result<(), Error> {
     let db: &Db = &app.db;
+    super::session::end(app, sessions, now)?;
     let Ok(hashes) = presented(app, body, cookies) else {
         return Ok(());
     };

@@ -5,16 +5,19 @@
 //! verify and refresh, `stepup.rs` the step-up challenge and its redemption,
 //! `second_factor.rs` the one rule every second-factor answer goes through,
 //! `assertion.rs` the passkey assertion check, `passkey.rs` the passkey ceremonies,
-//! `throttle.rs` the per-address throttles, `admin.rs` the admin commands. They may call
+//! `throttle.rs` the per-address throttles, `session.rs` the browser sessions,
+//! `authz.rs` the forward-auth decision, `admin.rs` the admin commands. They may call
 //! `store` and the leaves; this file calls none of them but `throttle.rs` (it re-exports
 //! the rest for `http`).
 
 pub mod admin;
 mod assertion;
+mod authz;
 mod login;
 mod mfa;
 pub mod passkey;
 pub mod second_factor;
+mod session;
 mod stepup;
 mod throttle;
 
@@ -29,9 +32,11 @@ use crate::error::Error;
 use crate::store::{Account, Db, Tx};
 use crate::webauthn::RelyingParty;
 
+pub use authz::{forward_auth, Denials, Forward, Identity, Verdict as AuthzVerdict};
 pub use login::{login, logout, refresh, verify, ACCESS_TTL, REFRESH_TTL};
 pub use mfa::{disable, enable, regenerate, setup, status};
 pub use second_factor::{ACCOUNT_LOCK_SECS, ACCOUNT_MAX_FAILURES, CHALLENGE_MAX_FAILURES};
+pub use session::{create as create_session, NewSession, FRESH_SIGN_IN};
 pub use stepup::{challenge as stepup_challenge, me, redeem, verify as stepup_verify};
 pub use throttle::{
     Ceremonies, LoginLimiter, ThrottleSettings, LIVE_LOGIN_CEREMONIES, LOGIN_OPTIONS_RATE,
@@ -59,6 +64,10 @@ pub struct App {
     /// unknown email checks against it, so it costs exactly what a wrong password costs
     /// (and no password matches it).
     pub dummy_password_hash: String,
+    /// Forward-auth's rules and the browser sessions' idle limit.
+    pub forward: Forward,
+    /// Which forward-auth denials were audited within the hour.
+    pub denials: Denials,
 }
 
 impl App {
@@ -81,6 +90,8 @@ impl App {
             ceremonies: Ceremonies::new(LIVE_LOGIN_CEREMONIES),
             rp,
             dummy_password_hash: dummy,
+            forward: Forward::default(),
+            denials: Denials::default(),
         })
     }
 }
@@ -91,6 +102,10 @@ pub struct Principal {
     pub account: Account,
     /// The account label for the otpauth URI.
     pub label: String,
+    /// The login the token was issued for (our own tokens but `mfad token`'s).
+    pub sid: Option<String>,
+    /// How that login was made (our own tokens); empty for an external token.
+    pub amr: Vec<String>,
 }
 
 /// Writes an audit event and its log line (the id only: no email, no secret).
@@ -177,11 +192,17 @@ pub(crate) fn authenticate(
     let account = account.ok_or(Error::Unauthenticated(TOKEN_INVALID))?;
     let label = verified
         .email
-        .or(verified.username)
+        .clone()
+        .or(verified.username.clone())
         .or_else(|| account.email.clone())
         .or_else(|| account.external_subject.clone())
         .unwrap_or_else(|| account.id.to_string());
-    Ok(Principal { account, label })
+    Ok(Principal {
+        account,
+        label,
+        sid: verified.sid,
+        amr: verified.amr,
+    })
 }
 
 /// `GET /.well-known/openid-configuration`: where a relying service finds the keys of

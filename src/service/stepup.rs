@@ -162,6 +162,8 @@ mod tests {
         let who = |account| Principal {
             account,
             label: String::new(),
+            sid: None,
+            amr: Vec::new(),
         };
         let (alice, bob) = (who(a), who(b));
         let t0 = 1_800_000_000;

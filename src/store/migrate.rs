@@ -23,7 +23,7 @@ enum Kind {
 use Kind::{Bool, Bytes, Int, Text};
 
 /// Every table, parents before children, with its columns.
-const TABLES: [(&str, &[(&str, Kind)]); 10] = [
+const TABLES: [(&str, &[(&str, Kind)]); 11] = [
     (
         "accounts",
         &[
@@ -81,6 +81,18 @@ const TABLES: [(&str, &[(&str, Kind)]); 10] = [
             ("rotated", Bool),
             ("sign_in", Text),
             ("auth_time", Int),
+        ],
+    ),
+    (
+        "sessions",
+        &[
+            ("token_hash", Bytes),
+            ("account_id", Int),
+            ("family", Bytes),
+            ("sign_in", Text),
+            ("auth_time", Int),
+            ("expires_at", Int),
+            ("last_used_at", Int),
         ],
     ),
     (

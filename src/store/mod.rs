@@ -31,7 +31,7 @@ use std::path::Path;
 pub use janitor::Janitor;
 #[cfg(feature = "postgres")]
 pub use postgres::PgDb;
-pub use queries::Tx;
+pub use queries::{Tx, SESSION_TOUCH_SECS};
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::{OpenError, SqliteDb, MAX_BATCH};
 
@@ -379,6 +379,22 @@ pub struct RefreshToken {
     /// How and when its login was made; `None` for a way this mfad does not know (a
     /// newer one wrote it): never refreshed.
     pub login: Option<Login>,
+}
+
+/// A browser session row, with its account's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub account_id: i64,
+    pub email: Option<String>,
+    /// An external account's `sub`.
+    pub subject: Option<String>,
+    pub family: Vec<u8>,
+    /// How and when its login was made; `None` for a way this mfad does not know.
+    pub login: Option<Login>,
+    /// The login's end.
+    pub expires_at: i64,
+    /// The last recorded use (at most a minute behind).
+    pub last_used_at: i64,
 }
 
 /// One audit event.

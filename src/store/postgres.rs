@@ -531,6 +531,21 @@ impl PgDb {
     }
 }
 
+/// Version 4 → 5: the sessions table, word for word as in `schema.pg.sql` (a test
+/// checks it is there).
+const PG_SESSIONS: &str = "CREATE TABLE sessions (
+    token_hash   BYTEA PRIMARY KEY,
+    account_id   BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    family       BYTEA NOT NULL,
+    sign_in      TEXT NOT NULL,
+    auth_time    BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    last_used_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_family ON sessions(family);
+CREATE INDEX sessions_account ON sessions(account_id);
+";
+
 /// Creates the schema in an empty database, or checks the version of an existing one.
 fn migrate(client: &mut Client) -> Result<(), String> {
     let mut t = client.transaction().map_err(|e| e.to_string())?;
@@ -572,6 +587,18 @@ fn migrate(client: &mut Client) -> Result<(), String> {
         .unwrap_or(0);
     match i64::from(version) {
         SCHEMA_VERSION => t.commit().map_err(|e| e.to_string()),
+        4 => {
+            // 4 → 5: browser sessions, as schema.pg.sql has them.
+            t.batch_execute(PG_SESSIONS).map_err(|e| e.to_string())?;
+            t.execute(
+                "INSERT INTO mfad_schema (version) VALUES ($1)",
+                &[&(SCHEMA_VERSION as i32)],
+            )
+            .map_err(|e| e.to_string())?;
+            t.commit().map_err(|e| e.to_string())?;
+            log::info!("PostgreSQL schema migrated from version 4 to {SCHEMA_VERSION}");
+            Ok(())
+        }
         v if v > SCHEMA_VERSION => Err(format!(
             "its schema version is {v}, newer than this mfad's {SCHEMA_VERSION}; run a newer \
              mfad"
@@ -666,5 +693,13 @@ impl Row for PgRow {
             }
         };
         Ok(v.unwrap_or(Value::Null))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_migration_to_5_makes_the_sessions_table_of_a_new_database() {
+        assert!(super::SCHEMA.contains(super::PG_SESSIONS));
     }
 }

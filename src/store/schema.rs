@@ -5,9 +5,9 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 pub(super) const SCHEMA: &str = include_str!("../../schema.sql");
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 /// From each earlier version to the next: `MIGRATIONS[v - 1]` takes version v to v + 1.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     // 1 → 2: the current user's times, step-up challenges and their verifications.
     "ALTER TABLE accounts ADD COLUMN updated_at INTEGER;
      ALTER TABLE accounts ADD COLUMN last_connected_at INTEGER;
@@ -50,6 +50,18 @@ const MIGRATIONS: [&str; 3] = [
          bound_to       BLOB,
          expires_at     INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 4 → 5: browser sessions (forward-auth).
+    "CREATE TABLE sessions (
+         token_hash   BLOB PRIMARY KEY,
+         account_id   INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         family       BLOB NOT NULL,
+         sign_in      TEXT NOT NULL,
+         auth_time    INTEGER NOT NULL,
+         expires_at   INTEGER NOT NULL,
+         last_used_at INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX sessions_family ON sessions(family);
+     CREATE INDEX sessions_account ON sessions(account_id);",
 ];
 /// Applies the schema to a new database, migrates an older one, refuses a newer one.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), String> {

@@ -11,10 +11,14 @@
 //! `::`, which SQLite does not know). The one real dialect difference is named where it
 //! branches ([`Tx::purge_expired`]). Accounts, instance facts and the audit trail are
 //! here; `factors.rs` has the second factors and their challenges, `tokens.rs` the
-//! refresh tokens, step-up verifications and the purge of what expired.
+//! refresh tokens, step-up verifications and the purge of what expired, `sessions.rs`
+//! the browser sessions.
 
 mod factors;
+mod sessions;
 mod tokens;
+
+pub use sessions::SESSION_TOUCH_SECS;
 
 use super::engine::{params, Engine, Param, Row};
 use super::{normalize_email, Account, AccountSummary, AuditEvent, AuditRow};

@@ -60,8 +60,9 @@ impl Tx<'_> {
         )? == 1)
     }
 
-    /// Revokes every token descended from one login.
+    /// Revokes every token descended from one login, and its browser sessions.
     pub fn revoke_family(&self, family: &[u8]) -> Result<usize, Error> {
+        self.exec("DELETE FROM sessions WHERE family = $1", params![family])?;
         let n = self.exec(
             "DELETE FROM refresh_tokens WHERE family = $1",
             params![family],
@@ -69,8 +70,13 @@ impl Tx<'_> {
         Ok(n as usize)
     }
 
-    /// Revokes every refresh token of an account: every login of it ends.
+    /// Revokes every refresh token of an account: every login of it ends, and every
+    /// browser session with them.
     pub fn revoke_sessions(&self, account_id: i64) -> Result<usize, Error> {
+        self.exec(
+            "DELETE FROM sessions WHERE account_id = $1",
+            params![account_id],
+        )?;
         let n = self.exec(
             "DELETE FROM refresh_tokens WHERE account_id = $1",
             params![account_id],
@@ -112,15 +118,17 @@ impl Tx<'_> {
         )
     }
 
-    /// Deletes expired challenges (MFA and passkey), verifications and refresh tokens;
+    /// Deletes expired challenges (MFA and passkey), verifications, refresh tokens and
+    /// browser sessions (at their login's end; an idle one is refused, not deleted);
     /// the janitor's. PostgreSQL's throttle table too: SQLite's one node keeps its
     /// throttles in memory and has no such table.
     pub fn purge_expired(&self, now: i64) -> Result<usize, Error> {
-        const BOTH: [&str; 4] = [
+        const BOTH: [&str; 5] = [
             "DELETE FROM mfa_challenges WHERE expires_at <= $1",
             "DELETE FROM passkey_ceremonies WHERE expires_at <= $1",
             "DELETE FROM verifications WHERE expires_at <= $1",
             "DELETE FROM refresh_tokens WHERE expires_at <= $1",
+            "DELETE FROM sessions WHERE expires_at <= $1",
         ];
         /// The throttles' attempts older than their minute.
         const POSTGRES: &str = "DELETE FROM throttle WHERE at <= CAST($1 AS BIGINT) - 60";
