@@ -15,6 +15,7 @@ mod accessibility;
 mod commits;
 #[path = "../common/mod.rs"]
 mod common;
+mod forward_auth;
 mod fuzz_regressions;
 mod hostile;
 mod http_layer;

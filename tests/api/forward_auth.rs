@@ -1,0 +1,138 @@
+//! Browser sessions and forward-auth (#25), spoken to the real binary: a session is
+//! made from a fresh login and ends with it; the proxies' questions get API.md's
+//! answers. (Runs on PostgreSQL too under `MFAD_TEST_DATABASE_URL`.)
+
+use serde_json::json;
+
+use crate::common::{refused_setting, Server};
+
+const RULES: [&str; 8] = [
+    "--public-url",
+    "https://auth.example.test",
+    "--session-domain",
+    "example.test",
+    "--access-rule",
+    "open.example.test one_factor",
+    "--access-rule",
+    "strong.example.test two_factor",
+];
+
+/// A password login's access token, and the session cookie's value made from it.
+fn signed_in(s: &Server, email: &str) -> (String, String) {
+    s.add_user(email, "correct horse battery");
+    let r = s.post(
+        "/api/auth",
+        None,
+        &json!({"email": email, "password": "correct horse battery"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let made = s.post("/api/auth/session", Some(&token), &json!({}));
+    assert_eq!(made.status, 204, "{}", made.text());
+    let cookie = made.header("Set-Cookie").unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly; Secure; SameSite=Lax; Path=/; Domain=example.test"),
+        "{cookie}"
+    );
+    let value = cookie["mfad_session=".len()..cookie.find(';').unwrap()].to_string();
+    assert_eq!(value.len(), 64);
+    (token, value)
+}
+
+fn ask(
+    s: &Server,
+    host: &str,
+    cookie: &str,
+    extra: &[(&str, &str)],
+) -> crate::common::client::Resp {
+    let c = format!("mfad_session={cookie}");
+    let mut h = vec![
+        ("X-Forwarded-Host", host),
+        ("X-Forwarded-Uri", "/page?x=1"),
+        ("Cookie", c.as_str()),
+    ];
+    h.extend_from_slice(extra);
+    s.request("GET", "/api/authz/forward-auth", &h, None)
+}
+
+#[test]
+fn a_session_passes_its_rules_and_ends_with_its_login() {
+    let s = Server::start(&RULES);
+    let (token, cookie) = signed_in(&s, "ana@example.com");
+    let r = ask(&s, "open.example.test", &cookie, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("Remote-User"), Some("ana@example.com"));
+    assert_eq!(r.header("Remote-Amr"), Some("pwd"));
+    // One factor where two are needed: to the portal, saying so.
+    let r = ask(&s, "strong.example.test", &cookie, &[]);
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("Location"),
+        Some("https://auth.example.test/?rd=https%3A%2F%2Fstrong.example.test%2Fpage%3Fx%3D1&need=2fa")
+    );
+    // No rule: the default deny.
+    assert_eq!(ask(&s, "other.example.test", &cookie, &[]).status, 403);
+    // Not signed in: nginx's form is a 401 with the portal.
+    let r = s.request(
+        "GET",
+        "/api/authz/auth-request",
+        &[("X-Original-URL", "https://open.example.test/a")],
+        None,
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("Location"),
+        Some("https://auth.example.test/?rd=https%3A%2F%2Fopen.example.test%2Fa")
+    );
+    // Another method is 401, no redirect; a missing host 400.
+    assert_eq!(
+        ask(
+            &s,
+            "open.example.test",
+            "0",
+            &[("X-Forwarded-Method", "POST")]
+        )
+        .status,
+        401
+    );
+    assert_eq!(
+        s.request("GET", "/api/authz/forward-auth", &[], None)
+            .status,
+        400
+    );
+    // Logout by the session cookie alone ends the login: the next check refuses it,
+    // and the token's login is gone too.
+    let c = format!("mfad_session={cookie}");
+    let out = s.request("POST", "/api/auth/logout", &[("Cookie", c.as_str())], None);
+    assert_eq!(out.status, 204);
+    assert_eq!(ask(&s, "open.example.test", &cookie, &[]).status, 302);
+    assert_eq!(
+        s.post("/api/auth/session", Some(&token), &json!({})).status,
+        401
+    );
+}
+
+#[test]
+fn reset_mfa_ends_every_session_of_the_account() {
+    let s = Server::start(&RULES);
+    let (_, cookie) = signed_in(&s, "bo@example.com");
+    assert_eq!(ask(&s, "open.example.test", &cookie, &[]).status, 200);
+    let (ok, _, err) = s.cli(&["user", "reset-mfa", "--email", "bo@example.com"], None);
+    assert!(ok, "{err}");
+    assert_eq!(ask(&s, "open.example.test", &cookie, &[]).status, 302);
+}
+
+#[test]
+fn a_token_of_mfad_token_makes_no_session() {
+    let s = Server::start(&RULES);
+    let t = s.token("cli@example.com");
+    let r = s.post("/api/auth/session", Some(&t), &json!({}));
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "A fresh sign-in is needed.");
+}
+
+#[test]
+fn bad_rules_stop_the_start_one_line_each() {
+    let said = refused_setting("--access-rule", "wiki.example.com open");
+    assert!(said.contains("unknown policy \"open\""), "{said}");
+}
