@@ -160,9 +160,7 @@ fn bearer(app: &App, authorization: Option<&str>, now: i64) -> Result<Option<Per
     };
     let db: &Db = &app.db;
     if let Some(sid) = &verified.sid {
-        let family = data_encoding::BASE64URL_NOPAD
-            .decode(sid.as_bytes())
-            .unwrap_or_default();
+        let family = session::family_of(sid).unwrap_or_default();
         if db.read(|tx| tx.live_login(&family, now))?.is_none() {
             return Ok(None);
         }

@@ -29,6 +29,11 @@ pub(super) fn sid_of(family: &[u8]) -> String {
     BASE64URL_NOPAD.encode(family)
 }
 
+/// The inverse of [`sid_of`]: the login a token's `sid` names.
+pub(super) fn family_of(sid: &str) -> Option<Vec<u8>> {
+    BASE64URL_NOPAD.decode(sid.as_bytes()).ok()
+}
+
 /// A session just made: the cookie's value and how long it may live (the login's rest).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSession {
@@ -40,11 +45,7 @@ pub struct NewSession {
 /// and was made at most [`FRESH_SIGN_IN`] ago.
 pub fn create(app: &App, me: &Principal, now: i64) -> Result<NewSession, Error> {
     let db: &Db = &app.db;
-    let family = me
-        .sid
-        .as_deref()
-        .and_then(|s| BASE64URL_NOPAD.decode(s.as_bytes()).ok())
-        .ok_or(NOT_FRESH)?;
+    let family = me.sid.as_deref().and_then(family_of).ok_or(NOT_FRESH)?;
     let raw: [u8; 32] = crypto::random()?;
     let hash = app.keys.token_hash(&raw);
     let ends = db.write(|tx| {
