@@ -58,14 +58,19 @@ pub(super) fn answer(
     };
     Ok(match verdict {
         AuthzVerdict::Allowed(who) => {
-            let mut extra = Vec::new();
-            if let Some(who) = who {
-                extra.push(("Remote-User", who.user));
-                if let Some(email) = who.email {
-                    extra.push(("Remote-Email", email));
-                }
-                extra.push(("Remote-Amr", who.amr));
-            }
+            // A `bypass` names nobody, but still sends the three headers, empty: Caddy
+            // 2.6 (Debian's) copies a header the answer lacks as its placeholder's
+            // literal text, `{http.reverse_proxy.header.Remote-User}`, which an app
+            // would take for a user name. nginx sends no header for an empty value.
+            let (user, email, amr) = match who {
+                Some(who) => (who.user, who.email.unwrap_or_default(), who.amr),
+                None => Default::default(),
+            };
+            let extra = vec![
+                ("Remote-User", user),
+                ("Remote-Email", email),
+                ("Remote-Amr", amr),
+            ];
             reply(200, json!({"status": "allowed"}), extra)
         }
         AuthzVerdict::SignIn { need_2fa } => {
