@@ -18,7 +18,7 @@ const RULES: [&str; 8] = [
 ];
 
 /// A password login's access token, and the session cookie's value made from it.
-fn signed_in(s: &Server, email: &str) -> (String, String) {
+pub(crate) fn signed_in(s: &Server, email: &str) -> (String, String) {
     s.add_user(email, "correct horse battery");
     let r = s.post(
         "/api/auth",
@@ -27,7 +27,13 @@ fn signed_in(s: &Server, email: &str) -> (String, String) {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let token = r.json()["token"].as_str().unwrap().to_string();
-    let made = s.post("/api/auth/session", Some(&token), &json!({}));
+    let value = session_of(s, &token);
+    (token, value)
+}
+
+/// The session cookie's value made from the fresh login of `token`.
+pub(crate) fn session_of(s: &Server, token: &str) -> String {
+    let made = s.post("/api/auth/session", Some(token), &json!({}));
     assert_eq!(made.status, 204, "{}", made.text());
     let cookie = made.header("Set-Cookie").unwrap().to_string();
     assert!(
@@ -36,7 +42,7 @@ fn signed_in(s: &Server, email: &str) -> (String, String) {
     );
     let value = cookie["mfad_session=".len()..cookie.find(';').unwrap()].to_string();
     assert_eq!(value.len(), 64);
-    (token, value)
+    value
 }
 
 fn ask(

@@ -25,6 +25,7 @@ mod openapi;
 mod operations;
 mod page;
 mod passkeys;
+mod proxies;
 mod readme;
 mod resilience;
 mod rules;
