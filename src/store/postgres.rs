@@ -571,12 +571,7 @@ fn migrate(client: &mut Client) -> Result<(), String> {
             );
         }
         t.batch_execute(SCHEMA).map_err(|e| e.to_string())?;
-        t.execute(
-            "INSERT INTO mfad_schema (version) VALUES ($1)",
-            &[&(SCHEMA_VERSION as i32)],
-        )
-        .map_err(|e| e.to_string())?;
-        t.commit().map_err(|e| e.to_string())?;
+        commit_version(t)?;
         log::info!("created the mfad schema (version {SCHEMA_VERSION}) in PostgreSQL");
         return Ok(());
     }
@@ -590,12 +585,7 @@ fn migrate(client: &mut Client) -> Result<(), String> {
         4 => {
             // 4 → 5: browser sessions, as schema.pg.sql has them.
             t.batch_execute(PG_SESSIONS).map_err(|e| e.to_string())?;
-            t.execute(
-                "INSERT INTO mfad_schema (version) VALUES ($1)",
-                &[&(SCHEMA_VERSION as i32)],
-            )
-            .map_err(|e| e.to_string())?;
-            t.commit().map_err(|e| e.to_string())?;
+            commit_version(t)?;
             log::info!("PostgreSQL schema migrated from version 4 to {SCHEMA_VERSION}");
             Ok(())
         }
@@ -605,6 +595,16 @@ fn migrate(client: &mut Client) -> Result<(), String> {
         )),
         v => Err(format!("unknown schema version {v}")),
     }
+}
+
+/// Records that the schema is now this mfad's, and commits what made it so.
+fn commit_version(mut t: postgres::Transaction) -> Result<(), String> {
+    t.execute(
+        "INSERT INTO mfad_schema (version) VALUES ($1)",
+        &[&(SCHEMA_VERSION as i32)],
+    )
+    .map_err(|e| e.to_string())?;
+    t.commit().map_err(|e| e.to_string())
 }
 
 /// The queries' [`Engine`] on a connection (or a transaction on one), with the

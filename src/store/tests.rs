@@ -600,3 +600,76 @@ fn debug_output_holds_no_secret_material() {
         "{shown}"
     );
 }
+
+/// A PostgreSQL database of schema 4 (before browser sessions), with a login in it, is
+/// migrated at its first open to exactly the tables, columns and indexes of a new one,
+/// the login kept and its sessions storable.
+#[cfg(feature = "postgres")]
+#[test]
+fn a_version_4_postgres_database_is_migrated_to_the_shape_of_a_new_one() {
+    let Some(base) = std::env::var("MFAD_TEST_STORE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must test the store on PostgreSQL: set MFAD_TEST_STORE_URL"
+        );
+        eprintln!("SKIPPED: the PostgreSQL migration (no MFAD_TEST_STORE_URL)");
+        return;
+    };
+    let old = new_database(&base);
+    let mut c = ::postgres::Client::connect(&old, ::postgres::NoTls).unwrap();
+    c.batch_execute(include_str!("../../tests/fixtures/schema-v4.pg.sql"))
+        .unwrap();
+    c.batch_execute(
+        "INSERT INTO mfad_schema (version) VALUES (4);
+         INSERT INTO accounts (email, created_at) VALUES ('old@example.com', 7);
+         INSERT INTO refresh_tokens (token_hash, account_id, family, expires_at, sign_in, auth_time)
+             VALUES ('\\x01', 1, '\\x0102', 9999999999, 'totp', 100);",
+    )
+    .unwrap();
+    let db = Db::connect_postgres(&old).unwrap();
+    let fresh = new_database(&base);
+    drop(Db::connect_postgres(&fresh).unwrap());
+    let shape = |url: &str| -> Vec<String> {
+        let mut c = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+        let columns = c
+            .query(
+                "SELECT table_name || '.' || column_name || ' ' || data_type || ' '
+                        || is_nullable || ' ' || coalesce(column_default, '')
+                 FROM information_schema.columns WHERE table_schema = current_schema()
+                 UNION ALL
+                 SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()
+                 ORDER BY 1",
+                &[],
+            )
+            .unwrap();
+        columns.iter().map(|r| r.get::<_, String>(0)).collect()
+    };
+    let migrated = shape(&old);
+    assert!(
+        migrated.iter().any(|l| l.starts_with("sessions.family")),
+        "{migrated:?}"
+    );
+    assert_eq!(migrated, shape(&fresh));
+    let versions: Vec<i32> = c
+        .query("SELECT version FROM mfad_schema ORDER BY version", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![4, super::SCHEMA_VERSION as i32]);
+    let (account, login, _) = db
+        .read(|tx| tx.live_login(&[1, 2], 1000))
+        .unwrap()
+        .expect("the login of before the migration");
+    assert_eq!(account, 1);
+    db.write(|tx| tx.insert_session(&[9; 32], 1, &[1, 2], login, 9999999999, 1000))
+        .unwrap();
+    let s = db.read(|tx| tx.session(&[9; 32])).unwrap().unwrap();
+    assert_eq!(
+        (s.email.as_deref(), s.login),
+        (Some("old@example.com"), Some(login))
+    );
+}
