@@ -159,21 +159,15 @@ fn bearer(app: &App, authorization: Option<&str>, now: i64) -> Result<Option<Per
         return Ok(None);
     };
     let db: &Db = &app.db;
-    if let Some(sid) = &verified.sid {
-        let family = session::family_of(sid).unwrap_or_default();
-        if db.read(|tx| tx.live_login(&family, now))?.is_none() {
-            return Ok(None);
-        }
-    }
-    let Some(account) = db.read(|tx| tx.account_by_id(id))? else {
-        return Ok(None);
-    };
-    Ok(Some(session::bearer_person(super::Principal {
-        account,
-        label: String::new(),
-        sid: verified.sid,
-        amr: verified.amr,
-    })))
+    let family = verified
+        .sid
+        .as_deref()
+        .map(|sid| session::family_of(sid).unwrap_or_default());
+    let account = db.read(|tx| match &family {
+        Some(family) if tx.live_login(family, now)?.is_none() => Ok(None),
+        _ => tx.account_by_id(id),
+    })?;
+    Ok(account.map(|account| session::bearer_person(account, verified.amr)))
 }
 
 /// When each (session, host) denial was last audited: at most once an hour each, so a

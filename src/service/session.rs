@@ -10,7 +10,7 @@ use data_encoding::{BASE64URL_NOPAD, HEXLOWER_PERMISSIVE};
 use crate::auth::Login;
 use crate::crypto;
 use crate::error::Error;
-use crate::store::{Db, SESSION_TOUCH_SECS};
+use crate::store::{Account, Db, SESSION_TOUCH_SECS};
 
 use super::{audit, App, Principal};
 
@@ -136,18 +136,17 @@ pub(super) fn person(
 }
 
 /// The person of a bearer token of mfad's own (an API client of a protected app).
-pub(super) fn bearer_person(me: Principal) -> Person {
-    let name = me
-        .account
+pub(super) fn bearer_person(account: Account, amr: Vec<String>) -> Person {
+    let name = account
         .email
         .clone()
-        .or(me.account.external_subject.clone())
-        .unwrap_or_else(|| me.account.id.to_string());
+        .or(account.external_subject.clone())
+        .unwrap_or_else(|| account.id.to_string());
     Person {
-        account_id: me.account.id,
+        account_id: account.id,
         name,
-        email: me.account.email,
-        amr: me.amr,
+        email: account.email,
+        amr,
         session: None,
     }
 }
