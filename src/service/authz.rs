@@ -99,9 +99,10 @@ pub fn forward_auth(
     now: i64,
 ) -> Result<Verdict, Error> {
     let (policy, emails) = app.forward.rules.rule_for(&resource.host, resource.path());
+    // A `deny` looks the person up too, only for its audit event.
     let person = match policy {
-        Policy::Bypass | Policy::Deny => None,
-        Policy::OneFactor | Policy::TwoFactor => {
+        Policy::Bypass => None,
+        Policy::OneFactor | Policy::TwoFactor | Policy::Deny => {
             match session::person(app, sessions, app.forward.session_idle, now)? {
                 Some(p) => Some(p),
                 None => bearer(app, authorization, now)?,

@@ -142,3 +142,37 @@ fn bad_rules_stop_the_start_one_line_each() {
     let said = refused_setting("--access-rule", "wiki.example.com open");
     assert!(said.contains("unknown policy \"open\""), "{said}");
 }
+
+/// Every answer is counted by its result, and a person refused on one host is audited
+/// once, not once per request (the proxy asks for every image of a page).
+#[test]
+fn decisions_are_counted_and_a_denial_audited_once() {
+    let mut args = RULES.to_vec();
+    args.extend(["--metrics-listen", "127.0.0.1:0"]);
+    let s = Server::start(&args);
+    let (_, cookie) = signed_in(&s, "cy@example.com");
+    assert_eq!(ask(&s, "open.example.test", &cookie, &[]).status, 200);
+    assert_eq!(ask(&s, "strong.example.test", &cookie, &[]).status, 302);
+    assert_eq!(ask(&s, "open.example.test", "0", &[]).status, 302);
+    for _ in 0..3 {
+        assert_eq!(ask(&s, "other.example.test", &cookie, &[]).status, 403);
+    }
+    let asked = s.request("GET", "/api/authz/forward-auth", &[], None);
+    assert_eq!(asked.status, 400);
+    let got = crate::metrics::samples(&s.scrape());
+    for (result, n) in [
+        ("allowed", 1.0),
+        ("need_2fa", 1.0),
+        ("sign_in", 1.0),
+        ("denied", 3.0),
+        ("bad_request", 1.0),
+    ] {
+        let name = format!("mfad_authz_decisions_total{{result=\"{result}\"}}");
+        assert_eq!(got.get(&name), Some(&n), "{name}");
+    }
+    let denials = crate::common::select_i64s(
+        &s.dir,
+        "SELECT count(*) FROM audit WHERE event = 'access_denied'",
+    );
+    assert_eq!(denials, vec![1]);
+}

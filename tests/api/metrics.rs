@@ -14,7 +14,7 @@ use crate::common::*;
 use crate::{challenge, enable, login, verify, LOGIN, PASSWORD, STATUS};
 
 /// The samples of an exposition: `name{labels}` → value.
-fn samples(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn samples(text: &str) -> BTreeMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
