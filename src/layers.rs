@@ -13,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Each top-level module's layer: a module may name its own layer or one below.
-const LAYERS: [(&str, u8); 20] = [
+const LAYERS: [(&str, u8); 21] = [
     ("main", 6),
     ("cli", 5),
     ("lib", 5),
@@ -28,6 +28,7 @@ const LAYERS: [(&str, u8); 20] = [
     ("json", 1),
     ("log", 1),
     ("metrics", 1),
+    ("oidc", 1),
     ("qr", 1),
     ("time", 1),
     ("totp", 1),

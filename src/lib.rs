@@ -20,6 +20,7 @@ pub mod json;
 mod layers;
 pub mod log;
 pub mod metrics;
+pub mod oidc;
 pub mod qr;
 pub mod service;
 pub mod store;
