@@ -335,12 +335,9 @@ pub fn app(config: &Config, instance: Instance) -> Result<service::App, String> 
             rp.id
         );
     }
-    let plain_http = config
-        .web
-        .public_origin
-        .as_deref()
-        .is_some_and(|o| o.starts_with("http://"));
-    if plain_http && (!config.access.rules.is_empty() || config.web.session_domain.is_some()) {
+    if config.web.plain_http()
+        && (!config.access.rules.is_empty() || config.web.session_domain.is_some())
+    {
         ::log::warn!(
             "forward-auth: --public-url is plain http, so the session cookie is not Secure \
              and travels in the clear; that is for development only, put TLS in front"

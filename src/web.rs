@@ -279,6 +279,14 @@ impl WebPolicy {
             .is_some_and(|o| o.starts_with("https://"))
     }
 
+    /// Whether the public URL is plain `http` (development): then the session cookie
+    /// is not `Secure`, and the page may send people back to `http` apps.
+    pub fn plain_http(&self) -> bool {
+        self.public_origin
+            .as_deref()
+            .is_some_and(|o| o.starts_with("http://"))
+    }
+
     /// The session cookie, living `max_age` seconds (`0`: cleared).
     pub(crate) fn session_cookie(&self, value: &str, max_age: i64) -> String {
         let secure = if self.secure_sessions() {

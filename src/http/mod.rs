@@ -301,14 +301,15 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(Err(Error::Internal))
 }
 
-/// Headers every response carries, and the page named for the service: built once.
+/// Headers every response carries, and the page named for the service and told where
+/// it may send people back to: built once.
 struct CommonHeaders {
     headers: Vec<Header>,
     pages: page::Pages,
 }
 
 impl CommonHeaders {
-    fn new(service: &str) -> Result<Self, String> {
+    fn new(service: &str, web: &WebPolicy) -> Result<Self, String> {
         let pairs: [(&[u8], &[u8]); 3] = [
             (b"Content-Type", b"application/json"),
             // Bodies hold secrets and tokens: no cache may keep them (public keys aside).
@@ -321,7 +322,7 @@ impl CommonHeaders {
             .collect::<Result<Vec<_>, _>>()
             .map(|headers| CommonHeaders {
                 headers,
-                pages: page::Pages::new(service),
+                pages: page::Pages::new(service, web.session_domain.as_deref(), web.plain_http()),
             })
     }
 }
@@ -487,7 +488,7 @@ pub fn dispatch(app: &App, mut rq: Request) -> (u16, Value) {
         Ok(r) => r.body.clone().unwrap_or(Value::Null),
         Err(e) => error_body(e),
     };
-    let status = match CommonHeaders::new(&app.rp.name) {
+    let status = match CommonHeaders::new(&app.rp.name, &web) {
         Ok(common) => respond(rq, &common, &web, &result),
         Err(_) => 500,
     };

@@ -2,8 +2,9 @@
 //! headers API.md fixes (a strict CSP: no inline script or style, no other host; no
 //! framing; no referrer), gzip-compressed to a client that accepts it. The script and
 //! the style are compressed when mfad is built (`build.rs`); the HTML names the service
-//! (`--rp-name`), so it is filled in when the server starts and compressed once, at the
-//! first request that accepts gzip. The page is a client of the JSON API like any
+//! (`--rp-name`) and tells the script where it may send a person back to (the session
+//! domain, and whether plain `http` is allowed), so it is filled in when the server
+//! starts and compressed once, at the first request that accepts gzip. The page is a client of the JSON API like any
 //! other: nothing here knows an account.
 
 use std::io::Write;
@@ -22,7 +23,8 @@ pub(crate) struct Asset {
     pub named: bool,
 }
 
-/// The HTML, with `{{service}}` where the service's name goes ([`Pages`]).
+/// The HTML, with `{{service}}`, `{{session_domain}}` and `{{http_back}}` where
+/// [`Pages`] puts this server's values.
 pub(crate) const INDEX: Asset = Asset {
     content_type: "text/html; charset=utf-8",
     bytes: include_bytes!("../page/index.html"),
@@ -77,9 +79,18 @@ pub(crate) struct Pages {
 
 impl Pages {
     /// The page named for `service` (HTML-escaped into its title, heading and
-    /// description).
-    pub(crate) fn new(service: &str) -> Pages {
-        let html = String::from_utf8_lossy(INDEX.bytes).replace("{{service}}", &escape(service));
+    /// description), telling its script the `session_domain` (empty without one: then
+    /// it sends nobody back to an app) and whether an app's address may be plain
+    /// `http` (`http_back`: only where mfad's own public URL is).
+    pub(crate) fn new(service: &str, session_domain: Option<&str>, http_back: bool) -> Pages {
+        let html = fill(
+            &String::from_utf8_lossy(INDEX.bytes),
+            &[
+                ("service", service),
+                ("session_domain", session_domain.unwrap_or_default()),
+                ("http_back", if http_back { "yes" } else { "" }),
+            ],
+        );
         Pages {
             index: html.into_bytes(),
             index_gzip: OnceLock::new(),
@@ -109,6 +120,37 @@ fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     out.write_all(bytes)?;
     out.finish()
+}
+
+/// `template` with each `{{name}}` of `values` replaced by its value, HTML-escaped, in
+/// one pass: a value is never read as a template itself (a service named
+/// `{{session_domain}}` keeps its name). An unknown `{{…}}` stays as it is.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let value = after.find("}}").and_then(|end| {
+            let name = &after[..end];
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (escape(v), end))
+        });
+        match value {
+            Some((v, end)) => {
+                out.push_str(&v);
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn escape(text: &str) -> String {
@@ -205,7 +247,7 @@ mod tests {
 
     #[test]
     fn the_html_names_the_service_escaped() {
-        let pages = Pages::new("Ünï <Corp> & \"Sons\"");
+        let pages = Pages::new("Ünï <Corp> & \"Sons\"", None, false);
         let (html, packed) = pages.body(&INDEX, false);
         assert!(!packed);
         let html = std::str::from_utf8(html).unwrap();
@@ -217,10 +259,43 @@ mod tests {
         ));
     }
 
+    fn html_of(pages: &Pages) -> String {
+        String::from_utf8(pages.body(&INDEX, false).0.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_html_tells_the_script_where_it_may_send_people_back() {
+        let html = html_of(&Pages::new("Storno", Some("example.com"), true));
+        assert!(!html.contains("{{"), "every placeholder filled");
+        assert!(html.contains(r#"<meta name="mfad-session-domain" content="example.com">"#));
+        assert!(html.contains(r#"<meta name="mfad-http-back" content="yes">"#));
+        // Without a session domain, nobody is sent back; https only unless told.
+        let html = html_of(&Pages::new("Storno", None, false));
+        assert!(!html.contains("{{"));
+        assert!(html.contains(r#"<meta name="mfad-session-domain" content="">"#));
+        assert!(html.contains(r#"<meta name="mfad-http-back" content="">"#));
+    }
+
+    #[test]
+    fn a_value_is_never_read_as_a_placeholder() {
+        let html = html_of(&Pages::new(
+            "{{session_domain}}",
+            Some("example.com"),
+            false,
+        ));
+        assert!(html.contains("<title>{{session_domain}}</title>"), "{html}");
+        assert!(html.contains(r#"<meta name="mfad-session-domain" content="example.com">"#));
+        assert_eq!(
+            fill("a {{x}} {{y}} {{", &[("x", "<{{y}}>")]),
+            "a &lt;{{y}}&gt; {{y}} {{"
+        );
+        assert_eq!(fill("{{x}}{{x}}}}", &[("x", "1")]), "11}}");
+    }
+
     #[test]
     fn each_file_is_sent_compressed_to_who_accepts_it_and_unpacks_to_itself() {
         use std::io::Read;
-        let pages = Pages::new("Storno");
+        let pages = Pages::new("Storno", None, false);
         for a in [INDEX, CSS, JS] {
             let (plain, packed) = pages.body(&a, false);
             assert!(!packed);

@@ -303,7 +303,7 @@ pub fn start(
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    let common = CommonHeaders::new(&app.rp.name)?;
+    let common = CommonHeaders::new(&app.rp.name, &web)?;
     let open_connections = Arc::new(AtomicUsize::new(0));
     let options = layer_options(limits, &common, open_connections.clone());
     let server = Arc::new(
@@ -386,7 +386,7 @@ pub fn start_metrics(
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    let common = CommonHeaders::new("")?;
+    let common = CommonHeaders::new("", &WebPolicy::default())?;
     let options = layer_options(Limits::default(), &common, Arc::default());
     let server = Arc::new(
         tiny_http::Server::from_listener_with(listener, None, options)
