@@ -2,9 +2,41 @@
 // lives in this closure only; the refresh token only in the HttpOnly cookie, so a reload
 // signs in again silently through POST /api/auth/refresh. No framework, no build step.
 "use strict";
+
+// Where `rd` (the address forward-auth sends a person here from) may send them back to:
+// its URL when it is an app's under `domain` (the session domain), else null. Anyone
+// can send a link to this page with an `rd` of their choosing, so every rule closes a
+// known way for this check and the browser to disagree about the host (an open
+// redirect): parsers that skip whitespace and controls, read "\" as "/", take a
+// scheme-relative or scheme-only address, hide a host behind userinfo or
+// percent-encoding, fold case or a trailing dot, or show another script's look-alike
+// letters (IDN). Pure: the page's own state is not read.
+function backTo(rd, domain, httpAllowed) {
+  if (!rd || !domain) return null;
+  if (!/^[\x21-\x7e]+$/.test(rd) || rd.includes("\\")) return null;
+  const scheme = rd.startsWith("https://") ? "https://"
+    : httpAllowed && rd.startsWith("http://") ? "http://" : null;
+  if (!scheme) return null;
+  let url;
+  try { url = new URL(rd); } catch (e) { return null; }
+  if (url.username || url.password) return null;
+  // The authority as written is the host as parsed: nothing folded, decoded or added.
+  if (rd.slice(scheme.length).split(/[/?#]/, 1)[0] !== url.host) return null;
+  const host = url.hostname;
+  if (host.endsWith(".")) return null;
+  if (host !== domain && !host.endsWith("." + domain)) return null;
+  return url;
+}
+
 (() => {
   const $ = (id) => document.getElementById(id);
   const service = $("service").textContent;
+  const meta = (name) => document.querySelector("meta[name=" + name + "]").content;
+  // The app that sent the person here, if it may be sent back to, and whether it asks
+  // for a second factor (forward-auth's `need=2fa`).
+  const params = new URLSearchParams(window.location.search);
+  const back = backTo(params.get("rd"), meta("mfad-session-domain"), meta("mfad-http-back") === "yes");
+  const needSecond = back !== null && params.get("need") === "2fa";
   let token = null;        // the access token, in memory only
   let challenge = null;    // the login's MFA challenge while the second step is shown
   let wrongAnswers = 0;    // wrong answers to that challenge (it takes 5)
@@ -61,6 +93,12 @@
     methods: { totp: "Authenticator app code", passkey: "Passkey", backup_code: "Backup code" },
     confirm: "Confirm",
     usePasskey: "Use my passkey",
+    toContinue: (host) => "Sign in to continue to " + host + ".",
+    signInAgain: (host) => "To continue to " + host + ", sign in again.",
+    needSecond: (host) => host + " asks for a second step when you sign in. Set up an authenticator app or add a passkey, then sign in again to continue.",
+    againWithApp: (host) => "Your authenticator app is on. Sign in again with it to continue to " + host + ".",
+    againWithPasskey: (host) => "Your passkey is added. Sign in again with it to continue to " + host + ".",
+    notOnward: (host) => "You are signed in here, but could not be sent on to " + host + ". Try again in a moment.",
     titles: {
       loading: "Loading", signin: "Sign in", second: "Confirm it is you", account: "Your account",
       setup: "Set up an authenticator app", codes: "Your backup codes",
@@ -88,12 +126,14 @@
     for (const el of document.querySelectorAll("[aria-invalid]")) unmark(el);
   }
   // Says `text` in the message place `place` (a screen's, or the confirmation's): an
-  // error unless `ok`. A new message replaces the old one there.
+  // error unless `ok` (true: something done; NOTE: what to do next). A new message
+  // replaces the old one there.
+  const NOTE = "note";
   function say(place, text, ok) {
     const el = $("msg-" + place);
     el.textContent = text || "";
     el.hidden = !text;
-    el.className = "msg " + (ok ? "ok" : "error");
+    el.className = "msg " + (ok === NOTE ? "note" : ok ? "ok" : "error");
     if (text) el.scrollIntoView({ block: "nearest" });
   }
   // An error about a field: said in its place, tied to the field, which takes the focus.
@@ -127,8 +167,7 @@
       try { token = (await api("POST", "/api/auth/refresh", {}, true)).token; }
       catch (e) {
         signedOutHere();
-        show("signin");
-        say("signin", WORDS.sessionEnded);
+        signInScreen(WORDS.sessionEnded, false);
         throw refusal(401, WORDS.sessionEnded, 0, true);
       }
       return api(method, path, body, true);
@@ -194,12 +233,59 @@
     return WORDS.passkeyFailed;
   }
 
-  async function signedIn(tokens) {
+  // Signed in: by a sign-in on this page, or `reloaded` from the refresh cookie. Each
+  // sign-in here opens the browser session forward-auth reads (its answer is needed
+  // only to send the person on); a reload opens one only for an app that waits.
+  async function signedIn(tokens, reloaded) {
     token = tokens.token;
     challenge = null;
     remember();
     $("signin-form").reset();
+    const onward = back !== null && !waitsForSecond();
+    const refused = !reloaded || onward ? await openSession() : null;
+    if (onward && refused === null) { leave(); return; }
+    if (onward && reloaded && refused.status === 401) {
+      // The login is too old to open a session: a new sign-in, then on (never a loop:
+      // after a sign-in here the person is not sent back to this screen).
+      token = null;
+      signInScreen(WORDS.signInAgain(back.hostname));
+      return;
+    }
     await showAccount();
+    if (onward) say("account", WORDS.notOnward(back.hostname));
+  }
+  // The browser session of this login: null when it is open, else the refusal.
+  async function openSession() {
+    try { await api("POST", "/api/auth/session", {}); return null; }
+    catch (e) { return e; }
+  }
+  // Whether the app asks for a second factor this login lacks: then sending the person
+  // on would only bring them back. The token's payload names how the login was made
+  // (`amr`); forward-auth counts `otp` and `hwk`.
+  function waitsForSecond() {
+    if (!needSecond) return false;
+    try {
+      const claims = JSON.parse(new TextDecoder().decode(fromB64(token.split(".")[1])));
+      return !(claims.amr || []).some((m) => m === "otp" || m === "hwk");
+    } catch (e) { return true; }
+  }
+  function leave() {
+    show("loading");
+    window.location.assign(back.href);
+  }
+  // The sign-in screen, saying `text` (or, for an app that waits, where it leads).
+  function signInScreen(text, ok) {
+    show("signin");
+    if (text) say("signin", text, ok === undefined ? NOTE : ok);
+    else if (back) say("signin", WORDS.toContinue(back.hostname), NOTE);
+  }
+  // A second factor was just added for an app that asks for one: the login that lacks
+  // it is over (turning the app on ends every login) or is ended here, and the next
+  // sign-in, with the new factor, sends the person on.
+  async function signInWithSecond(text) {
+    try { await api("POST", "/api/auth/logout", {}); } catch (e) { /* ended already */ }
+    signedOutHere();
+    signInScreen(text, true);
   }
 
   // Sign in: password, then the second step if the account has one.
@@ -285,8 +371,7 @@
         (e.status === 429 && /log in again/i.test(e.said));
       if (dead) {
         challenge = null;
-        show("signin");
-        say("signin", e.status === 429 ? WORDS.tooManyWrong : WORDS.tooSlow);
+        signInScreen(e.status === 429 ? WORDS.tooManyWrong : WORDS.tooSlow, false);
         return;
       }
       if (e.status !== 401) { say("second", words(e)); return; }
@@ -302,7 +387,7 @@
   $("second-go").addEventListener("click", secondGo);
   $("second-totp").addEventListener("submit", (ev) => { ev.preventDefault(); secondGo(); });
   $("second-backup").addEventListener("submit", (ev) => { ev.preventDefault(); secondGo(); });
-  $("second-cancel").addEventListener("click", () => { challenge = null; show("signin"); });
+  $("second-cancel").addEventListener("click", () => { challenge = null; signInScreen(); });
 
   // The account: what protects it, and what can be changed.
   async function showAccount() {
@@ -334,6 +419,7 @@
     $("passkey-none").hidden = passkeys.length > 0;
     closeConfirm();
     show("account");
+    if (waitsForSecond()) say("account", WORDS.needSecond(back.hostname), NOTE);
   }
   function day(iso) { return new Date(iso).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" }); }
   // Runs an action of the account screen, its refusal said in the screen's place.
@@ -364,6 +450,7 @@
       const name = $("passkey-name").value.trim();
       const made = await api("POST", "/api/v1/passkey/register", { name: name || undefined, credential });
       $("passkey-name").value = "";
+      if (waitsForSecond()) { await signInWithSecond(WORDS.againWithPasskey(back.hostname)); return; }
       await showAccount();
       say("account", WORDS.passkeyAdded(made.name), true);
     } catch (e) { if (!e.handled) say("account", passkeyWords(e)); }
@@ -424,7 +511,11 @@
   });
   // A name that is safe as a file name on every system.
   function fileName(s) { return s.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "") || "account"; }
-  $("codes-done").addEventListener("click", () => { shownCodes = []; $("codes-list").textContent = ""; onAccount(showAccount); });
+  $("codes-done").addEventListener("click", () => {
+    shownCodes = []; $("codes-list").textContent = "";
+    if (waitsForSecond()) signInWithSecond(WORDS.againWithApp(back.hostname));
+    else onAccount(showAccount);
+  });
 
   async function copy(place, text, done) {
     try { await navigator.clipboard.writeText(text); say(place, done, true); }
@@ -475,14 +566,13 @@
     try { await api("POST", "/api/auth/logout", {}); } catch (e) { /* signed out here anyway */ }
     signedOutHere();
     email = "";
-    show("signin");
-    say("signin", WORDS.signedOut, true);
+    signInScreen(WORDS.signedOut, true);
   });
 
   // A reload: the cookie may still hold a login, if this browser signed in before.
   (async () => {
-    if (!signedInBefore()) { show("signin"); return; }
-    try { await signedIn(await api("POST", "/api/auth/refresh", {}, true)); }
-    catch (e) { signedOutHere(); if (current !== "signin") show("signin"); }
+    if (!signedInBefore()) { signInScreen(); return; }
+    try { await signedIn(await api("POST", "/api/auth/refresh", {}, true), true); }
+    catch (e) { signedOutHere(); if (current !== "signin") signInScreen(); }
   })();
 })();
