@@ -17,7 +17,7 @@ const AXE: &str = concat!(
 );
 
 /// axe's source, or `None` (and one line saying so) where it is not installed.
-fn axe_source() -> Option<String> {
+pub(super) fn axe_source() -> Option<String> {
     let path = std::env::var("MFAD_AXE_JS").unwrap_or_else(|_| AXE.to_string());
     match std::fs::read_to_string(&path) {
         Ok(source) => Some(source),
@@ -37,7 +37,7 @@ fn axe_source() -> Option<String> {
 
 /// axe's violations on the page as it is shown now, each said in a few lines: the
 /// rule, its impact and help, and every failing element with axe's reason.
-fn violations(b: &Browser, axe: &str) -> Vec<String> {
+pub(super) fn violations(b: &Browser, axe: &str) -> Vec<String> {
     if b.js("return typeof window.axe;", json!([])) != json!("object") {
         // The source itself as the script's body: WebDriver runs it outside the page's
         // CSP (`script-src 'self'`), which would refuse an eval or an injected <script>.

@@ -14,6 +14,16 @@ use super::*;
 
 /// A browser, or `None` (and one line saying so) where none is installed.
 pub(super) fn browser(width: u32, height: u32, dark: bool) -> Option<Browser> {
+    browser_with(width, height, dark, &[])
+}
+
+/// The same, with `extra` Chromium switches.
+pub(super) fn browser_with(
+    width: u32,
+    height: u32,
+    dark: bool,
+    extra: &[String],
+) -> Option<Browser> {
     if let Some(what) = webdriver::missing() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -22,7 +32,7 @@ pub(super) fn browser(width: u32, height: u32, dark: bool) -> Option<Browser> {
         eprintln!("SKIPPED: the browser tests need {what} (Debian's chromium and chromium-driver)");
         return None;
     }
-    Some(Browser::start(width, height, dark))
+    Some(Browser::start(width, height, dark, extra))
 }
 
 /// Saves a screenshot under `dir`, and under `$MFAD_SCREENSHOT_DIR` when that is set

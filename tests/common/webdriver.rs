@@ -35,8 +35,8 @@ pub struct Browser {
 
 impl Browser {
     /// Starts chromedriver and a headless Chromium `width` pixels wide, in the dark
-    /// colour scheme when `dark`.
-    pub fn start(width: u32, height: u32, dark: bool) -> Browser {
+    /// colour scheme when `dark`, with `extra` switches (host mapping rules, say).
+    pub fn start(width: u32, height: u32, dark: bool, extra: &[String]) -> Browser {
         let driver = Command::new(CHROMEDRIVER)
             .args(["--port=0", "--silent"])
             .stdout(Stdio::null())
@@ -75,6 +75,7 @@ impl Browser {
             // What the system setting does: `prefers-color-scheme: dark`.
             args.push("--force-dark-mode".to_string());
         }
+        args.extend_from_slice(extra);
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
@@ -110,6 +111,12 @@ impl Browser {
 
     pub fn goto(&self, url: &str) {
         self.session_call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    /// The address of the page the browser is on.
+    pub fn url(&self) -> String {
+        let v = self.session_call("GET", "/url", None);
+        v.as_str().unwrap_or_default().to_string()
     }
 
     pub fn reload(&self) {
