@@ -25,6 +25,7 @@ mod openapi;
 mod operations;
 mod page;
 mod passkeys;
+mod portal;
 mod proxies;
 mod readme;
 mod resilience;
