@@ -147,7 +147,7 @@ pub(super) fn sign_in_with_password(b: &Browser, email: &str) {
     b.click("#signin-submit");
 }
 
-fn answer_second_step(b: &Browser, method: &str, code: &str) {
+pub(super) fn answer_second_step(b: &Browser, method: &str, code: &str) {
     b.wait_shown("#second-methods button");
     b.click(&format!("#second-methods button[data-method={method}]"));
     let input = match method {

@@ -4,8 +4,9 @@
 //! the headers it receives. The README's text is changed only where a test must: the
 //! listening address (loopback, a free port, no TLS), the addresses of mfad and the app,
 //! and the site's name (every host under `example.test`); each change must find its
-//! text, so a README that drifts fails here. Without nginx or Caddy a test says SKIPPED;
-//! under `CI=true` it fails.
+//! text, so a README that drifts fails here. Last, a person's whole way in, in real
+//! Chromium through each proxy. Without nginx or Caddy (or Chromium) a test says
+//! SKIPPED; under `CI=true` it fails.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -152,7 +153,7 @@ struct Proxy {
 impl Proxy {
     /// The proxy of `kind` in front of `app`, asking `mfad`; `None` (one SKIPPED line)
     /// where it is not installed, outside CI.
-    fn start(kind: Kind, mfad: SocketAddr, app: SocketAddr) -> Option<Proxy> {
+    fn start(kind: Kind, domain: &str, mfad: SocketAddr, app: SocketAddr) -> Option<Proxy> {
         if !crate::operations::have(kind.tool()) {
             eprintln!(
                 "SKIPPED: the {0} test needs {0} (Debian's package `{0}`)",
@@ -179,7 +180,7 @@ impl Proxy {
                 let site = changed(
                     &site,
                     "server_name wiki.example.com;",
-                    "server_name .example.test;",
+                    &format!("server_name .{domain};"),
                 );
                 let site = changed(&site, "127.0.0.1:8080", &mfad);
                 let site = changed(&site, "127.0.0.1:3000", &app);
@@ -206,7 +207,7 @@ impl Proxy {
                 let site = changed(
                     &site,
                     "wiki.example.com {",
-                    &format!("http://*.example.test:{port} {{"),
+                    &format!("http://*.{domain}:{port} {{"),
                 );
                 let site = changed(&site, "127.0.0.1:8080", &mfad);
                 let site = changed(&site, "127.0.0.1:3000", &app);
@@ -360,7 +361,7 @@ fn two_factor_session(s: &Server, email: &str) -> String {
 fn the_readme_configuration_guards_the_app(kind: Kind) {
     let s = Server::start(&RULES);
     let app = EchoApp::start();
-    let Some(p) = Proxy::start(kind, s.addr, app.addr) else {
+    let Some(p) = Proxy::start(kind, "example.test", s.addr, app.addr) else {
         return;
     };
 
@@ -472,7 +473,7 @@ fn a_session_made_on_node_a_is_accepted_and_ended_on_node_b() {
     let b = a.second_node(&RULES);
     let app = EchoApp::start();
     for kind in [Kind::Nginx, Kind::Caddy] {
-        let Some(p) = Proxy::start(kind, b.addr, app.addr) else {
+        let Some(p) = Proxy::start(kind, "example.test", b.addr, app.addr) else {
             continue;
         };
         let email = format!("{}@example.com", kind.tool());
@@ -511,4 +512,67 @@ fn fresh_session(s: &Server, email: &str) -> String {
     let r = crate::login(s, email, crate::PASSWORD);
     assert_eq!(r.status, 200, "{}", r.text());
     session_of(s, r.json()["token"].as_str().unwrap())
+}
+
+/// A person's way in, in real Chromium through each proxy: the app's address → the
+/// portal → password and TOTP on mfad's page → back on the app, which the proxy tells
+/// who they are. The names are real to the browser (`--host-resolver-rules`): the page
+/// at `auth.mfad.test`, the app at `wiki.mfad.test`, so the cookie's `Domain=mfad.test`
+/// is what carries the session from one to the other.
+#[test]
+fn a_person_opens_a_guarded_app_signs_in_on_the_portal_and_is_back_on_it_in_chromium() {
+    let s = Server::start(&[
+        "--public-url",
+        "http://auth.mfad.test",
+        "--session-domain",
+        "mfad.test",
+        "--access-rule",
+        "wiki.mfad.test two_factor",
+    ]);
+    let app = EchoApp::start();
+    for kind in [Kind::Nginx, Kind::Caddy] {
+        let Some(p) = Proxy::start(kind, "mfad.test", s.addr, app.addr) else {
+            continue;
+        };
+        // An account per proxy: each signs in with a code of its own.
+        let email = format!("{}@example.com", kind.tool());
+        let token = crate::user_token(&s, &email);
+        let (secret, step, _) = crate::enable(&s, &token);
+        let Some(b) = crate::page::browser_with(
+            1000,
+            900,
+            false,
+            &[
+                format!(
+                    "--host-resolver-rules=MAP auth.mfad.test 127.0.0.1:{}, MAP wiki.mfad.test 127.0.0.1:{}, MAP * ~NOTFOUND",
+                    s.addr.port(),
+                    p.port
+                ),
+                "--unsafely-treat-insecure-origin-as-secure=http://auth.mfad.test".to_string(),
+            ],
+        ) else {
+            return;
+        };
+        b.goto("http://wiki.mfad.test/notes?id=7");
+        b.wait_shown("#signin-email");
+        assert_eq!(
+            b.url(),
+            "http://auth.mfad.test/?rd=http%3A%2F%2Fwiki.mfad.test%2Fnotes%3Fid%3D7",
+            "{kind:?}"
+        );
+        crate::page::sign_in_with_password(&b, &email);
+        // The step after the one enable used: a code is never accepted twice.
+        let code = code_at(&secret, (step + 1) * 30);
+        crate::page::answer_second_step(&b, "totp", &code);
+        b.wait("location.host === 'wiki.mfad.test'");
+        assert_eq!(b.url(), "http://wiki.mfad.test/notes?id=7", "{kind:?}");
+        let shown: Value = serde_json::from_str(&b.text("body")).unwrap();
+        let headers = shown["headers"].as_array().unwrap();
+        for (name, value) in [("remote-user", email.as_str()), ("remote-amr", "pwd,otp")] {
+            assert!(
+                headers.contains(&json!([name, value])),
+                "{kind:?}: the app saw {headers:?}"
+            );
+        }
+    }
 }
