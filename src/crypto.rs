@@ -225,7 +225,19 @@ impl Keys {
     /// sealed secret copied onto another account's row does not open there.
     /// Layout: 12-byte random nonce, ciphertext, 16-byte tag.
     pub fn seal(&self, plaintext: &[u8], account_id: i64) -> Result<Vec<u8>, CryptoError> {
-        self.seal_with_nonce(plaintext, account_id, random()?)
+        self.seal_with_nonce(plaintext, &secret_aad(account_id), random()?)
+    }
+
+    /// Seals the OpenID provider's RSA key (PKCS#8) for the database, as [`Keys::seal`]
+    /// seals a TOTP secret but under associated data of its own: a sealed TOTP secret
+    /// does not open as the key, nor the key as a secret.
+    pub fn seal_provider_key(&self, pkcs8: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.seal_with_nonce(pkcs8, PROVIDER_KEY_AAD, random()?)
+    }
+
+    /// Opens what [`Keys::seal_provider_key`] sealed.
+    pub fn open_provider_key(&self, sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
+        self.open_with(sealed, PROVIDER_KEY_AAD)
     }
 
     /// [`Keys::seal`] with the nonce given, so that a test can pin the stored layout.
@@ -233,7 +245,7 @@ impl Keys {
     fn seal_with_nonce(
         &self,
         plaintext: &[u8],
-        account_id: i64,
+        aad: &[u8],
         nonce_bytes: [u8; aead::NONCE_LEN],
     ) -> Result<Vec<u8>, CryptoError> {
         let mut out = Vec::with_capacity(aead::NONCE_LEN + plaintext.len() + 16);
@@ -242,7 +254,7 @@ impl Keys {
         self.aead
             .seal_in_place_append_tag(
                 aead::Nonce::assume_unique_for_key(nonce_bytes),
-                aead::Aad::from(secret_aad(account_id)),
+                aead::Aad::from(aad),
                 &mut body,
             )
             .map_err(|_| CryptoError::Unseal)?;
@@ -253,6 +265,10 @@ impl Keys {
 
     /// Opens what [`Keys::seal`] produced for the same account.
     pub fn open(&self, sealed: &[u8], account_id: i64) -> Result<SecretBytes, CryptoError> {
+        self.open_with(sealed, &secret_aad(account_id))
+    }
+
+    fn open_with(&self, sealed: &[u8], aad: &[u8]) -> Result<SecretBytes, CryptoError> {
         if sealed.len() < aead::NONCE_LEN + aead::AES_256_GCM.tag_len() {
             return Err(CryptoError::Unseal);
         }
@@ -262,7 +278,7 @@ impl Keys {
         let mut buf = body.to_vec();
         let len = self
             .aead
-            .open_in_place(nonce, aead::Aad::from(secret_aad(account_id)), &mut buf)
+            .open_in_place(nonce, aead::Aad::from(aad), &mut buf)
             .map_err(|_| CryptoError::Unseal)?
             .len();
         buf.truncate(len);
@@ -298,6 +314,9 @@ impl Keys {
         out
     }
 }
+
+/// The associated data of the sealed OpenID provider key.
+const PROVIDER_KEY_AAD: &[u8] = b"mfad oidc rsa key v1\0";
 
 fn secret_aad(account_id: i64) -> [u8; 21] {
     let mut aad = [0u8; 21];
@@ -398,6 +417,71 @@ pub(crate) fn verify_password(stored: &str, password: &str) -> PasswordCheck {
         (false, _) => PasswordCheck::Wrong,
         (true, false) => PasswordCheck::Right,
         (true, true) => PasswordCheck::RightButWeak,
+    }
+}
+
+/// The OpenID provider's RSA key, for RS256 ID tokens (what every client library
+/// checks). Made once with the `rsa` crate (ring signs with RSA but cannot make a key);
+/// every signature is ring's.
+pub struct RsaKey {
+    pair: ring::signature::RsaKeyPair,
+    /// The public key's JWK members `n` and `e`, base64url.
+    n: String,
+    e: String,
+}
+
+impl fmt::Debug for RsaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RsaKey({})", self.kid())
+    }
+}
+
+/// The RSA key's size: 2048 bits (NIST SP 800-57's floor until 2030).
+pub const RSA_BITS: usize = 2048;
+
+impl RsaKey {
+    /// A new key, from the OS CSPRNG, as PKCS#8 DER.
+    pub fn generate() -> Result<SecretBytes, CryptoError> {
+        use rsa::pkcs8::EncodePrivateKey;
+        let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, RSA_BITS)
+            .map_err(|_| CryptoError::Random)?;
+        let der = key.to_pkcs8_der().map_err(|_| CryptoError::Random)?;
+        Ok(SecretBytes::new(der.as_bytes().to_vec()))
+    }
+
+    /// The key of PKCS#8 DER that [`RsaKey::generate`] made.
+    pub fn from_pkcs8(der: &[u8]) -> Result<RsaKey, CryptoError> {
+        let pair = ring::signature::RsaKeyPair::from_pkcs8(der).map_err(|_| CryptoError::Unseal)?;
+        let public = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
+        let b64 = |b: &[u8]| data_encoding::BASE64URL_NOPAD.encode(b);
+        let (n, e) = (b64(&public.n), b64(&public.e));
+        Ok(RsaKey { pair, n, e })
+    }
+
+    /// The RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature of `message`.
+    pub fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut out = vec![0u8; self.pair.public().modulus_len()];
+        self.pair
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                message,
+                &mut out,
+            )
+            .map_err(|_| CryptoError::Random)?;
+        Ok(out)
+    }
+
+    /// The JWK members `n` and `e` of the public key.
+    pub fn public_members(&self) -> (&str, &str) {
+        (&self.n, &self.e)
+    }
+
+    /// Its `kid`: the RFC 7638 thumbprint of the public JWK.
+    pub fn kid(&self) -> String {
+        let canonical = format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, self.e, self.n);
+        let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
+        data_encoding::BASE64URL_NOPAD.encode(digest.as_ref())
     }
 }
 
@@ -688,7 +772,7 @@ mod tests {
         let k = Keys::derive(&kat_master()).unwrap();
         let nonce: [u8; aead::NONCE_LEN] = std::array::from_fn(|i| 0xc0 + i as u8);
         let sealed = k
-            .seal_with_nonce(b"JBSWY3DPEHPK3PXPJBSW", 42, nonce)
+            .seal_with_nonce(b"JBSWY3DPEHPK3PXPJBSW", &secret_aad(42), nonce)
             .unwrap();
         assert_eq!(
             hex(&sealed),
@@ -714,5 +798,49 @@ mod tests {
         );
         assert_eq!(k.open(&sealed, 8).unwrap_err(), CryptoError::Unseal);
         assert_eq!(k.open(&sealed, -7).unwrap_err(), CryptoError::Unseal);
+    }
+
+    #[test]
+    fn an_rsa_key_signs_rs256_that_its_public_half_verifies_and_round_trips_sealed() {
+        let der = RsaKey::generate().unwrap();
+        let key = RsaKey::from_pkcs8(der.expose()).unwrap();
+        let (n, e) = key.public_members();
+        assert_eq!(e, "AQAB");
+        let n_bytes = data_encoding::BASE64URL_NOPAD.decode(n.as_bytes()).unwrap();
+        assert_eq!(n_bytes.len() * 8, RSA_BITS);
+        let signature = key.sign_rs256(b"header.claims").unwrap();
+        let public = ring::signature::RsaPublicKeyComponents {
+            n: n_bytes.clone(),
+            e: vec![1u8, 0, 1],
+        };
+        public
+            .verify(
+                &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                b"header.claims",
+                &signature,
+            )
+            .unwrap();
+        assert!(public
+            .verify(
+                &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                b"header.claimz",
+                &signature
+            )
+            .is_err());
+        // Sealed for the database: opens as the key, never as a TOTP secret.
+        let k = Keys::derive(&[7u8; 32]).unwrap();
+        let sealed = k.seal_provider_key(der.expose()).unwrap();
+        assert_eq!(k.open_provider_key(&sealed).unwrap().expose(), der.expose());
+        assert!(k.open(&sealed, 0).is_err());
+        assert!(Keys::derive(&[8u8; 32])
+            .unwrap()
+            .open_provider_key(&sealed)
+            .is_err());
+        let totp = k.seal(b"JBSWY3DPEHPK3PXP", 0).unwrap();
+        assert!(k.open_provider_key(&totp).is_err());
+        // Two keys, two kids; the kid is the thumbprint's shape.
+        let other = RsaKey::from_pkcs8(RsaKey::generate().unwrap().expose()).unwrap();
+        assert_ne!(key.kid(), other.kid());
+        assert_eq!(key.kid().len(), 43);
     }
 }
