@@ -119,7 +119,7 @@ impl Bench<'_> {
                 let r = run_load(addr, jobs, self.opts.secs, pid);
                 after(&r);
                 eprintln!(
-                    "  {name:<10} {conns:>3} conns, run {}/{}: {:>8.0} /s, p99 {:>8.2} ms, {} errors{}",
+                    "  {name:<12} {conns:>3} conns, run {}/{}: {:>8.0} /s, p99 {:>8.2} ms, {} errors{}",
                     i + 1,
                     self.opts.runs,
                     r.rate(),
@@ -177,6 +177,7 @@ pub(crate) const LABELS: &[(&str, &str)] = &[
     ("ceiling", "bare tiny_http GET (ceiling)"),
     ("healthz", "GET /healthz (no auth, 1 read)"),
     ("status", "GET status"),
+    ("forward-auth", "GET forward-auth (session)"),
     ("setup", "POST setup"),
     ("verify", "POST verify (seeded challenge)"),
     ("refresh", "POST refresh (chained)"),

@@ -34,6 +34,24 @@ pub(crate) fn post_json(path: &str, bearer: Option<&str>, body: &Value) -> Vec<u
     http_request("POST", path, bearer, Some(&body.to_string()))
 }
 
+/// The protected app that the forward-auth row asks about (the load server's only rule
+/// names it).
+pub(crate) const FORWARDED_HOST: &str = "app.example.com";
+
+/// `GET /api/authz/forward-auth` as a reverse proxy asks it about one page of
+/// [`FORWARDED_HOST`], with the browser's `mfad_session` cookie.
+pub(crate) fn forward_auth_request(session: &str) -> Vec<u8> {
+    let cookie = format!("mfad_session={session}");
+    let headers = [
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", FORWARDED_HOST),
+        ("X-Forwarded-Uri", "/some/path"),
+        ("X-Forwarded-Method", "GET"),
+        ("Cookie", cookie.as_str()),
+    ];
+    client::request_bytes("GET", "/api/authz/forward-auth", &headers, None)
+}
+
 pub(crate) enum Outcome {
     Ok,
     /// An unexpected status: the request was answered but not as the workload expects.
@@ -62,7 +80,7 @@ pub(crate) fn send(conn: &mut Conn, req: &[u8], want: u16) -> Result<Resp, Outco
     }
 }
 
-/// The same request every time (status, setup, healthz, the bare server).
+/// The same request every time (status, setup, healthz, forward-auth, the bare server).
 pub(crate) struct Fixed(pub(crate) Vec<u8>);
 
 impl Job for Fixed {

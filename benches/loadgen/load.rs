@@ -10,14 +10,15 @@ use serde_json::Value;
 
 use crate::bench::Bench;
 use crate::jobs::{
-    http_request, post_json, Fixed, Items, Job, Login, Outcome, Pair, Refresh, Refused, TokenPool,
-    Verify,
+    forward_auth_request, http_request, post_json, Fixed, Items, Job, Login, Outcome, Pair,
+    Refresh, Refused, TokenPool, Verify,
 };
 use crate::opts::Opts;
 use crate::procfs::proc_status_kb;
 use crate::procs::{cli_token, spawn_mfad, Proc};
 use crate::run::{connection, RunResult};
 use crate::seed::Seeder;
+use crate::sessions;
 use crate::start::start_once;
 use crate::stats::{spread, Spread};
 use crate::{Res, PASSWORD};
@@ -68,7 +69,14 @@ pub(crate) fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
         None
     };
     let mfad_sections = [
-        "healthz", "status", "setup", "verify", "login", "refresh", "pair",
+        "healthz",
+        "status",
+        "forward-auth",
+        "setup",
+        "verify",
+        "login",
+        "refresh",
+        "pair",
     ];
     if !mfad_sections.iter().any(|s| opts.want(s)) {
         if let Some(bare) = bare {
@@ -85,7 +93,7 @@ pub(crate) fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
     let dir = tmp.path().join("data");
     eprintln!("seeding {} ...", dir.display());
     let mut seeder = Seeder::open(&dir)?;
-    let (server, _) = spawn_mfad(opts, &dir, opts.workers)?;
+    let (server, _) = spawn_mfad(opts, &dir, opts.workers, &sessions::FORWARD_AUTH_FLAGS)?;
     let (addr, pid) = (server.addr, server.pid());
     eprintln!("mfad on {addr} (pid {pid}), {} workers", opts.workers);
     let result = (|| -> Res<()> {
@@ -119,22 +127,31 @@ pub(crate) fn load(opts: &Opts, b: &mut Bench<'_>) -> Res<LoadOut> {
         }
         hwm("start", &mut out);
 
+        // One session per connection, as one browser each.
+        let sessions = match opts.want("forward-auth") {
+            true => sessions::session_cookies(addr, &mut seeder, opts.max_conns())?,
+            false => Vec::new(),
+        };
         for (name, path) in [
             ("healthz", "/healthz"),
             ("status", "/api/v1/me/mfa/status"),
+            ("forward-auth", "/api/authz/forward-auth"),
             ("setup", "/api/v1/me/mfa/totp/setup"),
         ] {
             if !opts.want(name) {
                 continue;
             }
             let method = if name == "setup" { "POST" } else { "GET" };
-            let reqs: Vec<Vec<u8>> = tokens
-                .iter()
-                .map(|t| {
-                    let bearer = (name != "healthz").then_some(t.as_str());
-                    http_request(method, path, bearer, None)
-                })
-                .collect();
+            let reqs: Vec<Vec<u8>> = match name {
+                "forward-auth" => sessions.iter().map(|s| forward_auth_request(s)).collect(),
+                _ => tokens
+                    .iter()
+                    .map(|t| {
+                        let bearer = (name != "healthz").then_some(t.as_str());
+                        http_request(method, path, bearer, None)
+                    })
+                    .collect(),
+            };
             b.figure(
                 name,
                 addr,

@@ -4,7 +4,9 @@
 //! 127.0.0.1:0 with a temporary data directory and drives it with a std-only HTTP/1.1
 //! keep-alive client (one blocking thread per connection, closed loop, Content-Length
 //! framing) at 1, 8 and 64 connections, several runs each, and prints for every endpoint
-//! the median and min–max of req/s and of p50/p99/p99.9 latency: setup, status, verify
+//! the median and min–max of req/s and of p50/p99/p99.9 latency: setup, status,
+//! forward-auth (a reverse proxy's question with a browser session made through login,
+//! one session per connection), verify
 //! (the real endpoint with the TOTP replay write; each request gets a fresh challenge
 //! and a fresh step, the challenges seeded straight into the database because minting
 //! them through login costs a 600,000-round PBKDF2 each), login (PBKDF2-bound), refresh
@@ -24,7 +26,8 @@
 //! One module per concern: `opts` (the command line), `client` (the keep-alive HTTP/1.1
 //! client shared with the tests and the soak, included by path), `jobs` (what a
 //! connection does), `run` (one load run), `bench` (figures of runs), `load` (the HTTP
-//! section), `seed` (writing test data straight into the database), `procs` and `bare`
+//! section), `seed` (writing test data straight into the database), `sessions` (the
+//! forward-auth row's flags and browser sessions), `procs` and `bare`
 //! (mfad and the ceiling server), `start`, `inproc`, `pipeline` (the other sections),
 //! `stats` and `procfs` (measuring), `report` (stdout).
 
@@ -51,6 +54,7 @@ mod procs;
 mod report;
 mod run;
 mod seed;
+mod sessions;
 mod start;
 mod stats;
 
@@ -73,8 +77,8 @@ OPTIONS:
     --secs S          seconds per run
     --conns A,B,..    connection counts [1,8,64]
     --workers N       mfad and bare tiny_http worker threads [mfad's default, 2 x cores, 4..64]
-    --only A,B,..     sections: start, ceiling, healthz, status, setup, verify, login,
-                      refresh, pair, inproc, pipeline [all]
+    --only A,B,..     sections: start, ceiling, healthz, status, forward-auth, setup,
+                      verify, login, refresh, pair, inproc, pipeline [all]
     --mfad PATH       measure this mfad binary instead of the one cargo built
     --database URL    run mfad on PostgreSQL: a new database per data directory on the
                       server of postgres://USER@HOST/DB (which must allow CREATE DATABASE)
@@ -128,9 +132,18 @@ fn run(opts: &Opts) -> Res<()> {
         opts.workers, opts.runs, opts.secs, opts.warmup, opts.conns
     );
     println!(
-        "binary: {} (serve flags: --login-rate 0; logging at the default level, info, \
+        "binary: {} (serve flags: --login-rate 0 {}; logging at the default level, info, \
          one access line per request read by this generator as journald would)",
-        bin.display()
+        bin.display(),
+        sessions::FORWARD_AUTH_FLAGS
+            .iter()
+            .map(|f| if f.contains(' ') {
+                format!("{f:?}")
+            } else {
+                f.to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     match seed::POSTGRES.get() {
         Some(url) => println!("database: PostgreSQL, a new database per run on {url}"),

@@ -130,12 +130,19 @@ pub(crate) fn mfad_command(opts: &Opts, dir: &Path) -> Command {
     cmd
 }
 
-pub(crate) fn spawn_mfad(opts: &Opts, dir: &Path, workers: usize) -> Res<(Proc, Duration)> {
+/// `mfad serve` on `dir` with the bench's flags, then `extra`, then the `--serve-arg`s.
+pub(crate) fn spawn_mfad(
+    opts: &Opts,
+    dir: &Path,
+    workers: usize,
+    extra: &[&str],
+) -> Res<(Proc, Duration)> {
     let mut cmd = mfad_command(opts, dir);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--workers"])
         .arg(workers.to_string())
         // The default log level (info: one access line per request, as deployed).
         .args(["--login-rate", "0"])
+        .args(extra)
         .args(&opts.serve_args);
     Proc::spawn(cmd, "mfad listening on http://")
 }

@@ -14,7 +14,7 @@ use crate::Res;
 /// Spawn → the "listening" line, and spawn → the first 200 from /healthz.
 pub(crate) fn start_once(opts: &Opts, dir: &Path) -> Res<(f64, f64)> {
     let t0 = Instant::now();
-    let (server, listening) = spawn_mfad(opts, dir, default_workers())?;
+    let (server, listening) = spawn_mfad(opts, dir, default_workers(), &[])?;
     let req = http_request("GET", "/healthz", None, None);
     let mut conn = connection(server.addr);
     let first = loop {
