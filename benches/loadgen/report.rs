@@ -272,6 +272,19 @@ pub(crate) fn print(r: Report<'_>) {
     rate_line("setup", "setup", 8000.0);
     rate_line("verify", "verify with replay write (HTTP)", 20000.0);
     rate_line("status", "status", 35000.0);
+    // API.md: forward-auth is asked for every request of every protected app.
+    if let (Some(fa), Some(h)) = (at("forward-auth"), at("healthz")) {
+        let (m, base) = (fa.rate().med, h.rate().med);
+        let ratio = m / base;
+        println!(
+            "  {:<44} {:>10} req/s at {c} conns   target ≥ 0.8 × healthz ({}): {:.2}×   {}",
+            "forward-auth",
+            num(m),
+            num(base),
+            ratio,
+            if ratio >= 0.8 { "met" } else { "not met" }
+        );
+    }
     let p99s: Vec<(&str, f64)> = b
         .groups
         .iter()
