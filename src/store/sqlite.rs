@@ -1,12 +1,13 @@
 //! The SQLite engine: opening the file (WAL, foreign keys, busy timeout, `schema.sql`
 //! versioned by `PRAGMA user_version`), running transactions with group commit, and
-//! the [`Engine`] the queries (`queries.rs`) run on. The server's
-//! workers share one [`SqliteDb`]: one connection behind a mutex. Its page cache then stays
-//! valid from one request to the next (with a connection per worker, every commit made
-//! SQLite drop the other connections' caches and read the pages again), writers queue on
-//! the mutex instead of sleeping in SQLite's busy handler, and every hold of the mutex is
-//! a few microseconds: nothing slow (PBKDF2, rendering) runs inside one. Writes go
-//! through [`SqliteDb::write`], one transaction each.
+//! the [`Engine`] the queries (`queries.rs`) run on. The server's workers share one
+//! [`SqliteDb`]: one writing connection behind a mutex, so writers queue on the mutex
+//! instead of sleeping in SQLite's busy handler and every hold of it is a few
+//! microseconds (nothing slow, PBKDF2 or rendering, runs inside one); and a few
+//! read-only connections beside it for [`SqliteDb::read`], which WAL lets read while the
+//! writer writes. A commit makes SQLite drop a reader's page cache, so the readers map
+//! the file (`mmap_size`): their pages come from the kernel's cache, shared by all.
+//! Writes go through [`SqliteDb::write`], one transaction each.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -60,12 +61,18 @@ impl From<rusqlite::Error> for Error {
 /// and the last writer in the queue commits for all of them — or the one that brings the
 /// batch to [`MAX_BATCH`]. A writer returns only once the COMMIT that holds its changes
 /// has succeeded; if it fails, every writer of the batch gets the error and nothing of
-/// theirs was acknowledged. A reader never sees a batch that is not committed: it
-/// commits the open batch (whose writers have all finished) before it reads.
+/// theirs was acknowledged. A reader never sees a batch that is not committed: it reads
+/// on a connection of its own, which sees only what was committed.
 ///
 /// The mutex is not reentrant: a closure given to [`SqliteDb::read`] or [`SqliteDb::write`] must not
 /// use the `SqliteDb` again (it gets the connection for that).
 pub struct SqliteDb {
+    /// Read-only connections of their own for [`SqliteDb::read`]: WAL lets them read
+    /// beside the writer, each seeing what was committed when its statement began, so a
+    /// check never waits behind another worker's write (nor another's read). Declared
+    /// before the writer so that they close first: the last connection to close
+    /// checkpoints the WAL into the file and removes it, which a read-only one cannot.
+    readers: Vec<Mutex<Connection>>,
     state: Mutex<State>,
     /// Writers waiting for `state`: while there are any, a finished writer leaves the
     /// transaction open for them instead of committing.
@@ -80,6 +87,30 @@ pub struct SqliteDb {
 /// The most writers whose changes share one COMMIT: a bound on how long the first of
 /// them waits for its answer.
 pub const MAX_BATCH: usize = 32;
+
+/// Reader connections: one per worker thread of the default four.
+const READERS: usize = 4;
+
+/// How much of the file a reader maps (more than a small install's whole database).
+const READER_MMAP_BYTES: u64 = 256 << 20;
+
+/// Which reader a new thread starts from.
+static NEXT_READER: AtomicUsize = AtomicUsize::new(0);
+
+/// A read-only connection to `path` (an attempt to write through it fails), with the
+/// writer's statement cache and page cache sizes.
+fn reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    conn.execute_batch(&format!(
+        "PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA mmap_size = {READER_MMAP_BYTES}"
+    ))?;
+    Ok(conn)
+}
 
 struct State {
     conn: Connection,
@@ -178,7 +209,8 @@ impl SqliteDb {
         // the load generator showed no throughput difference at 256 KiB.
         conn.execute_batch(&format!("PRAGMA cache_size = -{PAGE_CACHE_KIB}"))
             .map_err(|e| open_error(path, e))?;
-        let db = SqliteDb {
+        let mut db = SqliteDb {
+            readers: Vec::new(),
             state: Mutex::new(State { conn, batch: None }),
             writers_waiting: AtomicUsize::new(0),
             commits: AtomicU64::new(0),
@@ -186,6 +218,11 @@ impl SqliteDb {
             durability,
         };
         db.migrate().map_err(|e| open_error(path, e))?;
+        // After the migration: a reader never sees a schema older than its statements.
+        for _ in 0..READERS {
+            db.readers
+                .push(Mutex::new(reader(path).map_err(|e| open_error(path, e))?));
+        }
         Ok(db)
     }
 
@@ -231,8 +268,26 @@ impl SqliteDb {
 
     /// Runs `f` on the connection, outside a transaction (each statement is its own).
     pub fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, Error>) -> Result<T, Error> {
-        let state = self.conn();
-        f(&Tx::new(&SqliteEngine { conn: &state.conn }))
+        let conn = self.reader();
+        f(&Tx::new(&SqliteEngine { conn: &conn }))
+    }
+
+    /// A reader connection: this thread's own if free, else any free one, else a wait
+    /// for this thread's own.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        thread_local! {
+            static MINE: usize = NEXT_READER.fetch_add(1, Ordering::Relaxed);
+        }
+        let start = MINE.with(|m| *m) % self.readers.len();
+        for i in 0..self.readers.len() {
+            let r = &self.readers[(start + i) % self.readers.len()];
+            if let Ok(conn) = r.try_lock() {
+                return conn;
+            }
+        }
+        self.readers[start]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `f` on the connection inside one read transaction: everything it reads is
