@@ -57,11 +57,16 @@ impl Tx<'_> {
     }
 
     /// A session with its account's names, whatever its age (the caller judges it).
+    /// The names come by subqueries, not a join: SQLite re-prepares the join form of
+    /// this statement at every run (its parameter marks the plan as value-dependent),
+    /// which made a forward-auth check parse SQL each time.
     pub fn session(&self, hash: &[u8; 32]) -> Result<Option<Session>, Error> {
         self.opt(
-            "SELECT s.account_id, a.email, a.external_subject, s.family, s.sign_in,
-                    s.auth_time, s.expires_at, s.last_used_at
-             FROM sessions s JOIN accounts a ON a.id = s.account_id
+            "SELECT s.account_id,
+                    (SELECT email FROM accounts WHERE id = s.account_id),
+                    (SELECT external_subject FROM accounts WHERE id = s.account_id),
+                    s.family, s.sign_in, s.auth_time, s.expires_at, s.last_used_at
+             FROM sessions s
              WHERE s.token_hash = $1",
             params![hash],
             |r| {
