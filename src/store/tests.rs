@@ -21,22 +21,29 @@ fn open(engine: &str) -> Option<(Db, Option<tempfile::TempDir>)> {
         }
         #[cfg(feature = "postgres")]
         _ => {
-            let Some(base) = std::env::var("MFAD_TEST_STORE_URL")
-                .ok()
-                .filter(|u| !u.is_empty())
-            else {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "CI must test the store on PostgreSQL: set MFAD_TEST_STORE_URL"
-                );
-                eprintln!("SKIPPED: the store on PostgreSQL (no MFAD_TEST_STORE_URL)");
-                return None;
-            };
+            let base = postgres_server("the store")?;
             Some((Db::connect_postgres(&new_database(&base)).unwrap(), None))
         }
         #[cfg(not(feature = "postgres"))]
         _ => None,
     }
+}
+
+/// The PostgreSQL server `MFAD_TEST_STORE_URL` names, or `None` (and one SKIPPED line
+/// about `what`) without it; under `CI=true` its absence fails.
+#[cfg(feature = "postgres")]
+fn postgres_server(what: &str) -> Option<String> {
+    let base = std::env::var("MFAD_TEST_STORE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if base.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must test {what} on PostgreSQL: set MFAD_TEST_STORE_URL"
+        );
+        eprintln!("SKIPPED: {what} on PostgreSQL (no MFAD_TEST_STORE_URL)");
+    }
+    base
 }
 
 /// A new, empty database on the server of `base`; its URL.
@@ -607,15 +614,7 @@ fn debug_output_holds_no_secret_material() {
 #[cfg(feature = "postgres")]
 #[test]
 fn a_version_4_postgres_database_is_migrated_to_the_shape_of_a_new_one() {
-    let Some(base) = std::env::var("MFAD_TEST_STORE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must test the store on PostgreSQL: set MFAD_TEST_STORE_URL"
-        );
-        eprintln!("SKIPPED: the PostgreSQL migration (no MFAD_TEST_STORE_URL)");
+    let Some(base) = postgres_server("the PostgreSQL migration") else {
         return;
     };
     let old = new_database(&base);
