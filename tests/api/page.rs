@@ -158,6 +158,17 @@ pub(super) fn answer_second_step(b: &Browser, method: &str, code: &str) {
     b.click("#second-go");
 }
 
+/// The key the set-up screen shows, as its copy button copies it.
+pub(super) fn shown_secret(b: &Browser) -> String {
+    b.js(
+        "return document.getElementById('setup-secret').dataset.secret;",
+        json!([]),
+    )
+    .as_str()
+    .unwrap()
+    .to_string()
+}
+
 pub(super) fn signed_in(b: &Browser) {
     b.wait_shown("#signout");
 }
@@ -543,14 +554,7 @@ fn each_screen_says_where_you_are() {
     );
     let link = link.as_str().unwrap();
     assert!(link.starts_with("otpauth://totp/"), "{link}");
-    let secret = b
-        .js(
-            "return document.getElementById('setup-secret').dataset.secret;",
-            json!([]),
-        )
-        .as_str()
-        .unwrap()
-        .to_string();
+    let secret = shown_secret(&b);
     assert!(link.contains(&format!("secret={secret}")), "{link}");
     // At 360 px no group of the key breaks across lines.
     let groups_whole = b.js(

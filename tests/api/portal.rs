@@ -380,14 +380,7 @@ fn an_app_that_asks_for_two_factors_waits_until_the_person_has_them() {
     // sign-in with it sends the person on.
     b.click("#totp-setup");
     b.wait_shown("#setup-secret");
-    let secret = b
-        .js(
-            "return document.getElementById('setup-secret').dataset.secret;",
-            json!([]),
-        )
-        .as_str()
-        .unwrap()
-        .to_string();
+    let secret = super::page::shown_secret(&b);
     b.type_into("#setup-code", &code_at(&secret, now()));
     b.click("#setup-submit");
     b.wait_shown("#codes-list li");
