@@ -1,9 +1,10 @@
 //! Browser sessions: the `mfad_session` cookie that forward-auth reads. A session is made
 //! from a fresh login (its refresh family, named by the token's `sid`), carries that
 //! login's `amr` and `auth_time`, and ends with it (the store deletes a login's sessions
-//! with its refresh tokens). A check is one read of the database by primary key: no
-//! node keeps a copy that could outlive an ending on another; use is written at most
-//! once a minute.
+//! with its refresh tokens). A check is [`Db::session`]: on PostgreSQL one read by
+//! primary key (no node keeps a copy that could outlive an ending on another), on
+//! SQLite a cached row while nothing at all was committed since it was read; use is
+//! written at most once a minute.
 
 use data_encoding::{BASE64URL_NOPAD, HEXLOWER_PERMISSIVE};
 
@@ -94,7 +95,7 @@ pub(super) fn person(
             continue;
         };
         let hash = app.keys.token_hash(&raw);
-        let Some(row) = db.read(|tx| tx.session(&hash))? else {
+        let Some(row) = db.session(&hash)? else {
             continue;
         };
         let Some(Login { how, .. }) = row.login else {

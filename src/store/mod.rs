@@ -9,7 +9,9 @@
 //! the group commit), and PostgreSQL for more than one node (`postgres.rs`: a pool,
 //! `schema.pg.sql`, advisory locks, the shared throttle; the cargo feature `postgres`,
 //! on by default). `janitor.rs` checkpoints SQLite's WAL and purges expired rows off
-//! the request path; `migrate.rs` copies an SQLite database into PostgreSQL.
+//! the request path; `migrate.rs` copies an SQLite database into PostgreSQL;
+//! `session_cache.rs` keeps SQLite's session rows for forward-auth while nothing is
+//! committed.
 
 mod backup;
 mod engine;
@@ -22,6 +24,7 @@ mod queries;
 mod schema;
 #[cfg(test)]
 mod schema_tests;
+mod session_cache;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -69,6 +72,18 @@ impl Db {
             Db::Sqlite(db) => db.read(f),
             #[cfg(feature = "postgres")]
             Db::Postgres(db) => db.read(f),
+        }
+    }
+
+    /// The browser session of keyed hash `hash` with its account's names, whatever its
+    /// age (the caller judges it). SQLite answers from a cache while nothing was
+    /// committed since the row was read; PostgreSQL reads it every time (another node
+    /// may have ended it).
+    pub fn session(&self, hash: &[u8; 32]) -> Result<Option<Session>, Error> {
+        match self {
+            Db::Sqlite(db) => db.session(hash),
+            #[cfg(feature = "postgres")]
+            Db::Postgres(db) => db.read(|tx| tx.session(hash)),
         }
     }
 

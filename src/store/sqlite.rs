@@ -18,7 +18,8 @@ use rusqlite::{Connection, ErrorCode};
 
 use super::engine::{sqlite_params, Dialect, Each, Engine, Param, Row, Value};
 use super::schema;
-use super::Tx;
+use super::session_cache::{SessionCache, WalIndex};
+use super::{Session, Tx};
 use crate::durability::Durability;
 use crate::error::Error;
 
@@ -73,6 +74,13 @@ pub struct SqliteDb {
     /// before the writer so that they close first: the last connection to close
     /// checkpoints the WAL into the file and removes it, which a read-only one cannot.
     readers: Vec<Mutex<Connection>>,
+    /// The wal-index header's mapping (a connection of its own, also closed before the
+    /// writer), when SQLite hands it out: what [`SqliteDb::session`]'s cache is checked
+    /// against.
+    wal_index: Option<WalIndex>,
+    /// Session rows, current while the wal-index header is as it was (see
+    /// `session_cache.rs`).
+    sessions: SessionCache,
     state: Mutex<State>,
     /// Writers waiting for `state`: while there are any, a finished writer leaves the
     /// transaction open for them instead of committing.
@@ -211,6 +219,8 @@ impl SqliteDb {
             .map_err(|e| open_error(path, e))?;
         let mut db = SqliteDb {
             readers: Vec::new(),
+            wal_index: None,
+            sessions: SessionCache::new(),
             state: Mutex::new(State { conn, batch: None }),
             writers_waiting: AtomicUsize::new(0),
             commits: AtomicU64::new(0),
@@ -223,6 +233,7 @@ impl SqliteDb {
             db.readers
                 .push(Mutex::new(reader(path).map_err(|e| open_error(path, e))?));
         }
+        db.wal_index = WalIndex::map(path);
         Ok(db)
     }
 
@@ -270,6 +281,24 @@ impl SqliteDb {
     pub fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, Error>) -> Result<T, Error> {
         let conn = self.reader();
         f(&Tx::new(&SqliteEngine { conn: &conn }))
+    }
+
+    /// The session row of `hash`, as [`Tx::session`] reads it, from the cache while
+    /// nothing was committed since it was read (see `session_cache.rs`).
+    pub fn session(&self, hash: &[u8; 32]) -> Result<Option<Session>, Error> {
+        // Before the read: a commit after this point leaves the row tagged as older
+        // than it may be, never as newer.
+        let seen = self.wal_index.as_ref().and_then(WalIndex::header);
+        if let Some(seen) = seen {
+            if let Some(row) = self.sessions.get(hash, seen) {
+                return Ok(Some(row));
+            }
+        }
+        let row = self.read(|tx| tx.session(hash))?;
+        if let (Some(seen), Some(row)) = (seen, &row) {
+            self.sessions.put(hash, seen, row.clone());
+        }
+        Ok(row)
     }
 
     /// A reader connection: this thread's own if free, else any free one, else a wait
@@ -554,6 +583,47 @@ pub(super) mod tests {
                 .collect::<rusqlite::Result<Vec<String>>>()
         })
         .unwrap()
+    }
+
+    #[test]
+    fn the_header_moves_with_every_commit_of_any_connection_and_only_then() {
+        let (dir, db) = db();
+        let path = dir.path().join("t.db");
+        let index = WalIndex::map(&path).expect("the wal-index maps");
+        let h0 = index.header().unwrap();
+        // Reads and a checkpoint change nothing.
+        db.ping().unwrap();
+        db.checkpoint().unwrap();
+        assert_eq!(index.header(), Some(h0));
+        // A commit through the server's writer.
+        db.write(|tx| tx.set_meta("a", b"x")).unwrap();
+        let h1 = index.header().unwrap();
+        assert_ne!(h1, h0);
+        // A commit of another connection, as another process makes (`mfad user …`).
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch("CREATE TABLE IF NOT EXISTS t (x); INSERT INTO t VALUES (1)")
+            .unwrap();
+        let h2 = index.header().unwrap();
+        assert_ne!(h2, h1);
+        other.execute_batch("INSERT INTO t VALUES (2)").unwrap();
+        assert_ne!(index.header().unwrap(), h2);
+    }
+
+    #[test]
+    fn a_session_is_answered_from_the_cache_until_anything_is_committed() {
+        let (_d, db) = db();
+        let hash = [9u8; 32];
+        assert_eq!(db.session(&hash).unwrap(), None);
+        // A row only the cache has is given while nothing is committed...
+        let seen = db.wal_index.as_ref().expect("mapped").header().unwrap();
+        let row = crate::store::session_cache::tests::row(7);
+        db.sessions.put(&hash, seen, row.clone());
+        assert_eq!(db.session(&hash).unwrap(), Some(row.clone()));
+        assert_eq!(db.session(&hash).unwrap(), Some(row));
+        // ...and never after a commit, however unrelated: the database has no such row.
+        db.write(|tx| tx.set_meta("other", b"x")).unwrap();
+        assert_eq!(db.session(&hash).unwrap(), None);
     }
 
     #[test]

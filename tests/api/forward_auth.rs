@@ -106,8 +106,11 @@ fn a_session_passes_its_rules_and_ends_with_its_login() {
             .status,
         400
     );
-    // Logout by the session cookie alone ends the login: the next check refuses it,
-    // and the token's login is gone too.
+    // Logout by the session cookie alone ends the login: the next check refuses it
+    // (though the last ones were answered from SQLite's cache), and the token's login
+    // is gone too.
+    assert_eq!(ask(&s, "open.example.test", &cookie, &[]).status, 200);
+    assert_eq!(ask(&s, "open.example.test", &cookie, &[]).status, 200);
     let c = format!("mfad_session={cookie}");
     let out = s.request("POST", "/api/auth/logout", &[("Cookie", c.as_str())], None);
     assert_eq!(out.status, 204);
@@ -118,14 +121,28 @@ fn a_session_passes_its_rules_and_ends_with_its_login() {
     );
 }
 
+/// Admin commands are other processes: the server learns of their commits only from
+/// the database. A session checked (and so cached, on SQLite) again and again is
+/// refused at the first check after each.
 #[test]
-fn reset_mfa_ends_every_session_of_the_account() {
+fn reset_mfa_and_delete_by_another_process_end_sessions_at_the_next_check() {
     let s = Server::start(&RULES);
-    let (_, cookie) = signed_in(&s, "bo@example.com");
-    assert_eq!(ask(&s, "open.example.test", &cookie, &[]).status, 200);
+    let (_, bo) = signed_in(&s, "bo@example.com");
+    let (_, cy) = signed_in(&s, "cy@example.com");
+    for _ in 0..3 {
+        assert_eq!(ask(&s, "open.example.test", &bo, &[]).status, 200);
+        assert_eq!(ask(&s, "open.example.test", &cy, &[]).status, 200);
+    }
     let (ok, _, err) = s.cli(&["user", "reset-mfa", "--email", "bo@example.com"], None);
     assert!(ok, "{err}");
-    assert_eq!(ask(&s, "open.example.test", &cookie, &[]).status, 302);
+    assert_eq!(ask(&s, "open.example.test", &bo, &[]).status, 302);
+    // Another account's session is untouched, and checked again and again.
+    for _ in 0..3 {
+        assert_eq!(ask(&s, "open.example.test", &cy, &[]).status, 200);
+    }
+    let (ok, _, err) = s.cli(&["user", "delete", "--email", "cy@example.com"], None);
+    assert!(ok, "{err}");
+    assert_eq!(ask(&s, "open.example.test", &cy, &[]).status, 302);
 }
 
 #[test]
