@@ -1,4 +1,4 @@
--- mfad's database schema for PostgreSQL, version 5: the same tables, columns and rules
+-- mfad's database schema for PostgreSQL, version 6: the same tables, columns and rules
 -- as schema.sql (SQLite), in PostgreSQL's types. The version is recorded in
 -- mfad_schema; a database of an earlier version is brought here by the migrations in
 -- src/store/postgres.rs (PostgreSQL support starts at 4).
@@ -103,6 +103,18 @@ CREATE TABLE passkey_ceremonies (
     account_id     BIGINT REFERENCES accounts(id) ON DELETE CASCADE,
     bound_to       BYTEA,
     expires_at     BIGINT NOT NULL
+);
+
+-- The OpenID provider's apps; see schema.sql.
+CREATE TABLE oidc_clients (
+    id               TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    secret_hash      BYTEA,
+    redirect_uris    TEXT NOT NULL,
+    post_logout_uris TEXT NOT NULL,
+    policy           TEXT NOT NULL,
+    id_token_alg     TEXT NOT NULL,
+    created_at       BIGINT NOT NULL
 );
 
 CREATE TABLE audit (

@@ -1,4 +1,4 @@
--- mfad's database schema, version 5 (recorded in PRAGMA user_version). A database of
+-- mfad's database schema, version 6 (recorded in PRAGMA user_version). A database of
 -- an earlier version is brought here by the migrations in src/store/sqlite.rs.
 -- Applied at start by the binary, which embeds this file. Secrets never appear here in
 -- the clear: TOTP secrets are sealed with AES-256-GCM (account id as associated data);
@@ -126,6 +126,20 @@ CREATE TABLE passkey_ceremonies (
     expires_at     INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- The OpenID provider's apps, registered by the operator (`mfad client add`). The
+-- secret is stored only as a keyed hash; a public client (a browser or mobile app) has
+-- none and must use PKCE. URIs are compared exactly, one per line.
+CREATE TABLE oidc_clients (
+    id               TEXT PRIMARY KEY,          -- client_id, chosen by the operator
+    name             TEXT NOT NULL,             -- shown on the page: "continue to <name>"
+    secret_hash      BLOB,                      -- HMAC of the secret; NULL: public client
+    redirect_uris    TEXT NOT NULL,
+    post_logout_uris TEXT NOT NULL,
+    policy           TEXT NOT NULL,             -- one_factor or two_factor
+    id_token_alg     TEXT NOT NULL,             -- RS256 or EdDSA
+    created_at       INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- Security events. No foreign key: the trail outlives a deleted account.
 CREATE TABLE audit (
     id         INTEGER PRIMARY KEY,
@@ -140,6 +154,8 @@ CREATE INDEX audit_account ON audit(account_id, id);
 -- mfad.key: a start with another key file is refused instead of failing every secret.
 -- 'hs256_upgraded_at' (Unix seconds, as ASCII digits): when a database of an mfad that
 -- signed its tokens HS256 was migrated; those tokens are accepted for an hour after.
+-- 'oidc_rsa_key': the OpenID provider's RSA key (PKCS#8), sealed with a key derived
+-- from mfad.key, made when the first client is registered.
 CREATE TABLE meta (
     name  TEXT PRIMARY KEY,
     value BLOB NOT NULL

@@ -1,12 +1,13 @@
-//! The admin commands (`mfad token`, `mfad user …`): reading their input and formatting
-//! their output. What they do is `service::admin`'s; each works on the same data
+//! The admin commands (`mfad token`, `mfad user …`, `mfad client …`): reading their input
+//! and formatting their output. What they do is `service::admin`'s and
+//! `service::clients`'; each works on the same data
 //! directory as a running server and returns its output as text for `main` to print.
 
 use std::io::{BufRead, IsTerminal};
 
 use crate::config::{Command, Config};
 use crate::crypto;
-use crate::service::admin;
+use crate::service::{admin, clients};
 use crate::store;
 use crate::time::rfc3339;
 use crate::Instance;
@@ -253,7 +254,145 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
                 to.display()
             ))
         }
+        Command::ClientAdd(spec) => {
+            let issuer = check_issuer(config)?;
+            match clients::add(&db, &keys, spec, now).map_err(fail)? {
+                clients::Added::Taken => Err(format!(
+                    "a client with id {} is registered already (mfad client show --id {})",
+                    spec.id, spec.id
+                )),
+                clients::Added::Registered(secret) => {
+                    let mut out = format!(
+                        "registered client {} ({}), policy {}, ID tokens {}
+",
+                        spec.id,
+                        printable(spec.name.trim()),
+                        spec.policy.as_str(),
+                        spec.alg.as_str()
+                    );
+                    match secret {
+                        Some(secret) => out.push_str(&format!(
+                            "client_secret: {secret}
+The secret is shown only this once:                              put it in the app's settings now (mfad client secret --id {}                              makes a new one).
+",
+                            spec.id
+                        )),
+                        None => out.push_str(
+                            "A public client: no secret; the app must use PKCE (S256).
+",
+                        ),
+                    }
+                    out.push_str(&issuer_note(issuer.as_deref()));
+                    Ok(out)
+                }
+            }
+        }
+        Command::ClientList => {
+            let rows = clients::list(&db).map_err(read)?;
+            let mut out = format!(
+                "{:<24}  {:<28}  {:<12}  {:<10}  {:<5}  {}
+",
+                "id", "name", "kind", "policy", "alg", "created"
+            );
+            for c in rows {
+                out.push_str(&format!(
+                    "{:<24}  {:<28}  {:<12}  {:<10}  {:<5}  {}
+",
+                    printable(&c.id),
+                    printable(&c.name),
+                    if c.secret_hash.is_some() { "confidential" } else { "public" },
+                    printable(&c.policy),
+                    printable(&c.id_token_alg),
+                    rfc3339(c.created_at)
+                ));
+            }
+            Ok(out)
+        }
+        Command::ClientShow { id } => {
+            let c = clients::find(&db, id)
+                .map_err(read)?
+                .ok_or_else(|| format!("no client with id {id} (mfad client list)"))?;
+            let mut out = format!(
+                "client {}
+  name:      {}
+  kind:      {}
+  policy:    {}
+  ID tokens: {}
+                   created:   {}
+  redirect URIs:
+",
+                printable(&c.id),
+                printable(&c.name),
+                if c.secret_hash.is_some() {
+                    "confidential (a secret; shown only when made)"
+                } else {
+                    "public (no secret; PKCE)"
+                },
+                printable(&c.policy),
+                printable(&c.id_token_alg),
+                rfc3339(c.created_at)
+            );
+            for u in &c.redirect_uris {
+                out.push_str(&format!("    {}\n", printable(u)));
+            }
+            out.push_str("  post-logout URIs:\n");
+            if c.post_logout_uris.is_empty() {
+                out.push_str("    (none)\n");
+            }
+            for u in &c.post_logout_uris {
+                out.push_str(&format!("    {}\n", printable(u)));
+            }
+            Ok(out)
+        }
+        Command::ClientSecret { id } => {
+            match clients::replace_secret(&db, &keys, id, now).map_err(fail)? {
+                clients::NewSecret::Made(secret) => Ok(format!(
+                    "client_secret: {secret}\nThe old secret no longer works; the new one is \
+                     shown only this once.\n"
+                )),
+                clients::NewSecret::NoSuchClient => {
+                    Err(format!("no client with id {id} (mfad client list)"))
+                }
+                clients::NewSecret::Public => Err(format!(
+                    "client {id} is public: it has no secret (it proves itself with PKCE)"
+                )),
+            }
+        }
+        Command::ClientRemove { id } => match clients::remove(&db, id, now).map_err(fail)? {
+            true => Ok(format!("removed client {id}\n")),
+            false => Err(format!("no client with id {id} (mfad client list)")),
+        },
         Command::Serve | Command::Help | Command::Version => Err("not an admin command".into()),
+    }
+}
+
+/// The OpenID issuer, `--public-url`, if given: it must be `https` (or `http` to
+/// loopback) once a client is registered.
+fn check_issuer(config: &Config) -> Result<Option<String>, String> {
+    let Some(public) = &config.web.public_origin else {
+        return Ok(None);
+    };
+    let loopback = ["http://localhost", "http://127.0.0.1", "http://[::1]"]
+        .iter()
+        .any(|p| public.strip_prefix(p).is_some_and(|r| r.is_empty() || r.starts_with([':', '/'])));
+    match public.starts_with("https://") || loopback {
+        true => Ok(Some(public.clone())),
+        false => Err(format!(
+            "--public-url {public} is the OpenID issuer, which must be https (or http to \
+             localhost for a test): nothing was registered"
+        )),
+    }
+}
+
+/// Where the app finds the provider, or what the server still needs.
+fn issuer_note(issuer: Option<&str>) -> String {
+    match issuer {
+        Some(i) => format!(
+            "The app's issuer (discovery URL): {i} ({i}/.well-known/openid-configuration)\n"
+        ),
+        None => "The server serves it once started with --public-url https://… (the issuer \
+                 the app is given)\n"
+            .into(),
     }
 }
 

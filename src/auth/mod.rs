@@ -97,6 +97,15 @@ struct Claims {
     /// Read from our own tokens only: which login, and how it was made.
     sid: Option<Value>,
     amr: Option<Value>,
+    /// An own token with an audience is an app's (the OpenID provider's access tokens):
+    /// never one for mfad's own API. Present even as `null`.
+    #[serde(default, deserialize_with = "present")]
+    aud: Option<Value>,
+}
+
+/// A claim that is there, whatever its value (`null` too).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// The RFC 7638 thumbprint of an Ed25519 public key (RFC 8037 §2): SHA-256 of its
@@ -347,6 +356,9 @@ impl Tokens {
             }
             until = until.min(l.upgraded_at + LEGACY_WINDOW + LEEWAY);
         }
+        if own && claims.aud.is_some() {
+            return Err(TokenError::Invalid);
+        }
         let subject = if own {
             // Only the form we write: "+1" or "01" must not name account 1.
             let id = claims.sub.as_deref().and_then(|s| {
@@ -581,6 +593,29 @@ mod tests {
                 .as_bytes(),
         );
         assert!(t.verify(&ok, now()).is_ok());
+    }
+
+    /// An app's access token (OpenID provider) is signed with the same key: its `aud`
+    /// keeps it off mfad's own API, whatever form the audience takes.
+    #[test]
+    fn an_own_token_with_an_audience_is_refused() {
+        let t = tokens();
+        let exp = now() + 600;
+        for aud in [
+            json!("grafana"),
+            json!(["grafana"]),
+            json!([]),
+            json!("mfad"),
+            json!(null),
+        ] {
+            let claims = json!({"sub": "1", "iss": "mfad", "exp": exp, "aud": aud});
+            let token = t.sign(claims.to_string().as_bytes());
+            assert_eq!(
+                t.verify(&token, now()),
+                Err(TokenError::Invalid),
+                "{claims}"
+            );
+        }
     }
 
     #[test]

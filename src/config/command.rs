@@ -1,11 +1,12 @@
 //! The commands of the one binary (`serve`, `token`, `user …`, `backup`, `migrate`,
-//! `audit`) and the flags that belong to one of them: the words after `mfad` become a
+//! `audit`, `client …`) and the flags that belong to one of them: the words after `mfad` become a
 //! [`Command`], and a flag given to a command it does not belong to is refused. Calls
-//! nothing but `mod.rs`'s error and database types.
+//! nothing but `mod.rs`'s error and database types and the OpenID client rules (a leaf).
 
 use std::path::PathBuf;
 
 use super::{ConfigError, Database};
+use crate::oidc::{ClientPolicy, ClientSpec, IdTokenAlg};
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,18 @@ pub enum Command {
         since: Option<i64>,
         json: bool,
     },
+    /// Register an app with the OpenID provider (checked).
+    ClientAdd(ClientSpec),
+    ClientList,
+    ClientShow {
+        id: String,
+    },
+    ClientSecret {
+        id: String,
+    },
+    ClientRemove {
+        id: String,
+    },
     Help,
     Version,
 }
@@ -58,6 +71,13 @@ pub(super) struct CommandFlags {
     pub(super) to: Option<PathBuf>,
     pub(super) since: Option<i64>,
     pub(super) json: bool,
+    pub(super) id: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) redirect_uris: Vec<String>,
+    pub(super) post_logout_uris: Vec<String>,
+    pub(super) public: bool,
+    pub(super) policy: Option<ClientPolicy>,
+    pub(super) alg: Option<IdTokenAlg>,
 }
 
 pub(super) fn command(words: &[String], flags: CommandFlags) -> Result<Command, ConfigError> {
@@ -68,6 +88,13 @@ pub(super) fn command(words: &[String], flags: CommandFlags) -> Result<Command, 
         to,
         since,
         json,
+        id,
+        name,
+        redirect_uris,
+        post_logout_uris,
+        public,
+        policy,
+        alg,
     } = flags;
     let need_email = |cmd: &str| {
         email
@@ -100,6 +127,27 @@ pub(super) fn command(words: &[String], flags: CommandFlags) -> Result<Command, 
         &["audit"],
         "--since and --json belong to mfad audit",
     )?;
+    owned_by(
+        name.is_some()
+            || !redirect_uris.is_empty()
+            || !post_logout_uris.is_empty()
+            || public
+            || policy.is_some()
+            || alg.is_some(),
+        &["client", "add"],
+        "--name, --redirect-uri, --post-logout-uri, --public, --policy and --id-token-alg \
+         belong to mfad client add",
+    )?;
+    let client_command = matches!(words.as_slice(), ["client", "add" | "show" | "secret" | "remove"]);
+    if id.is_some() && !client_command {
+        return Err(ConfigError(
+            "--id belongs to mfad client add, show, secret and remove".into(),
+        ));
+    }
+    let need_id = |cmd: &str| {
+        id.clone()
+            .ok_or_else(|| ConfigError(format!("{cmd} needs --id CLIENT_ID")))
+    };
     Ok(match words.as_slice() {
         ["audit"] => Command::Audit { email, since, json },
         [] | ["serve"] => Command::Serve,
@@ -123,6 +171,31 @@ pub(super) fn command(words: &[String], flags: CommandFlags) -> Result<Command, 
         },
         ["user", "show"] => Command::UserShow {
             email: need_email("mfad user show")?,
+        },
+        ["client", "add"] => {
+            let spec = ClientSpec {
+                id: need_id("mfad client add")?,
+                name: name.ok_or_else(|| {
+                    ConfigError("mfad client add needs --name NAME (shown on the sign-in page)".into())
+                })?,
+                redirect_uris,
+                post_logout_uris,
+                public,
+                policy: policy.unwrap_or(ClientPolicy::TwoFactor),
+                alg: alg.unwrap_or(IdTokenAlg::Rs256),
+            };
+            spec.check().map_err(ConfigError)?;
+            Command::ClientAdd(spec)
+        }
+        ["client", "list"] => Command::ClientList,
+        ["client", "show"] => Command::ClientShow {
+            id: need_id("mfad client show")?,
+        },
+        ["client", "secret"] => Command::ClientSecret {
+            id: need_id("mfad client secret")?,
+        },
+        ["client", "remove"] => Command::ClientRemove {
+            id: need_id("mfad client remove")?,
         },
         ["migrate"] => {
             let url = to

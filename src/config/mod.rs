@@ -239,6 +239,29 @@ impl Config {
                 lexopt::Arg::Long("email") => {
                     flags.email = Some(string(parser.value()?, "--email")?)
                 }
+                lexopt::Arg::Long("id") => flags.id = Some(string(parser.value()?, "--id")?),
+                lexopt::Arg::Long("name") => flags.name = Some(string(parser.value()?, "--name")?),
+                lexopt::Arg::Long("redirect-uri") => flags
+                    .redirect_uris
+                    .push(string(parser.value()?, "--redirect-uri")?),
+                lexopt::Arg::Long("post-logout-uri") => flags
+                    .post_logout_uris
+                    .push(string(parser.value()?, "--post-logout-uri")?),
+                lexopt::Arg::Long("public") => flags.public = true,
+                lexopt::Arg::Long("policy") => {
+                    let v = string(parser.value()?, "--policy")?;
+                    flags.policy = Some(
+                        crate::oidc::ClientPolicy::parse(&v)
+                            .ok_or_else(|| bad("--policy", &v, "one_factor or two_factor"))?,
+                    );
+                }
+                lexopt::Arg::Long("id-token-alg") => {
+                    let v = string(parser.value()?, "--id-token-alg")?;
+                    flags.alg = Some(
+                        crate::oidc::IdTokenAlg::parse(&v)
+                            .ok_or_else(|| bad("--id-token-alg", &v, "RS256 or EdDSA"))?,
+                    );
+                }
                 lexopt::Arg::Long("ttl") => {
                     let v = string(parser.value()?, "--ttl")?;
                     flags.ttl = match v.parse::<u64>() {

@@ -4,12 +4,14 @@
 //! whether an error may be sent back to the client. Everything takes its inputs as
 //! arguments; the store and the HTTP layer live elsewhere.
 
+pub mod client;
 pub mod form;
 pub mod request;
 
 use data_encoding::BASE64URL_NOPAD;
 use serde_json::{json, Value};
 
+pub use client::{ClientPolicy, ClientSpec, IdTokenAlg};
 pub use form::Params;
 pub use request::{Authorize, AuthorizeError, ClientRules, Prompt};
 

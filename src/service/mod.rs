@@ -6,13 +6,15 @@
 //! `second_factor.rs` the one rule every second-factor answer goes through,
 //! `assertion.rs` the passkey assertion check, `passkey.rs` the passkey ceremonies,
 //! `throttle.rs` the per-address throttles, `session.rs` the browser sessions,
-//! `authz.rs` the forward-auth decision, `admin.rs` the admin commands. They may call
+//! `authz.rs` the forward-auth decision, `admin.rs` the admin commands, `clients.rs` the
+//! OpenID provider's registry and RSA key. They may call
 //! `store` and the leaves; this file calls none of them but `throttle.rs` (it re-exports
 //! the rest for `http`).
 
 pub mod admin;
 mod assertion;
 mod authz;
+pub mod clients;
 mod login;
 mod mfa;
 pub mod passkey;

@@ -23,7 +23,7 @@ enum Kind {
 use Kind::{Bool, Bytes, Int, Text};
 
 /// Every table, parents before children, with its columns.
-const TABLES: [(&str, &[(&str, Kind)]); 11] = [
+const TABLES: [(&str, &[(&str, Kind)]); 12] = [
     (
         "accounts",
         &[
@@ -93,6 +93,19 @@ const TABLES: [(&str, &[(&str, Kind)]); 11] = [
             ("auth_time", Int),
             ("expires_at", Int),
             ("last_used_at", Int),
+        ],
+    ),
+    (
+        "oidc_clients",
+        &[
+            ("id", Text),
+            ("name", Text),
+            ("secret_hash", Bytes),
+            ("redirect_uris", Text),
+            ("post_logout_uris", Text),
+            ("policy", Text),
+            ("id_token_alg", Text),
+            ("created_at", Int),
         ],
     ),
     (

@@ -412,6 +412,25 @@ pub struct Session {
     pub last_used_at: i64,
 }
 
+/// An app registered with the OpenID provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcClient {
+    /// `client_id`.
+    pub id: String,
+    /// What the page calls it.
+    pub name: String,
+    /// The keyed hash of its secret; `None` for a public client.
+    pub secret_hash: Option<Vec<u8>>,
+    /// Compared exactly.
+    pub redirect_uris: Vec<String>,
+    pub post_logout_uris: Vec<String>,
+    /// `one_factor` or `two_factor`.
+    pub policy: String,
+    /// `RS256` or `EdDSA`.
+    pub id_token_alg: String,
+    pub created_at: i64,
+}
+
 /// One audit event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {

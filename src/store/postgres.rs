@@ -531,9 +531,13 @@ impl PgDb {
     }
 }
 
-/// Version 4 → 5: the sessions table, word for word as in `schema.pg.sql` (a test
-/// checks it is there).
-const PG_SESSIONS: &str = "CREATE TABLE sessions (
+/// From each earlier version to the next, word for word as in `schema.pg.sql` (a test
+/// checks a migrated database has its shape): `(from, sql)`.
+const PG_MIGRATIONS: [(i64, &str); 2] = [
+    // 4 → 5: browser sessions.
+    (
+        4,
+        "CREATE TABLE sessions (
     token_hash   BYTEA PRIMARY KEY,
     account_id   BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     family       BYTEA NOT NULL,
@@ -544,7 +548,24 @@ const PG_SESSIONS: &str = "CREATE TABLE sessions (
 );
 CREATE INDEX sessions_family ON sessions(family);
 CREATE INDEX sessions_account ON sessions(account_id);
-";
+",
+    ),
+    // 5 → 6: the OpenID provider's clients.
+    (
+        5,
+        "CREATE TABLE oidc_clients (
+    id               TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    secret_hash      BYTEA,
+    redirect_uris    TEXT NOT NULL,
+    post_logout_uris TEXT NOT NULL,
+    policy           TEXT NOT NULL,
+    id_token_alg     TEXT NOT NULL,
+    created_at       BIGINT NOT NULL
+);
+",
+    ),
+];
 
 /// Creates the schema in an empty database, or checks the version of an existing one.
 fn migrate(client: &mut Client) -> Result<(), String> {
@@ -582,11 +603,14 @@ fn migrate(client: &mut Client) -> Result<(), String> {
         .unwrap_or(0);
     match i64::from(version) {
         SCHEMA_VERSION => t.commit().map_err(|e| e.to_string()),
-        4 => {
-            // 4 → 5: browser sessions, as schema.pg.sql has them.
-            t.batch_execute(PG_SESSIONS).map_err(|e| e.to_string())?;
+        v @ 4.. if v < SCHEMA_VERSION => {
+            // In the same transaction: a migration that fails leaves the database as it was.
+            for (from, sql) in PG_MIGRATIONS.iter().filter(|(from, _)| *from >= v) {
+                t.batch_execute(sql)
+                    .map_err(|e| format!("migrating from schema {from}: {e}"))?;
+            }
             commit_version(t)?;
-            log::info!("PostgreSQL schema migrated from version 4 to {SCHEMA_VERSION}");
+            log::info!("PostgreSQL schema migrated from version {v} to {SCHEMA_VERSION}");
             Ok(())
         }
         v if v > SCHEMA_VERSION => Err(format!(
@@ -698,8 +722,14 @@ impl Row for PgRow {
 
 #[cfg(test)]
 mod tests {
+    /// Each migration's statements are those of `schema.pg.sql`, word for word, and
+    /// they lead from 4 to this mfad's version, one step each.
     #[test]
-    fn the_migration_to_5_makes_the_sessions_table_of_a_new_database() {
-        assert!(super::SCHEMA.contains(super::PG_SESSIONS));
+    fn each_migration_makes_the_tables_of_a_new_database() {
+        for (from, sql) in super::PG_MIGRATIONS {
+            assert!(super::SCHEMA.contains(sql), "the migration from {from}");
+        }
+        let froms: Vec<i64> = super::PG_MIGRATIONS.iter().map(|(f, _)| *f).collect();
+        assert_eq!(froms, (4..super::SCHEMA_VERSION).collect::<Vec<_>>());
     }
 }

@@ -5,9 +5,9 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 pub(super) const SCHEMA: &str = include_str!("../../schema.sql");
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 /// From each earlier version to the next: `MIGRATIONS[v - 1]` takes version v to v + 1.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     // 1 → 2: the current user's times, step-up challenges and their verifications.
     "ALTER TABLE accounts ADD COLUMN updated_at INTEGER;
      ALTER TABLE accounts ADD COLUMN last_connected_at INTEGER;
@@ -62,6 +62,17 @@ const MIGRATIONS: [&str; 4] = [
      ) WITHOUT ROWID;
      CREATE INDEX sessions_family ON sessions(family);
      CREATE INDEX sessions_account ON sessions(account_id);",
+    // 5 → 6: the OpenID provider's clients.
+    "CREATE TABLE oidc_clients (
+         id               TEXT PRIMARY KEY,
+         name             TEXT NOT NULL,
+         secret_hash      BLOB,
+         redirect_uris    TEXT NOT NULL,
+         post_logout_uris TEXT NOT NULL,
+         policy           TEXT NOT NULL,
+         id_token_alg     TEXT NOT NULL,
+         created_at       INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 /// Applies the schema to a new database, migrates an older one, refuses a newer one.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), String> {

@@ -12,8 +12,9 @@
 //! branches ([`Tx::purge_expired`]). Accounts, instance facts and the audit trail are
 //! here; `factors.rs` has the second factors and their challenges, `tokens.rs` the
 //! refresh tokens, step-up verifications and the purge of what expired, `sessions.rs`
-//! the browser sessions.
+//! the browser sessions, `clients.rs` the OpenID provider's apps.
 
+mod clients;
 mod factors;
 mod sessions;
 mod tokens;
