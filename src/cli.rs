@@ -263,8 +263,7 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
                 )),
                 clients::Added::Registered(secret) => {
                     let mut out = format!(
-                        "registered client {} ({}), policy {}, ID tokens {}
-",
+                        "registered client {} ({}), policy {}, ID tokens {}\n",
                         spec.id,
                         printable(spec.name.trim()),
                         spec.policy.as_str(),
@@ -272,14 +271,13 @@ pub fn run(config: &Config, instance: Instance) -> Result<String, String> {
                     );
                     match secret {
                         Some(secret) => out.push_str(&format!(
-                            "client_secret: {secret}
-The secret is shown only this once:                              put it in the app's settings now (mfad client secret --id {}                              makes a new one).
-",
+                            "client_secret: {secret}\nThe secret is shown only this once: \
+                             put it in the app's settings now (mfad client secret --id {} \
+                             makes a new one).\n",
                             spec.id
                         )),
                         None => out.push_str(
-                            "A public client: no secret; the app must use PKCE (S256).
-",
+                            "A public client: no secret; the app must use PKCE (S256).\n",
                         ),
                     }
                     out.push_str(&issuer_note(issuer.as_deref()));
@@ -290,17 +288,19 @@ The secret is shown only this once:                              put it in the a
         Command::ClientList => {
             let rows = clients::list(&db).map_err(read)?;
             let mut out = format!(
-                "{:<24}  {:<28}  {:<12}  {:<10}  {:<5}  {}
-",
+                "{:<24}  {:<28}  {:<12}  {:<10}  {:<5}  {}\n",
                 "id", "name", "kind", "policy", "alg", "created"
             );
             for c in rows {
                 out.push_str(&format!(
-                    "{:<24}  {:<28}  {:<12}  {:<10}  {:<5}  {}
-",
+                    "{:<24}  {:<28}  {:<12}  {:<10}  {:<5}  {}\n",
                     printable(&c.id),
                     printable(&c.name),
-                    if c.secret_hash.is_some() { "confidential" } else { "public" },
+                    if c.secret_hash.is_some() {
+                        "confidential"
+                    } else {
+                        "public"
+                    },
                     printable(&c.policy),
                     printable(&c.id_token_alg),
                     rfc3339(c.created_at)
@@ -313,14 +313,8 @@ The secret is shown only this once:                              put it in the a
                 .map_err(read)?
                 .ok_or_else(|| format!("no client with id {id} (mfad client list)"))?;
             let mut out = format!(
-                "client {}
-  name:      {}
-  kind:      {}
-  policy:    {}
-  ID tokens: {}
-                   created:   {}
-  redirect URIs:
-",
+                "client {}\n  name:      {}\n  kind:      {}\n  policy:    {}\n  ID tokens: {}\n  \
+                 created:   {}\n  redirect URIs:\n",
                 printable(&c.id),
                 printable(&c.name),
                 if c.secret_hash.is_some() {
@@ -372,10 +366,7 @@ fn check_issuer(config: &Config) -> Result<Option<String>, String> {
     let Some(public) = &config.web.public_origin else {
         return Ok(None);
     };
-    let loopback = ["http://localhost", "http://127.0.0.1", "http://[::1]"]
-        .iter()
-        .any(|p| public.strip_prefix(p).is_some_and(|r| r.is_empty() || r.starts_with([':', '/'])));
-    match public.starts_with("https://") || loopback {
+    match crate::oidc::issuer_ok(public) {
         true => Ok(Some(public.clone())),
         false => Err(format!(
             "--public-url {public} is the OpenID issuer, which must be https (or http to \

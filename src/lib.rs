@@ -326,6 +326,23 @@ pub fn app(config: &Config, instance: Instance) -> Result<service::App, String> 
             auth::SetupError::ExternalKey(e) => format!("--jwt-public-key: {e}"),
             e => e.to_string(),
         })?;
+    let registered = service::clients::list(&db)
+        .map_err(|_| "cannot read the database (see the log above)".to_string())?;
+    if let Some(first) = registered.first() {
+        match &config.web.public_origin {
+            Some(issuer) if oidc::issuer_ok(issuer) => {}
+            shown => {
+                return Err(format!(
+                    "{} OpenID client(s) are registered (such as {}), so --public-url must be \
+                     the issuer the apps were given, https://… (or http://localhost… for a \
+                     test); it is {}",
+                    registered.len(),
+                    first.id,
+                    shown.as_deref().unwrap_or("not set")
+                ))
+            }
+        }
+    }
     let rp = config.relying_party();
     if !webauthn::valid_rp_id(&rp.id) {
         // An address, not a name: browsers refuse passkeys there. Everything else works.

@@ -138,7 +138,10 @@ pub(super) fn command(words: &[String], flags: CommandFlags) -> Result<Command, 
         "--name, --redirect-uri, --post-logout-uri, --public, --policy and --id-token-alg \
          belong to mfad client add",
     )?;
-    let client_command = matches!(words.as_slice(), ["client", "add" | "show" | "secret" | "remove"]);
+    let client_command = matches!(
+        words.as_slice(),
+        ["client", "add" | "show" | "secret" | "remove"]
+    );
     if id.is_some() && !client_command {
         return Err(ConfigError(
             "--id belongs to mfad client add, show, secret and remove".into(),
@@ -176,7 +179,9 @@ pub(super) fn command(words: &[String], flags: CommandFlags) -> Result<Command, 
             let spec = ClientSpec {
                 id: need_id("mfad client add")?,
                 name: name.ok_or_else(|| {
-                    ConfigError("mfad client add needs --name NAME (shown on the sign-in page)".into())
+                    ConfigError(
+                        "mfad client add needs --name NAME (shown on the sign-in page)".into(),
+                    )
                 })?,
                 redirect_uris,
                 post_logout_uris,

@@ -24,6 +24,14 @@ USAGE:
                                          server runs, checked; never overwrites FILE
     mfad migrate --to postgres://…       copy the SQLite database into an empty PostgreSQL
                                          one (then serve with --database and the same key)
+    mfad client add --id ID --name NAME --redirect-uri URI [--redirect-uri URI …]
+          [--post-logout-uri URI …] [--public] [--policy one_factor|two_factor]
+          [--id-token-alg RS256|EdDSA]   register an app for single sign-on (OpenID
+                                         Connect); prints its secret once (--public: none,
+                                         the app uses PKCE) [--policy two_factor, RS256]
+    mfad client list | show --id ID      the registered apps; one app's settings
+    mfad client secret --id ID           a new secret for an app (the old one ends)
+    mfad client remove --id ID           unregister an app
 
 Every command works on the same data directory as a running server.
 

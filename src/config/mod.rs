@@ -842,6 +842,126 @@ mod tests {
             }
         );
         assert_eq!(parse(&[], &["--help"]).unwrap().command, Command::Help);
+        // The client commands, their flags, their defaults and their checks.
+        let c = parse(
+            &[],
+            &[
+                "client",
+                "add",
+                "--id",
+                "grafana",
+                "--name",
+                "Grafana",
+                "--redirect-uri",
+                "https://g.example.com/cb",
+                "--redirect-uri",
+                "http://127.0.0.1:3000/cb",
+            ],
+        )
+        .unwrap();
+        let Command::ClientAdd(spec) = c.command else {
+            panic!("client add");
+        };
+        assert_eq!(spec.redirect_uris.len(), 2);
+        assert_eq!(spec.policy, crate::oidc::ClientPolicy::TwoFactor);
+        assert_eq!(spec.alg, crate::oidc::IdTokenAlg::Rs256);
+        assert!(!spec.public);
+        let c = parse(
+            &[],
+            &[
+                "client",
+                "add",
+                "--id",
+                "spa",
+                "--name",
+                "SPA",
+                "--redirect-uri",
+                "https://s.example.com/cb",
+                "--public",
+                "--policy",
+                "one_factor",
+                "--id-token-alg",
+                "EdDSA",
+                "--post-logout-uri",
+                "https://s.example.com/",
+            ],
+        )
+        .unwrap();
+        let Command::ClientAdd(spec) = c.command else {
+            panic!("client add");
+        };
+        assert!(spec.public);
+        assert_eq!(spec.policy, crate::oidc::ClientPolicy::OneFactor);
+        assert_eq!(spec.alg, crate::oidc::IdTokenAlg::EdDsa);
+        assert_eq!(spec.post_logout_uris, ["https://s.example.com/"]);
+        assert_eq!(
+            parse(&[], &["client", "remove", "--id", "spa"])
+                .unwrap()
+                .command,
+            Command::ClientRemove { id: "spa".into() }
+        );
+        for (args, says) in [
+            (
+                &[
+                    "client",
+                    "add",
+                    "--name",
+                    "G",
+                    "--redirect-uri",
+                    "https://g.example.com/cb",
+                ][..],
+                "needs --id",
+            ),
+            (
+                &[
+                    "client",
+                    "add",
+                    "--id",
+                    "g",
+                    "--redirect-uri",
+                    "https://g.example.com/cb",
+                ][..],
+                "needs --name",
+            ),
+            (
+                &["client", "add", "--id", "g", "--name", "G"][..],
+                "needs --redirect-uri",
+            ),
+            (
+                &[
+                    "client",
+                    "add",
+                    "--id",
+                    "g",
+                    "--name",
+                    "G",
+                    "--redirect-uri",
+                    "http://g.example.com/cb",
+                ][..],
+                "--redirect-uri http://g.example.com/cb is plain http",
+            ),
+            (&["client", "add", "--policy", "bypass"][..], "--policy:"),
+            (
+                &["client", "add", "--id-token-alg", "HS256"][..],
+                "--id-token-alg:",
+            ),
+            (&["client", "show"][..], "mfad client show needs --id"),
+            (
+                &["user", "list", "--id", "g"][..],
+                "--id belongs to mfad client",
+            ),
+            (
+                &["client", "list", "--public"][..],
+                "belong to mfad client add",
+            ),
+            (
+                &["client", "secret", "--name", "x", "--id", "g"][..],
+                "belong to mfad client add",
+            ),
+        ] {
+            let e = parse(&[], args).unwrap_err();
+            assert!(e.0.contains(says), "{args:?}: {e}");
+        }
         assert_eq!(parse(&[], &["-V"]).unwrap().command, Command::Version);
     }
 }

@@ -50,6 +50,19 @@ pub fn discovery(issuer: &str) -> Value {
     })
 }
 
+/// Whether `origin` (`--public-url`) may be the OpenID issuer: `https`, or `http` to
+/// loopback for a test (a browser on another machine could not reach it anyway).
+pub fn issuer_ok(origin: &str) -> bool {
+    let loopback = ["http://localhost", "http://127.0.0.1", "http://[::1]"]
+        .iter()
+        .any(|p| {
+            origin
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+        });
+    origin.starts_with("https://") || loopback
+}
+
 /// Whether `verifier` is a PKCE code verifier (RFC 7636 §4.1: 43 to 128 unreserved
 /// characters) whose S256 transform is `challenge`. The comparison takes the same time
 /// wherever the two differ.
@@ -153,6 +166,27 @@ mod tests {
             "http://127.0.0.1.evil.com/cb",
         ] {
             assert!(registrable_uri(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_issuer_is_https_or_loopback_http() {
+        for ok in [
+            "https://auth.example.com",
+            "http://localhost",
+            "http://localhost:8080",
+            "http://127.0.0.1:9000",
+            "http://[::1]:80",
+        ] {
+            assert!(issuer_ok(ok), "{ok}");
+        }
+        for bad in [
+            "http://auth.example.com",
+            "http://localhost.example.com",
+            "http://127.0.0.1.nip.io",
+            "ftp://localhost",
+        ] {
+            assert!(!issuer_ok(bad), "{bad}");
         }
     }
 

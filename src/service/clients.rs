@@ -56,7 +56,12 @@ pub fn add(db: &Db, keys: &Keys, spec: &ClientSpec, now: i64) -> Result<Added, E
         if !tx.insert_client(&row)? {
             return Ok(Added::Taken);
         }
-        tx.audit(None, now, "oidc_client_added", Some(&format!("client {}", row.id)))?;
+        tx.audit(
+            None,
+            now,
+            "oidc_client_added",
+            Some(&format!("client {}", row.id)),
+        )?;
         Ok(Added::Registered(secret))
     })
 }
@@ -87,7 +92,12 @@ pub fn replace_secret(db: &Db, keys: &Keys, id: &str, now: i64) -> Result<NewSec
         Some(c) if c.secret_hash.is_none() => Ok(NewSecret::Public),
         Some(_) => {
             tx.set_client_secret(id, &hash)?;
-            tx.audit(None, now, "oidc_client_secret_replaced", Some(&format!("client {id}")))?;
+            tx.audit(
+                None,
+                now,
+                "oidc_client_secret_replaced",
+                Some(&format!("client {id}")),
+            )?;
             Ok(NewSecret::Made(secret))
         }
     })
@@ -98,7 +108,12 @@ pub fn remove(db: &Db, id: &str, now: i64) -> Result<bool, Error> {
     db.write(|tx| {
         let removed = tx.delete_client(id)?;
         if removed {
-            tx.audit(None, now, "oidc_client_removed", Some(&format!("client {id}")))?;
+            tx.audit(
+                None,
+                now,
+                "oidc_client_removed",
+                Some(&format!("client {id}")),
+            )?;
         }
         Ok(removed)
     })
@@ -163,12 +178,20 @@ mod tests {
         assert_eq!(c.name, "Grafana");
         assert_eq!(c.redirect_uris, ["https://grafana.example.com/cb"]);
         assert_eq!(c.post_logout_uris, ["https://grafana.example.com/"]);
-        assert_eq!((c.policy.as_str(), c.id_token_alg.as_str()), ("one_factor", "EdDSA"));
+        assert_eq!(
+            (c.policy.as_str(), c.id_token_alg.as_str()),
+            ("one_factor", "EdDSA")
+        );
         // Only the keyed hash is stored: not the secret, nor its bytes.
         let stored = c.secret_hash.clone().unwrap();
         assert_eq!(stored, k.token_hash(secret.as_bytes()));
-        assert!(!stored.windows(8).any(|w| secret.as_bytes().windows(8).any(|s| s == w)));
-        assert!(matches!(add(&db, &k, &spec("grafana", true), 6).unwrap(), Added::Taken));
+        assert!(!stored
+            .windows(8)
+            .any(|w| secret.as_bytes().windows(8).any(|s| s == w)));
+        assert!(matches!(
+            add(&db, &k, &spec("grafana", true), 6).unwrap(),
+            Added::Taken
+        ));
         // A new secret replaces the hash; a public client has none to replace.
         let NewSecret::Made(again) = replace_secret(&db, &k, "grafana", 7).unwrap() else {
             panic!("a new secret");
@@ -176,10 +199,19 @@ mod tests {
         assert_ne!(again, secret);
         let c = find(&db, "grafana").unwrap().unwrap();
         assert_eq!(c.secret_hash.unwrap(), k.token_hash(again.as_bytes()));
-        assert!(matches!(add(&db, &k, &spec("spa", true), 8).unwrap(), Added::Registered(None)));
+        assert!(matches!(
+            add(&db, &k, &spec("spa", true), 8).unwrap(),
+            Added::Registered(None)
+        ));
         assert_eq!(find(&db, "spa").unwrap().unwrap().secret_hash, None);
-        assert!(matches!(replace_secret(&db, &k, "spa", 9).unwrap(), NewSecret::Public));
-        assert!(matches!(replace_secret(&db, &k, "nope", 9).unwrap(), NewSecret::NoSuchClient));
+        assert!(matches!(
+            replace_secret(&db, &k, "spa", 9).unwrap(),
+            NewSecret::Public
+        ));
+        assert!(matches!(
+            replace_secret(&db, &k, "nope", 9).unwrap(),
+            NewSecret::NoSuchClient
+        ));
         let ids: Vec<String> = list(&db).unwrap().into_iter().map(|c| c.id).collect();
         assert_eq!(ids, ["grafana", "spa"]);
         assert!(remove(&db, "grafana", 10).unwrap());
