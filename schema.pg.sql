@@ -1,4 +1,4 @@
--- mfad's database schema for PostgreSQL, version 6: the same tables, columns and rules
+-- mfad's database schema for PostgreSQL, version 7: the same tables, columns and rules
 -- as schema.sql (SQLite), in PostgreSQL's types. The version is recorded in
 -- mfad_schema; a database of an earlier version is brought here by the migrations in
 -- src/store/postgres.rs (PostgreSQL support starts at 4).
@@ -66,7 +66,8 @@ CREATE TABLE refresh_tokens (
     expires_at BIGINT NOT NULL,
     rotated    BOOLEAN NOT NULL DEFAULT FALSE,
     sign_in    TEXT NOT NULL DEFAULT 'pwd',
-    auth_time  BIGINT NOT NULL DEFAULT 0
+    auth_time  BIGINT NOT NULL DEFAULT 0,
+    client_id  TEXT
 );
 CREATE INDEX refresh_tokens_family ON refresh_tokens(family);
 CREATE INDEX refresh_tokens_account ON refresh_tokens(account_id);
@@ -116,6 +117,25 @@ CREATE TABLE oidc_clients (
     id_token_alg     TEXT NOT NULL,
     created_at       BIGINT NOT NULL
 );
+
+-- One authorization of an app; see schema.sql.
+CREATE TABLE oidc_grants (
+    family          BYTEA PRIMARY KEY,
+    code_hash       BYTEA NOT NULL UNIQUE,
+    client_id       TEXT NOT NULL REFERENCES oidc_clients(id) ON DELETE CASCADE,
+    account_id      BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    redirect_uri    TEXT NOT NULL,
+    code_challenge  TEXT,
+    nonce           TEXT,
+    scope           TEXT NOT NULL,
+    sign_in         TEXT NOT NULL,
+    auth_time       BIGINT NOT NULL,
+    code_expires_at BIGINT NOT NULL,
+    redeemed        BOOLEAN NOT NULL DEFAULT FALSE,
+    expires_at      BIGINT NOT NULL
+);
+CREATE INDEX oidc_grants_account ON oidc_grants(account_id);
+CREATE INDEX oidc_grants_client ON oidc_grants(client_id);
 
 CREATE TABLE audit (
     id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

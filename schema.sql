@@ -1,4 +1,4 @@
--- mfad's database schema, version 6 (recorded in PRAGMA user_version). A database of
+-- mfad's database schema, version 7 (recorded in PRAGMA user_version). A database of
 -- an earlier version is brought here by the migrations in src/store/sqlite.rs.
 -- Applied at start by the binary, which embeds this file. Secrets never appear here in
 -- the clear: TOTP secrets are sealed with AES-256-GCM (account id as associated data);
@@ -76,7 +76,10 @@ CREATE TABLE refresh_tokens (
     -- How the login was made ('pwd', 'totp', 'backup_code', 'pwd_passkey', 'passkey'):
     -- the `amr` and `mfa_method` of the access tokens a refresh gives; kept by rotation.
     sign_in    TEXT NOT NULL DEFAULT 'pwd',
-    auth_time  INTEGER NOT NULL DEFAULT 0       -- when that login was made
+    auth_time  INTEGER NOT NULL DEFAULT 0,      -- when that login was made
+    -- The app (OpenID client) the token was issued to; NULL: mfad's own login. One is
+    -- never refreshed where the other is.
+    client_id  TEXT
 ) WITHOUT ROWID;
 CREATE INDEX refresh_tokens_family ON refresh_tokens(family);
 
@@ -139,6 +142,29 @@ CREATE TABLE oidc_clients (
     id_token_alg     TEXT NOT NULL,             -- RS256 or EdDSA
     created_at       INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- One authorization of an app (`GET /oidc/authorize`): its code until redeemed (once),
+-- then what was issued from it. Its `family` names the refresh tokens issued from it
+-- and is the `sid` of its access tokens, which `/oidc/userinfo` accepts only while the
+-- grant is here: a reused code, a revocation, a removed client or an ended account
+-- deletes it.
+CREATE TABLE oidc_grants (
+    family          BLOB PRIMARY KEY,           -- 16 random bytes
+    code_hash       BLOB NOT NULL UNIQUE,       -- HMAC of the 32-byte code
+    client_id       TEXT NOT NULL REFERENCES oidc_clients(id) ON DELETE CASCADE,
+    account_id      INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    redirect_uri    TEXT NOT NULL,              -- exactly as the request sent it
+    code_challenge  TEXT,                       -- PKCE S256; NULL: none was sent
+    nonce           TEXT,
+    scope           TEXT NOT NULL,              -- the scopes granted, space-separated
+    sign_in         TEXT NOT NULL,              -- how the person signed in (its amr)
+    auth_time       INTEGER NOT NULL,           -- when
+    code_expires_at INTEGER NOT NULL,           -- 60 s after it was made
+    redeemed        INTEGER NOT NULL DEFAULT 0, -- 1 once exchanged at /oidc/token
+    expires_at      INTEGER NOT NULL            -- when nothing issued from it lives on
+) WITHOUT ROWID;
+CREATE INDEX oidc_grants_account ON oidc_grants(account_id);
+CREATE INDEX oidc_grants_client ON oidc_grants(client_id);
 
 -- Security events. No foreign key: the trail outlives a deleted account.
 CREATE TABLE audit (

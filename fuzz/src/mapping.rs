@@ -376,9 +376,9 @@ impl Harness {
                         at: now - 60,
                     };
                     let live = keys.token_hash(&REFRESH_LIVE);
-                    c.insert_refresh_token(&live, p, f, now + 3600, login)?;
+                    c.insert_refresh_token(&live, p, f, now + 3600, login, None)?;
                     let rotated = keys.token_hash(&REFRESH_ROTATED);
-                    c.insert_refresh_token(&rotated, p, f, now + 3600, login)?;
+                    c.insert_refresh_token(&rotated, p, f, now + 3600, login, None)?;
                     c.rotate_refresh_token(&rotated)?;
                     c.insert_refresh_token(
                         &keys.token_hash(&REFRESH_EXPIRED),
@@ -386,6 +386,7 @@ impl Harness {
                         &[0x78; 16],
                         now - 1,
                         login,
+                        None,
                     )?;
                 }
                 Ok(())

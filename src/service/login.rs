@@ -64,6 +64,7 @@ pub(super) fn issue_tokens(
         family,
         expires_at,
         login,
+        None,
     )?;
     // `lastConnectedAt`: every login and refresh.
     tx.touch_connected(account.id, now)?;

@@ -23,7 +23,7 @@ enum Kind {
 use Kind::{Bool, Bytes, Int, Text};
 
 /// Every table, parents before children, with its columns.
-const TABLES: [(&str, &[(&str, Kind)]); 12] = [
+const TABLES: [(&str, &[(&str, Kind)]); 13] = [
     (
         "accounts",
         &[
@@ -81,6 +81,7 @@ const TABLES: [(&str, &[(&str, Kind)]); 12] = [
             ("rotated", Bool),
             ("sign_in", Text),
             ("auth_time", Int),
+            ("client_id", Text),
         ],
     ),
     (
@@ -106,6 +107,24 @@ const TABLES: [(&str, &[(&str, Kind)]); 12] = [
             ("policy", Text),
             ("id_token_alg", Text),
             ("created_at", Int),
+        ],
+    ),
+    (
+        "oidc_grants",
+        &[
+            ("family", Bytes),
+            ("code_hash", Bytes),
+            ("client_id", Text),
+            ("account_id", Int),
+            ("redirect_uri", Text),
+            ("code_challenge", Text),
+            ("nonce", Text),
+            ("scope", Text),
+            ("sign_in", Text),
+            ("auth_time", Int),
+            ("code_expires_at", Int),
+            ("redeemed", Bool),
+            ("expires_at", Int),
         ],
     ),
     (

@@ -34,7 +34,7 @@ use std::path::Path;
 pub use janitor::Janitor;
 #[cfg(feature = "postgres")]
 pub use postgres::PgDb;
-pub use queries::{Tx, SESSION_TOUCH_SECS};
+pub use queries::{Redeemed, Tx, SESSION_TOUCH_SECS};
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::{OpenError, SqliteDb, MAX_BATCH};
 
@@ -429,6 +429,25 @@ pub struct OidcClient {
     /// `RS256` or `EdDSA`.
     pub id_token_alg: String,
     pub created_at: i64,
+}
+
+/// One authorization of an app: what its code is bound to, and what was issued from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The refresh family of what it issued; the `sid` of its access tokens.
+    pub family: Vec<u8>,
+    pub client_id: String,
+    pub account_id: i64,
+    pub redirect_uri: String,
+    pub code_challenge: Option<String>,
+    pub nonce: Option<String>,
+    /// Space-separated.
+    pub scope: String,
+    /// How and when the person signed in; `None` for a way this mfad does not know.
+    pub login: Option<Login>,
+    pub code_expires_at: i64,
+    /// When nothing issued from it lives on.
+    pub expires_at: i64,
 }
 
 /// One audit event.

@@ -533,7 +533,7 @@ impl PgDb {
 
 /// From each earlier version to the next, word for word as in `schema.pg.sql` (a test
 /// checks a migrated database has its shape): `(from, sql)`.
-const PG_MIGRATIONS: [(i64, &str); 2] = [
+const PG_MIGRATIONS: [(i64, &str); 4] = [
     // 4 → 5: browser sessions.
     (
         4,
@@ -563,6 +563,30 @@ CREATE INDEX sessions_account ON sessions(account_id);
     id_token_alg     TEXT NOT NULL,
     created_at       BIGINT NOT NULL
 );
+",
+    ),
+    // 6 → 7: the OpenID provider's grants, and refresh tokens issued to apps (the
+    // column that schema.pg.sql has last in refresh_tokens).
+    (6, "ALTER TABLE refresh_tokens ADD COLUMN client_id TEXT;"),
+    (
+        6,
+        "CREATE TABLE oidc_grants (
+    family          BYTEA PRIMARY KEY,
+    code_hash       BYTEA NOT NULL UNIQUE,
+    client_id       TEXT NOT NULL REFERENCES oidc_clients(id) ON DELETE CASCADE,
+    account_id      BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    redirect_uri    TEXT NOT NULL,
+    code_challenge  TEXT,
+    nonce           TEXT,
+    scope           TEXT NOT NULL,
+    sign_in         TEXT NOT NULL,
+    auth_time       BIGINT NOT NULL,
+    code_expires_at BIGINT NOT NULL,
+    redeemed        BOOLEAN NOT NULL DEFAULT FALSE,
+    expires_at      BIGINT NOT NULL
+);
+CREATE INDEX oidc_grants_account ON oidc_grants(account_id);
+CREATE INDEX oidc_grants_client ON oidc_grants(client_id);
 ",
     ),
 ];
@@ -727,9 +751,28 @@ mod tests {
     #[test]
     fn each_migration_makes_the_tables_of_a_new_database() {
         for (from, sql) in super::PG_MIGRATIONS {
-            assert!(super::SCHEMA.contains(sql), "the migration from {from}");
+            // A column added is the last of its table in schema.pg.sql.
+            let made = match sql.strip_prefix("ALTER TABLE ") {
+                Some(rest) => {
+                    let (table, column) = rest
+                        .trim_end_matches(';')
+                        .split_once(" ADD COLUMN ")
+                        .unwrap();
+                    let start = super::SCHEMA
+                        .find(&format!("CREATE TABLE {table} ("))
+                        .unwrap();
+                    let body = &super::SCHEMA[start..];
+                    let last = body[..body.find("\n);").unwrap()].lines().last().unwrap();
+                    let words =
+                        |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+                    words(last) == words(column)
+                }
+                None => super::SCHEMA.contains(sql),
+            };
+            assert!(made, "the migration from {from}: {sql}");
         }
-        let froms: Vec<i64> = super::PG_MIGRATIONS.iter().map(|(f, _)| *f).collect();
+        let mut froms: Vec<i64> = super::PG_MIGRATIONS.iter().map(|(f, _)| *f).collect();
+        froms.dedup();
         assert_eq!(froms, (4..super::SCHEMA_VERSION).collect::<Vec<_>>());
     }
 }

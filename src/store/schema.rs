@@ -5,9 +5,9 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 pub(super) const SCHEMA: &str = include_str!("../../schema.sql");
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 /// From each earlier version to the next: `MIGRATIONS[v - 1]` takes version v to v + 1.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     // 1 → 2: the current user's times, step-up challenges and their verifications.
     "ALTER TABLE accounts ADD COLUMN updated_at INTEGER;
      ALTER TABLE accounts ADD COLUMN last_connected_at INTEGER;
@@ -73,6 +73,25 @@ const MIGRATIONS: [&str; 5] = [
          id_token_alg     TEXT NOT NULL,
          created_at       INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 6 → 7: the OpenID provider's grants, and refresh tokens issued to apps.
+    "ALTER TABLE refresh_tokens ADD COLUMN client_id TEXT;
+     CREATE TABLE oidc_grants (
+         family          BLOB PRIMARY KEY,
+         code_hash       BLOB NOT NULL UNIQUE,
+         client_id       TEXT NOT NULL REFERENCES oidc_clients(id) ON DELETE CASCADE,
+         account_id      INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         redirect_uri    TEXT NOT NULL,
+         code_challenge  TEXT,
+         nonce           TEXT,
+         scope           TEXT NOT NULL,
+         sign_in         TEXT NOT NULL,
+         auth_time       INTEGER NOT NULL,
+         code_expires_at INTEGER NOT NULL,
+         redeemed        INTEGER NOT NULL DEFAULT 0,
+         expires_at      INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX oidc_grants_account ON oidc_grants(account_id);
+     CREATE INDEX oidc_grants_client ON oidc_grants(client_id);",
 ];
 /// Applies the schema to a new database, migrates an older one, refuses a newer one.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), String> {

@@ -460,11 +460,11 @@ fn refresh_tokens_rotate_once_and_revoke_by_family_or_account(db: &Db) {
         at: 50,
     };
     let (t1, t2, t3) = ([1u8; 32], [2u8; 32], [3u8; 32]);
-    db.write(|tx| tx.insert_refresh_token(&t1, a, b"fam-1", 100, login))
+    db.write(|tx| tx.insert_refresh_token(&t1, a, b"fam-1", 100, login, None))
         .unwrap();
-    db.write(|tx| tx.insert_refresh_token(&t2, a, b"fam-1", 100, login))
+    db.write(|tx| tx.insert_refresh_token(&t2, a, b"fam-1", 100, login, None))
         .unwrap();
-    db.write(|tx| tx.insert_refresh_token(&t3, a, b"fam-2", 100, login))
+    db.write(|tx| tx.insert_refresh_token(&t3, a, b"fam-2", 100, login, None))
         .unwrap();
     let r = db.read(|tx| tx.refresh_token(&t1)).unwrap().unwrap();
     assert_eq!(
@@ -525,7 +525,7 @@ fn purge_deletes_only_what_expired(db: &Db) {
     for (i, expires) in [(1u8, 100), (2, 101)] {
         db.write(|tx| tx.insert_challenge(&[i; 32], a, expires, Purpose::Login))
             .unwrap();
-        db.write(|tx| tx.insert_refresh_token(&[i; 32], a, &[i], expires, login))
+        db.write(|tx| tx.insert_refresh_token(&[i; 32], a, &[i], expires, login, None))
             .unwrap();
         db.write(|tx| tx.insert_verification(&[i; 32], a, "totp", 1, expires))
             .unwrap();

@@ -84,8 +84,14 @@ impl Tx<'_> {
         )? == 1)
     }
 
-    /// Removes a client: `false` when there was none.
+    /// Removes a client, and with it its grants and every refresh token issued to it:
+    /// `false` when there was none.
     pub fn delete_client(&self, id: &str) -> Result<bool, Error> {
+        self.exec(
+            "DELETE FROM refresh_tokens WHERE client_id = $1",
+            params![id],
+        )?;
+        self.exec("DELETE FROM oidc_grants WHERE client_id = $1", params![id])?;
         Ok(self.exec("DELETE FROM oidc_clients WHERE id = $1", params![id])? == 1)
     }
 

@@ -12,13 +12,16 @@
 //! branches ([`Tx::purge_expired`]). Accounts, instance facts and the audit trail are
 //! here; `factors.rs` has the second factors and their challenges, `tokens.rs` the
 //! refresh tokens, step-up verifications and the purge of what expired, `sessions.rs`
-//! the browser sessions, `clients.rs` the OpenID provider's apps.
+//! the browser sessions, `clients.rs` the OpenID provider's apps, `grants.rs` their
+//! authorizations.
 
 mod clients;
 mod factors;
+mod grants;
 mod sessions;
 mod tokens;
 
+pub use grants::Redeemed;
 pub use sessions::SESSION_TOUCH_SECS;
 
 use super::engine::{params, Engine, Param, Row};

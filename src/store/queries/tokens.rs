@@ -9,6 +9,8 @@ use crate::store::RefreshToken;
 impl Tx<'_> {
     // Refresh tokens and step-up verifications
 
+    /// Stores a refresh token of the login `family`: mfad's own (`client_id` `None`) or
+    /// one issued to an app.
     pub fn insert_refresh_token(
         &self,
         hash: &[u8; 32],
@@ -16,28 +18,50 @@ impl Tx<'_> {
         family: &[u8],
         expires_at: i64,
         login: Login,
+        client_id: Option<&str>,
     ) -> Result<(), Error> {
         self.exec(
             "INSERT INTO refresh_tokens
-                 (token_hash, account_id, family, expires_at, sign_in, auth_time)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+                 (token_hash, account_id, family, expires_at, sign_in, auth_time, client_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             params![
                 hash,
                 account_id,
                 family,
                 expires_at,
                 login.how.as_str(),
-                login.at
+                login.at,
+                client_id
             ],
         )?;
         Ok(())
     }
 
+    /// One of mfad's own refresh tokens (an app's is not: it is refreshed only at
+    /// `/oidc/token`, by its client).
     pub fn refresh_token(&self, hash: &[u8; 32]) -> Result<Option<RefreshToken>, Error> {
+        self.refresh_row(hash, None)
+    }
+
+    /// A refresh token issued to the app `client_id`.
+    pub fn app_refresh_token(
+        &self,
+        hash: &[u8; 32],
+        client_id: &str,
+    ) -> Result<Option<RefreshToken>, Error> {
+        self.refresh_row(hash, Some(client_id))
+    }
+
+    fn refresh_row(
+        &self,
+        hash: &[u8; 32],
+        client_id: Option<&str>,
+    ) -> Result<Option<RefreshToken>, Error> {
         self.opt(
             "SELECT account_id, family, expires_at, rotated, sign_in, auth_time
-             FROM refresh_tokens WHERE token_hash = $1",
-            params![hash],
+             FROM refresh_tokens
+             WHERE token_hash = $1 AND client_id IS NOT DISTINCT FROM $2",
+            params![hash, client_id],
             |r| {
                 let how: String = r.get(4)?;
                 let at: i64 = r.get(5)?;
@@ -71,10 +95,14 @@ impl Tx<'_> {
     }
 
     /// Revokes every refresh token of an account: every login of it ends, and every
-    /// browser session with them.
+    /// browser session and app grant with them.
     pub fn revoke_sessions(&self, account_id: i64) -> Result<usize, Error> {
         self.exec(
             "DELETE FROM sessions WHERE account_id = $1",
+            params![account_id],
+        )?;
+        self.exec(
+            "DELETE FROM oidc_grants WHERE account_id = $1",
             params![account_id],
         )?;
         let n = self.exec(
@@ -123,7 +151,8 @@ impl Tx<'_> {
     /// the janitor's. PostgreSQL's throttle table too: SQLite's one node keeps its
     /// throttles in memory and has no such table.
     pub fn purge_expired(&self, now: i64) -> Result<usize, Error> {
-        const BOTH: [&str; 5] = [
+        const BOTH: [&str; 6] = [
+            "DELETE FROM oidc_grants WHERE expires_at <= $1",
             "DELETE FROM mfa_challenges WHERE expires_at <= $1",
             "DELETE FROM passkey_ceremonies WHERE expires_at <= $1",
             "DELETE FROM verifications WHERE expires_at <= $1",
