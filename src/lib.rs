@@ -373,6 +373,7 @@ pub fn app(config: &Config, instance: Instance) -> Result<service::App, String> 
         rp,
     )
     .map_err(|_| "cannot initialise (the random number generator failed)".to_string())?;
+    app.oidc = service::oidc::Provider::new(config.web.public_origin.clone());
     app.forward = service::Forward {
         rules: config.access.clone(),
         session_idle: config.session_idle,

@@ -21,7 +21,7 @@ use prometheus_client::metrics::MetricType;
 pub static METRICS: Metrics = Metrics::new();
 
 /// Routes `http` may count requests under (its endpoints, the page, everything else).
-pub const ROUTES: usize = 32;
+pub const ROUTES: usize = 40;
 
 /// The statuses mfad answers with; anything else is counted as `other`.
 const STATUSES: [u16; 18] = [

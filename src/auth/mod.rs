@@ -248,16 +248,29 @@ impl Tokens {
         &self.kid
     }
 
-    /// The JWK Set (RFC 7517 §5) of the keys that sign our tokens: public parts only.
-    pub fn jwks(&self) -> Value {
-        json!({ "keys": [{
+    /// The JWK Set (RFC 7517 §5) of the keys that sign our tokens: public parts only;
+    /// with the OpenID provider's RSA key, when it has one, after ours.
+    pub fn jwks(&self, rsa: Option<&crypto::RsaKey>) -> Value {
+        let mut keys = vec![json!({
             "kty": "OKP",
             "crv": "Ed25519",
             "x": self.public_x,
             "kid": self.kid,
             "alg": "EdDSA",
             "use": "sig",
-        }] })
+        })];
+        if let Some(rsa) = rsa {
+            let (n, e) = rsa.public_members();
+            keys.push(json!({
+                "kty": "RSA",
+                "n": n,
+                "e": e,
+                "kid": rsa.kid(),
+                "alg": "RS256",
+                "use": "sig",
+            }));
+        }
+        json!({ "keys": keys })
     }
 
     /// Issues one of our own tokens for the login `login` (named `sid`, when it has
@@ -287,6 +300,41 @@ impl Tokens {
 
     fn sign(&self, payload: &[u8]) -> String {
         jws(&self.signing, &self.header, payload)
+    }
+
+    /// A JWT of `claims` under mfad's Ed25519 key (the OpenID provider's access tokens
+    /// and EdDSA ID tokens; their `aud` keeps them off mfad's own API).
+    pub fn sign_claims(&self, claims: &Value) -> String {
+        self.sign(claims.to_string().as_bytes())
+    }
+
+    /// An access token of an app (OpenID provider), as `/oidc/userinfo` takes it: signed
+    /// by mfad's key, `iss` the OpenID `issuer`, not expired, with an `aud`. Its claims.
+    pub fn verify_app(&self, token: &str, issuer: &str, now: i64) -> Result<Value, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Invalid);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err(TokenError::Invalid);
+        }
+        let mut v = validation(Algorithm::EdDSA, Some(issuer), None);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let data = jsonwebtoken::decode::<Value>(token, &self.own_key, &v).map_err(|e| match e
+            .kind()
+        {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
+        })?;
+        let claims = data.claims;
+        let exp = claims.get("exp").and_then(Value::as_i64);
+        if exp.is_none_or(|exp| exp.saturating_add(LEEWAY) < now) {
+            return Err(TokenError::Expired);
+        }
+        if !claims.get("aud").is_some_and(Value::is_string) {
+            return Err(TokenError::Invalid);
+        }
+        Ok(claims)
     }
 
     /// Verifies a token (signature, algorithm, `kid`, `exp`, `nbf`, `iss`, `aud`); a
@@ -526,10 +574,10 @@ mod tests {
         let a = tokens();
         let b = Tokens::new(&keys(), "other issuer", None, None).unwrap();
         let c = Tokens::new(&Keys::derive(&[2u8; 32]).unwrap(), "mfad", None, None).unwrap();
-        assert_eq!(a.jwks(), b.jwks());
-        assert_ne!(a.jwks(), c.jwks());
+        assert_eq!(a.jwks(None), b.jwks(None));
+        assert_ne!(a.jwks(None), c.jwks(None));
         assert_ne!(a.kid(), c.kid());
-        let jwk = &a.jwks()["keys"][0];
+        let jwk = &a.jwks(None)["keys"][0];
         assert_eq!(jwk["kid"], a.kid());
         assert_eq!(jwk["kty"], "OKP");
         assert!(jwk.get("d").is_none(), "no private part: {jwk}");
@@ -706,8 +754,8 @@ mod tests {
         let upgraded = Tokens::new(&keys, "mfad", Some(now() - 60), None).unwrap();
         let public = keys.token_signing_key().unwrap().public_key();
         let claims = json!({"sub": "1", "iss": "mfad", "iat": now() - 100, "exp": now() + 600});
-        let jwk = upgraded.jwks()["keys"][0].to_string();
-        let x = upgraded.jwks()["keys"][0]["x"]
+        let jwk = upgraded.jwks(None)["keys"][0].to_string();
+        let x = upgraded.jwks(None)["keys"][0]["x"]
             .as_str()
             .unwrap()
             .to_string();

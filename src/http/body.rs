@@ -63,9 +63,24 @@ const fn too_large_bytes() -> [u8; too_large_len()] {
     out
 }
 
-/// Reads the JSON object in the body. The 413 is decided from `Content-Length` before
-/// anything is read; a chunked body is cut off one byte past the cap.
+/// Reads the JSON object in the body (see [`read_bytes`]).
 pub(super) fn read_body(rq: &mut Request) -> Result<Map<String, Value>, Error> {
+    let buf = read_bytes(rq)?;
+    if buf.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    crate::json::parse_object(&buf).map_err(|e| {
+        Error::BadRequest(match e {
+            BodyError::NotAnObject => "The request body must be a JSON object.",
+            BodyError::NotJson => "The request body is not valid JSON.",
+            BodyError::DuplicateKey => "The request body names a field twice.",
+        })
+    })
+}
+
+/// Reads the body's bytes. The 413 is decided from `Content-Length` before anything is
+/// read; a chunked body is cut off one byte past the cap.
+pub(super) fn read_bytes(rq: &mut Request) -> Result<Vec<u8>, Error> {
     // tiny_http ignores a Content-Length it cannot parse and takes the first of several;
     // a proxy in front may read them otherwise (request smuggling), so refuse both.
     let lengths: Vec<&str> = rq
@@ -92,16 +107,7 @@ pub(super) fn read_body(rq: &mut Request) -> Result<Map<String, Value>, Error> {
     if buf.len() > MAX_BODY {
         return Err(Error::PayloadTooLarge(TOO_LARGE));
     }
-    if buf.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    crate::json::parse_object(&buf).map_err(|e| {
-        Error::BadRequest(match e {
-            BodyError::NotAnObject => "The request body must be a JSON object.",
-            BodyError::NotJson => "The request body is not valid JSON.",
-            BodyError::DuplicateKey => "The request body names a field twice.",
-        })
-    })
+    Ok(buf)
 }
 
 #[cfg(test)]

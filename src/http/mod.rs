@@ -24,7 +24,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use serde_json::{Map, Value};
 use tiny_http::{Header, Method, Request, Response};
 
-use body::read_body;
+use body::{read_body, read_bytes};
 use routes::{Endpoint, Route, OPENAPI, PASSKEY_PREFIX, ROUTE_NAMES};
 
 use crate::error::Error;
@@ -203,6 +203,9 @@ fn handle(
         // Whatever the method, a question: its body (if any) is not read.
         return authz::answer(app, web, rq, endpoint == Endpoint::AuthRequest, now);
     }
+    if let Endpoint::OidcAuthorize | Endpoint::OidcToken | Endpoint::OidcUserinfo = endpoint {
+        return oidc_answer(app, web, rq, endpoint, now);
+    }
     let body = match rq.method() {
         Method::Post => read_body(rq)?,
         _ => Map::new(),
@@ -252,17 +255,25 @@ fn handle(
             })
         }
         // Answered before the body is read (above).
-        Endpoint::ForwardAuth | Endpoint::AuthRequest => Err(Error::Internal),
+        Endpoint::ForwardAuth
+        | Endpoint::AuthRequest
+        | Endpoint::OidcAuthorize
+        | Endpoint::OidcToken
+        | Endpoint::OidcUserinfo => Err(Error::Internal),
+        Endpoint::OidcClientName => {
+            let query = rq.url().split_once('?').map_or("", |(_, q)| q);
+            json(service::oidc::client_name(app, query))
+        }
         Endpoint::Me => json(service::me(app, &me()?)),
         Endpoint::StepUpChallenge => json(service::stepup_challenge(app, &me()?, now)),
         Endpoint::StepUpVerify => json(service::stepup_verify(app, &me()?, &body, origins, now)),
         Endpoint::Redeem => json(service::redeem(app, &me()?, &body, now)),
-        Endpoint::Jwks => Ok(Reply::public(app.tokens.jwks())),
+        Endpoint::Jwks => Ok(Reply::public(service::oidc::jwks(app)?)),
         Endpoint::OpenIdConfiguration => {
             let base = web
                 .base_url(header(rq, "Host"))
                 .ok_or(Error::BadRequest(NO_BASE_URL))?;
-            Ok(Reply::public(service::openid_configuration(app, &base)))
+            Ok(Reply::public(service::oidc::configuration(app, &base)))
         }
         Endpoint::PasskeyRegisterOptions => json(passkey::register_options(app, &me()?, now)),
         Endpoint::PasskeyRegister => {
@@ -279,6 +290,68 @@ fn handle(
         Endpoint::MfaPasskeyOptions => json(passkey::mfa_options(app, &body, now)),
         Endpoint::StepUpPasskeyOptions => json(passkey::stepup_options(app, &me()?, &body, now)),
         Endpoint::OpenApi => Ok(Reply::file(OPENAPI)),
+    }
+}
+
+/// The OpenID provider's endpoints: OAuth's answers (a redirect, or `error` and
+/// `error_description`), never a refresh cookie of mfad's own.
+fn oidc_answer(
+    app: &App,
+    web: &WebPolicy,
+    rq: &mut Request,
+    endpoint: Endpoint,
+    now: i64,
+) -> Result<Reply, Error> {
+    let oauth = |r: Result<Value, service::oidc::OAuthError>| match r {
+        Ok(body) => Reply {
+            cookie: Cookie::Keep,
+            ..Reply::json(body)
+        },
+        Err(e) => Reply {
+            status: e.status,
+            extra: e
+                .challenge
+                .map(|c| vec![("WWW-Authenticate", c.to_string())])
+                .unwrap_or_default(),
+            ..Reply::json(e.body())
+        },
+    };
+    match endpoint {
+        Endpoint::OidcAuthorize => {
+            let query = rq.url().split_once('?').map_or("", |(_, q)| q).to_string();
+            let sessions = header(rq, "Cookie").map_or_else(Vec::new, |c| web.session_cookies(c));
+            match service::oidc::authorize(app, &query, &sessions, now)? {
+                service::oidc::Authorized::Redirect(to) => Ok(Reply {
+                    status: 302,
+                    extra: vec![("Location", to)],
+                    ..Reply::no_content(Cookie::Keep)
+                }),
+                service::oidc::Authorized::Refused(why) => Err(Error::BadRequest(why)),
+            }
+        }
+        Endpoint::OidcToken => {
+            let form = header(rq, "Content-Type").is_some_and(|t| {
+                t.split(';').next().is_some_and(|m| {
+                    m.trim()
+                        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                })
+            });
+            let authorization = header(rq, "Authorization").map(str::to_string);
+            let body = read_bytes(rq)?;
+            Ok(oauth(service::oidc::token(
+                app,
+                &body,
+                form,
+                authorization.as_deref(),
+                now,
+            )))
+        }
+        Endpoint::OidcUserinfo => Ok(oauth(service::oidc::userinfo(
+            app,
+            header(rq, "Authorization"),
+            now,
+        ))),
+        _ => Err(Error::Internal),
     }
 }
 

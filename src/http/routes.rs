@@ -39,6 +39,10 @@ pub(super) enum Endpoint {
     Session,
     ForwardAuth,
     AuthRequest,
+    OidcAuthorize,
+    OidcToken,
+    OidcUserinfo,
+    OidcClientName,
 }
 
 /// Where one passkey is (`DELETE …/{id}`).
@@ -58,7 +62,7 @@ enum Lane {
 /// Every endpoint: its path, what it is, the one method it takes, its lane. The
 /// position in this table is the endpoint's route in the metrics.
 #[rustfmt::skip]
-const ENDPOINTS: [(&str, Endpoint, &str, Lane); 28] = [
+const ENDPOINTS: [(&str, Endpoint, &str, Lane); 32] = [
     ("/healthz", Endpoint::Health, "GET", Lane::Worker),
     ("/api/v1/me/mfa/totp/setup", Endpoint::Setup, "POST", Lane::Worker),
     ("/api/v1/me/mfa/totp/enable", Endpoint::Enable, "POST", Lane::Slow),
@@ -86,6 +90,10 @@ const ENDPOINTS: [(&str, Endpoint, &str, Lane); 28] = [
     ("/api/auth/session", Endpoint::Session, "POST", Lane::Worker),
     ("/api/authz/forward-auth", Endpoint::ForwardAuth, "GET", Lane::Worker),
     ("/api/authz/auth-request", Endpoint::AuthRequest, "GET", Lane::Worker),
+    ("/oidc/authorize", Endpoint::OidcAuthorize, "GET", Lane::Worker),
+    ("/oidc/token", Endpoint::OidcToken, "POST", Lane::Worker),
+    ("/oidc/userinfo", Endpoint::OidcUserinfo, "GET", Lane::Worker),
+    ("/oidc/client-name", Endpoint::OidcClientName, "GET", Lane::Worker),
     // Matched by its prefix (below); the template is its name in the metrics.
     ("/api/v1/me/passkeys/{id}", Endpoint::PasskeyDelete, "DELETE", Lane::Worker),
 ];

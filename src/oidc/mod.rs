@@ -7,6 +7,7 @@
 pub mod client;
 pub mod form;
 pub mod request;
+pub mod tokens;
 
 use data_encoding::BASE64URL_NOPAD;
 use serde_json::{json, Value};

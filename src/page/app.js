@@ -4,15 +4,17 @@
 "use strict";
 
 // Where `rd` (the address forward-auth sends a person here from) may send them back to:
-// its URL when it is an app's under `domain` (the session domain), else null. Anyone
+// its URL when it is an app's under `domain` (the session domain), or this page's own
+// OpenID authorization (`here`, the page's origin: an app signing in with OpenID
+// Connect), else null. Anyone
 // can send a link to this page with an `rd` of their choosing, so every rule closes a
 // known way for this check and the browser to disagree about the host (an open
 // redirect): parsers that skip whitespace and controls, read "\" as "/", take a
 // scheme-relative or scheme-only address, hide a host behind userinfo or
 // percent-encoding, fold case or a trailing dot, or show another script's look-alike
 // letters (IDN). Pure: the page's own state is not read.
-function backTo(rd, domain, httpAllowed) {
-  if (!rd || !domain) return null;
+function backTo(rd, domain, httpAllowed, here) {
+  if (!rd) return null;
   if (!/^[\x21-\x7e]+$/.test(rd) || rd.includes("\\")) return null;
   const scheme = rd.startsWith("https://") ? "https://"
     : httpAllowed && rd.startsWith("http://") ? "http://" : null;
@@ -22,6 +24,8 @@ function backTo(rd, domain, httpAllowed) {
   if (url.username || url.password) return null;
   // The authority as written is the host as parsed: nothing folded, decoded or added.
   if (rd.slice(scheme.length).split(/[/?#]/, 1)[0] !== url.host) return null;
+  if (url.origin === here && url.pathname === "/oidc/authorize" && !url.hash) return url;
+  if (!domain) return null;
   const host = url.hostname;
   if (host.endsWith(".")) return null;
   if (host !== domain && !host.endsWith("." + domain)) return null;
@@ -35,8 +39,16 @@ function backTo(rd, domain, httpAllowed) {
   // The app that sent the person here, if it may be sent back to, and whether it asks
   // for a second factor (forward-auth's `need=2fa`).
   const params = new URLSearchParams(window.location.search);
-  const back = backTo(params.get("rd"), meta("mfad-session-domain"), meta("mfad-http-back") === "yes");
+  const back = backTo(params.get("rd"), meta("mfad-session-domain"), meta("mfad-http-back") === "yes",
+    window.location.origin);
   const needSecond = back !== null && params.get("need") === "2fa";
+  // An app of the OpenID provider asking for a new sign-in (`prompt=login`, `max_age`):
+  // the login this browser has is not enough.
+  const mustSignIn = back !== null && params.get("prompt") === "login";
+  // What the person is sent on to, by name: the app's own for an OpenID authorization
+  // (asked of the server, never taken from the address), else the host.
+  let appName = null;
+  const onwardName = () => appName || (back && back.hostname);
   let token = null;        // the access token, in memory only
   let challenge = null;    // the login's MFA challenge while the second step is shown
   let wrongAnswers = 0;    // wrong answers to that challenge (it takes 5)
@@ -241,6 +253,12 @@ function backTo(rd, domain, httpAllowed) {
     challenge = null;
     remember();
     $("signin-form").reset();
+    if (reloaded && mustSignIn) {
+      // The app asks for a sign-in now: the one this browser kept does not do.
+      token = null;
+      signInScreen(WORDS.signInAgain(onwardName()));
+      return;
+    }
     const onward = back !== null && !waitsForSecond();
     const refused = !reloaded || onward ? await openSession() : null;
     if (onward && refused === null) { leave(); return; }
@@ -248,11 +266,11 @@ function backTo(rd, domain, httpAllowed) {
       // The login is too old to open a session: a new sign-in, then on (never a loop:
       // after a sign-in here the person is not sent back to this screen).
       token = null;
-      signInScreen(WORDS.signInAgain(back.hostname));
+      signInScreen(WORDS.signInAgain(onwardName()));
       return;
     }
     await showAccount();
-    if (onward) say("account", WORDS.notOnward(back.hostname));
+    if (onward) say("account", WORDS.notOnward(onwardName()));
   }
   // The browser session of this login: null when it is open, else the refusal.
   async function openSession() {
@@ -277,7 +295,7 @@ function backTo(rd, domain, httpAllowed) {
   function signInScreen(text, ok) {
     show("signin");
     if (text) say("signin", text, ok === undefined ? NOTE : ok);
-    else if (back) say("signin", WORDS.toContinue(back.hostname), NOTE);
+    else if (back) say("signin", WORDS.toContinue(onwardName()), NOTE);
   }
   // A second factor was just added for an app that asks for one: the login that lacks
   // it is over (turning the app on ends every login) or is ended here, and the next
@@ -419,7 +437,7 @@ function backTo(rd, domain, httpAllowed) {
     $("passkey-none").hidden = passkeys.length > 0;
     closeConfirm();
     show("account");
-    if (waitsForSecond()) say("account", WORDS.needSecond(back.hostname), NOTE);
+    if (waitsForSecond()) say("account", WORDS.needSecond(onwardName()), NOTE);
   }
   function day(iso) { return new Date(iso).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" }); }
   // Runs an action of the account screen, its refusal said in the screen's place.
@@ -450,7 +468,7 @@ function backTo(rd, domain, httpAllowed) {
       const name = $("passkey-name").value.trim();
       const made = await api("POST", "/api/v1/passkey/register", { name: name || undefined, credential });
       $("passkey-name").value = "";
-      if (waitsForSecond()) { await signInWithSecond(WORDS.againWithPasskey(back.hostname)); return; }
+      if (waitsForSecond()) { await signInWithSecond(WORDS.againWithPasskey(onwardName())); return; }
       await showAccount();
       say("account", WORDS.passkeyAdded(made.name), true);
     } catch (e) { if (!e.handled) say("account", passkeyWords(e)); }
@@ -513,7 +531,7 @@ function backTo(rd, domain, httpAllowed) {
   function fileName(s) { return s.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "") || "account"; }
   $("codes-done").addEventListener("click", () => {
     shownCodes = []; $("codes-list").textContent = "";
-    if (waitsForSecond()) signInWithSecond(WORDS.againWithApp(back.hostname));
+    if (waitsForSecond()) signInWithSecond(WORDS.againWithApp(onwardName()));
     else onAccount(showAccount);
   });
 
@@ -571,6 +589,12 @@ function backTo(rd, domain, httpAllowed) {
 
   // A reload: the cookie may still hold a login, if this browser signed in before.
   (async () => {
+    if (back && back.origin === window.location.origin) {
+      try {
+        const client = back.searchParams.get("client_id") || "";
+        appName = (await api("GET", "/oidc/client-name?client_id=" + encodeURIComponent(client))).name;
+      } catch (e) { /* the authorization will say what is wrong */ }
+    }
     if (!signedInBefore()) { signInScreen(); return; }
     try { await signedIn(await api("POST", "/api/auth/refresh", {}, true), true); }
     catch (e) { signedOutHere(); if (current !== "signin") signInScreen(); }

@@ -137,6 +137,14 @@ pub fn provider_key(db: &Db, keys: &Keys) -> Result<RsaKey, Error> {
     Ok(RsaKey::from_pkcs8(pkcs8.expose())?)
 }
 
+/// The provider's RSA key if one was made (JWKS, ID tokens), without making one.
+pub fn existing_provider_key(db: &Db, keys: &Keys) -> Result<Option<RsaKey>, Error> {
+    match db.read(|tx| tx.meta(RSA_KEY))? {
+        None => Ok(None),
+        Some(_) => provider_key(db, keys).map(Some),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

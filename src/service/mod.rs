@@ -7,7 +7,7 @@
 //! `assertion.rs` the passkey assertion check, `passkey.rs` the passkey ceremonies,
 //! `throttle.rs` the per-address throttles, `session.rs` the browser sessions,
 //! `authz.rs` the forward-auth decision, `admin.rs` the admin commands, `clients.rs` the
-//! OpenID provider's registry and RSA key. They may call
+//! OpenID provider's registry and RSA key, `oidc.rs` its endpoints. They may call
 //! `store` and the leaves; this file calls none of them but `throttle.rs` (it re-exports
 //! the rest for `http`).
 
@@ -17,6 +17,7 @@ mod authz;
 pub mod clients;
 mod login;
 mod mfa;
+pub mod oidc;
 pub mod passkey;
 pub mod second_factor;
 mod session;
@@ -70,6 +71,8 @@ pub struct App {
     pub forward: Forward,
     /// Which forward-auth denials were audited within the hour.
     pub denials: Denials,
+    /// The OpenID provider: its issuer (none: not a provider) and its RSA key.
+    pub oidc: oidc::Provider,
 }
 
 impl App {
@@ -94,6 +97,7 @@ impl App {
             dummy_password_hash: dummy,
             forward: Forward::default(),
             denials: Denials::default(),
+            oidc: oidc::Provider::default(),
         })
     }
 }
@@ -204,15 +208,6 @@ pub(crate) fn authenticate(
         label,
         sid: verified.sid,
         amr: verified.amr,
-    })
-}
-
-/// `GET /.well-known/openid-configuration`: where a relying service finds the keys of
-/// mfad's tokens. Nothing more is promised: mfad is not an OpenID provider.
-pub(crate) fn openid_configuration(app: &App, base_url: &str) -> Value {
-    json!({
-        "issuer": app.tokens.issuer(),
-        "jwks_uri": format!("{base_url}/.well-known/jwks.json"),
     })
 }
 

@@ -77,6 +77,8 @@ pub(super) struct Person {
     pub amr: Vec<String>,
     /// The session's keyed hash (none for a bearer token): what denials are audited by.
     pub session: Option<[u8; 32]>,
+    /// How and when the session's login was made (none for a bearer token).
+    pub login: Option<Login>,
 }
 
 /// The person of the presented session cookies (64 hex digits each, at most
@@ -98,7 +100,7 @@ pub(super) fn person(
         let Some(row) = db.session(&hash)? else {
             continue;
         };
-        let Some(Login { how, .. }) = row.login else {
+        let Some(login) = row.login else {
             continue;
         };
         if row.expires_at <= now || row.last_used_at + idle <= now {
@@ -120,8 +122,9 @@ pub(super) fn person(
             account_id: row.account_id,
             name,
             email: row.email,
-            amr: how.amr().iter().map(|a| a.to_string()).collect(),
+            amr: login.how.amr().iter().map(|a| a.to_string()).collect(),
             session: Some(hash),
+            login: Some(login),
         };
         found = Some((person, row.last_used_at));
     }
@@ -149,6 +152,7 @@ pub(super) fn bearer_person(account: Account, amr: Vec<String>) -> Person {
         email: account.email,
         amr,
         session: None,
+        login: None,
     }
 }
 

@@ -22,6 +22,7 @@ mod hostile;
 mod http_layer;
 mod metrics;
 mod nodes;
+mod oidc;
 mod openapi;
 mod operations;
 mod page;
