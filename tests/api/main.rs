@@ -11,6 +11,7 @@
 )]
 
 mod accessibility;
+mod apache;
 mod clients;
 // The helpers stay in tests/common/, where the benchmarks include its client by path.
 mod commits;

@@ -73,10 +73,10 @@ fn readme_block(lang: &str) -> String {
 }
 
 /// `text` with `from` replaced by `to`, which must be there.
-fn changed(text: &str, from: &str, to: &str) -> String {
+pub(crate) fn changed(text: &str, from: &str, to: &str) -> String {
     assert!(
         text.contains(from),
-        "the README's configuration no longer has {from:?}; update tests/api/proxies.rs"
+        "the README's configuration no longer has {from:?}; update the test that runs it"
     );
     text.replace(from, to)
 }
