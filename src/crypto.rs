@@ -472,6 +472,22 @@ impl RsaKey {
         Ok(out)
     }
 
+    /// Whether `signature` is this key's RS256 signature of `message`.
+    pub fn verify_rs256(&self, message: &[u8], signature: &[u8]) -> bool {
+        let public = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(self.pair.public());
+        let public = ring::signature::RsaPublicKeyComponents {
+            n: public.n,
+            e: public.e,
+        };
+        public
+            .verify(
+                &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                message,
+                signature,
+            )
+            .is_ok()
+    }
+
     /// The JWK members `n` and `e` of the public key.
     pub fn public_members(&self) -> (&str, &str) {
         (&self.n, &self.e)

@@ -308,6 +308,45 @@ impl Tokens {
         self.sign(claims.to_string().as_bytes())
     }
 
+    /// An ID token mfad issued (`id_token_hint` at logout): signed by mfad's Ed25519 key
+    /// or by `rsa`, the `kid` naming which, with `iss` the OpenID `issuer`. Its expiry
+    /// is not checked (a hint may be old: it only names who asks). Its claims.
+    pub fn id_token_hint(
+        &self,
+        token: &str,
+        issuer: &str,
+        rsa: Option<&crypto::RsaKey>,
+    ) -> Option<Value> {
+        if token.len() > MAX_TOKEN_LEN {
+            return None;
+        }
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        let kid = header.kid.as_deref()?;
+        let (signed, signature) = token.rsplit_once('.')?;
+        let signature = BASE64URL_NOPAD.decode(signature.as_bytes()).ok()?;
+        let valid = match header.alg {
+            Algorithm::EdDSA if kid == self.kid => {
+                let mut v = validation(Algorithm::EdDSA, Some(issuer), None);
+                v.validate_exp = false;
+                v.set_required_spec_claims(&["iss", "aud", "sub"]);
+                return jsonwebtoken::decode::<Value>(token, &self.own_key, &v)
+                    .ok()
+                    .map(|d| d.claims);
+            }
+            Algorithm::RS256 => {
+                rsa.is_some_and(|k| k.kid() == kid && k.verify_rs256(signed.as_bytes(), &signature))
+            }
+            _ => false,
+        };
+        if !valid {
+            return None;
+        }
+        let payload = signed.split_once('.')?.1;
+        let claims: Value =
+            serde_json::from_slice(&BASE64URL_NOPAD.decode(payload.as_bytes()).ok()?).ok()?;
+        (claims.get("iss").and_then(Value::as_str) == Some(issuer)).then_some(claims)
+    }
+
     /// An access token of an app (OpenID provider), as `/oidc/userinfo` takes it: signed
     /// by mfad's key, `iss` the OpenID `issuer`, not expired, with an `aud`. Its claims.
     pub fn verify_app(&self, token: &str, issuer: &str, now: i64) -> Result<Value, TokenError> {

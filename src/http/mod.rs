@@ -203,7 +203,11 @@ fn handle(
         // Whatever the method, a question: its body (if any) is not read.
         return authz::answer(app, web, rq, endpoint == Endpoint::AuthRequest, now);
     }
-    if let Endpoint::OidcAuthorize | Endpoint::OidcToken | Endpoint::OidcUserinfo = endpoint {
+    if let Endpoint::OidcAuthorize
+    | Endpoint::OidcToken
+    | Endpoint::OidcUserinfo
+    | Endpoint::OidcLogout = endpoint
+    {
         return oidc_answer(app, web, rq, endpoint, now);
     }
     let body = match rq.method() {
@@ -259,7 +263,8 @@ fn handle(
         | Endpoint::AuthRequest
         | Endpoint::OidcAuthorize
         | Endpoint::OidcToken
-        | Endpoint::OidcUserinfo => Err(Error::Internal),
+        | Endpoint::OidcUserinfo
+        | Endpoint::OidcLogout => Err(Error::Internal),
         Endpoint::OidcClientName => {
             let query = rq.url().split_once('?').map_or("", |(_, q)| q);
             json(service::oidc::client_name(app, query))
@@ -316,19 +321,26 @@ fn oidc_answer(
             ..Reply::json(e.body())
         },
     };
+    let redirect = |answer| match answer {
+        service::oidc::Authorized::Redirect(to) => Ok(Reply {
+            status: 302,
+            extra: vec![("Location", to)],
+            ..Reply::no_content(Cookie::Keep)
+        }),
+        service::oidc::Authorized::Refused(why) => Err(Error::BadRequest(why)),
+    };
+    let query = rq.url().split_once('?').map_or("", |(_, q)| q).to_string();
+    let sessions = header(rq, "Cookie").map_or_else(Vec::new, |c| web.session_cookies(c));
     match endpoint {
-        Endpoint::OidcAuthorize => {
-            let query = rq.url().split_once('?').map_or("", |(_, q)| q).to_string();
-            let sessions = header(rq, "Cookie").map_or_else(Vec::new, |c| web.session_cookies(c));
-            match service::oidc::authorize(app, &query, &sessions, now)? {
-                service::oidc::Authorized::Redirect(to) => Ok(Reply {
-                    status: 302,
-                    extra: vec![("Location", to)],
-                    ..Reply::no_content(Cookie::Keep)
-                }),
-                service::oidc::Authorized::Refused(why) => Err(Error::BadRequest(why)),
+        Endpoint::OidcLogout => {
+            let (answer, ended) = service::oidc::logout(app, &query, &sessions, now)?;
+            let mut reply = redirect(answer)?;
+            if ended {
+                reply.extra.push(("Set-Cookie", web.session_cookie("", 0)));
             }
+            Ok(reply)
         }
+        Endpoint::OidcAuthorize => redirect(service::oidc::authorize(app, &query, &sessions, now)?),
         Endpoint::OidcToken => {
             let form = header(rq, "Content-Type").is_some_and(|t| {
                 t.split(';').next().is_some_and(|m| {

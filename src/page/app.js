@@ -81,6 +81,7 @@ function backTo(rd, domain, httpAllowed, here) {
     wrongPassword: "That password is not right.",
     sessionEnded: "Your session has ended. Please sign in again.",
     signedOut: "You are signed out.",
+    logoutAsked: "An app asks to sign you out of this service. To do so, press Sign out.",
     keyCopied: "The key is copied.",
     codesCopied: "The codes are copied.",
     noCopy: "Copying is not allowed here: select the text and copy it yourself.",
@@ -587,8 +588,11 @@ function backTo(rd, domain, httpAllowed, here) {
     signInScreen(WORDS.signedOut, true);
   });
 
+  // After an app's sign-out (OpenID's logout): done, or asked of the person.
+  const logout = params.get("logout");
   // A reload: the cookie may still hold a login, if this browser signed in before.
   (async () => {
+    if (logout === "done") { signedOutHere(); signInScreen(WORDS.signedOut, true); return; }
     if (back && back.origin === window.location.origin) {
       try {
         const client = back.searchParams.get("client_id") || "";
@@ -596,7 +600,9 @@ function backTo(rd, domain, httpAllowed, here) {
       } catch (e) { /* the authorization will say what is wrong */ }
     }
     if (!signedInBefore()) { signInScreen(); return; }
-    try { await signedIn(await api("POST", "/api/auth/refresh", {}, true), true); }
-    catch (e) { signedOutHere(); if (current !== "signin") signInScreen(); }
+    try {
+      await signedIn(await api("POST", "/api/auth/refresh", {}, true), true);
+      if (logout === "confirm") say("account", WORDS.logoutAsked, NOTE);
+    } catch (e) { signedOutHere(); if (current !== "signin") signInScreen(); }
   })();
 })();

@@ -240,6 +240,52 @@ fn without_since(query: &str) -> String {
         .join("&")
 }
 
+/// `GET /oidc/logout` (RP-Initiated Logout 1.0) with the query `query` and the
+/// browser's session cookies: where the browser goes next. With an `id_token_hint` of
+/// mfad's, the sessions end (and their logins), and the browser goes to the
+/// `post_logout_redirect_uri` if the hint's client registered it exactly (with
+/// `state`), else to the page saying so. Without one, nothing ends here: the page asks
+/// the person to confirm (an app's link alone must not sign anyone out). Also whether
+/// the sessions were ended (their cookie is then cleared).
+pub fn logout(
+    app: &App,
+    query: &str,
+    cookies: &[&str],
+    now: i64,
+) -> Result<(Authorized, bool), Error> {
+    let Some(issuer) = app.oidc.issuer.as_deref() else {
+        return Ok((
+            Authorized::Refused(
+                "This mfad is not an OpenID provider: it has no https --public-url.",
+            ),
+            false,
+        ));
+    };
+    let p = Params::parse(query).unwrap_or_default();
+    let hint = p
+        .get("id_token_hint")
+        .and_then(|t| app.tokens.id_token_hint(t, issuer, rsa(app).ok().flatten()));
+    let Some(hint) = hint else {
+        return Ok((
+            Authorized::Redirect(format!("{issuer}/?logout=confirm")),
+            false,
+        ));
+    };
+    session::end(app, cookies, now)?;
+    let client_id = hint.get("aud").and_then(Value::as_str).unwrap_or_default();
+    let client = app.db.read(|tx| tx.client(client_id))?;
+    let back = p.get("post_logout_redirect_uri").filter(|uri| {
+        client
+            .as_ref()
+            .is_some_and(|c| c.post_logout_uris.iter().any(|u| u == uri))
+    });
+    let to = match back {
+        Some(uri) => oidc::request::redirect_with(uri, &[("state", p.get("state"))]),
+        None => format!("{issuer}/?logout=done"),
+    };
+    Ok((Authorized::Redirect(to), true))
+}
+
 /// An OAuth error answer (RFC 6749 §5.2; RFC 6750 §3 at userinfo).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthError {

@@ -91,6 +91,11 @@ impl Apache {
              <p id=\"who\"><!--#echo var=\"OIDC_CLAIM_email\" --></p>\n",
         )
         .unwrap();
+        std::fs::write(
+            d.join("htdocs/loggedout.html"),
+            "<!doctype html><title>Signed out</title><p id=\"out\">Signed out</p>\n",
+        )
+        .unwrap();
         for p in [d, &d.join("htdocs"), &d.join("htdocs/protected")] {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -206,6 +211,7 @@ fn rand_bytes() -> [u8; 16] {
 /// Registers `client` for the app on `port`; its secret.
 fn register(s: &Server, client: &'static str, name: &str, port: u16) -> App {
     let redirect = format!("http://127.0.0.1:{port}/protected/redirect_uri");
+    let after = format!("http://127.0.0.1:{port}/loggedout.html");
     let (ok, out, err) = s.cli(
         &[
             "client",
@@ -216,6 +222,8 @@ fn register(s: &Server, client: &'static str, name: &str, port: u16) -> App {
             name,
             "--redirect-uri",
             &redirect,
+            "--post-logout-uri",
+            &after,
         ],
         None,
     );
@@ -301,6 +309,33 @@ fn apache_mod_auth_openidc_signs_in_through_mfad_and_the_second_app_needs_no_pro
         trail.contains("oidc_authorized (client app-two)"),
         "{trail}"
     );
+    // The module's logout: it sends the browser to mfad's end_session_endpoint with
+    // its ID token; mfad ends the session and sends it back to the registered page.
+    let after = one.url("/loggedout.html");
+    b.goto(&one.url(&format!("/protected/redirect_uri?logout={}", enc(&after))));
+    b.wait("document.getElementById('out') !== null");
+    assert_eq!(b.url(), after, "{}", apache.log());
+    // mfad's session is over: the first app sends the browser to sign in again.
+    b.goto(&one.url("/protected/index.shtml"));
+    b.wait_shown("#signin-email");
+    assert!(
+        b.url().starts_with(&format!("{issuer}/?rd=")),
+        "{}",
+        b.url()
+    );
+    let (_, trail, _) = s.cli(&["audit"], None);
+    assert!(trail.contains("  logout"), "{trail}");
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A person with a password only, at an app that asks for two factors: the page says

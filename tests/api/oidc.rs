@@ -634,3 +634,111 @@ fn an_ended_account_ends_its_grants() {
     );
     assert_eq!(r.json()["error"], "invalid_grant");
 }
+
+#[test]
+fn logout_goes_back_only_to_a_registered_uri_and_only_with_a_hint_ends_the_session() {
+    let s = provider();
+    let secret = client(
+        &s,
+        "grafana",
+        &[
+            "--policy",
+            "one_factor",
+            "--post-logout-uri",
+            "https://grafana.example.test/bye",
+        ],
+    )
+    .unwrap();
+    let basic = ("grafana", secret.as_str());
+    let (_, session) = signed_in(&s, "gus@example.com");
+    let hint = |session: &str| {
+        let t = exchange(&s, &code_for(&s, "grafana", session, &[]), basic).json();
+        t["id_token"].as_str().unwrap().to_string()
+    };
+    let logout = |pairs: &[(&str, &str)], session: &str| {
+        let cookie = format!("mfad_session={session}");
+        s.request(
+            "GET",
+            &format!("/oidc/logout?{}", query(pairs)),
+            &[("Cookie", cookie.as_str())],
+            None,
+        )
+    };
+    let alive = |session: &str| {
+        let r = authorize(
+            &s,
+            &[
+                ("response_type", "code"),
+                ("client_id", "grafana"),
+                ("redirect_uri", CB),
+                ("scope", "openid"),
+                ("prompt", "none"),
+            ],
+            Some(session),
+        );
+        param(&location_params(&r).1, "code").is_some()
+    };
+    // No hint (or a forged one): nothing ends; the page asks.
+    let id_token = hint(&session);
+    let forged = format!("{}x", &id_token[..id_token.len() - 1]);
+    for pairs in [
+        vec![(
+            "post_logout_redirect_uri",
+            "https://grafana.example.test/bye",
+        )],
+        vec![
+            ("id_token_hint", forged.as_str()),
+            (
+                "post_logout_redirect_uri",
+                "https://grafana.example.test/bye",
+            ),
+        ],
+    ] {
+        let r = logout(&pairs, &session);
+        assert_eq!(r.status, 302);
+        assert_eq!(
+            r.header("Location"),
+            Some(format!("{ISSUER}/?logout=confirm").as_str())
+        );
+        assert!(alive(&session));
+    }
+    // A hint and an unregistered URI: the session ends, the browser goes to the page.
+    let r = logout(
+        &[
+            ("id_token_hint", &id_token),
+            ("post_logout_redirect_uri", "https://evil.example/"),
+        ],
+        &session,
+    );
+    assert_eq!(
+        r.header("Location"),
+        Some(format!("{ISSUER}/?logout=done").as_str())
+    );
+    assert!(
+        r.header("Set-Cookie")
+            .unwrap()
+            .starts_with("mfad_session=;"),
+        "{:?}",
+        r.header("Set-Cookie")
+    );
+    assert!(!alive(&session));
+    // A hint and the registered URI: back there, with the state.
+    let (_, again) = signed_in(&s, "hal@example.com");
+    let id_token = hint(&again);
+    let r = logout(
+        &[
+            ("id_token_hint", &id_token),
+            (
+                "post_logout_redirect_uri",
+                "https://grafana.example.test/bye",
+            ),
+            ("state", "s-9"),
+        ],
+        &again,
+    );
+    assert_eq!(
+        r.header("Location"),
+        Some("https://grafana.example.test/bye?state=s-9")
+    );
+    assert!(!alive(&again));
+}
