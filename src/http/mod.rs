@@ -206,7 +206,8 @@ fn handle(
     if let Endpoint::OidcAuthorize
     | Endpoint::OidcToken
     | Endpoint::OidcUserinfo
-    | Endpoint::OidcLogout = endpoint
+    | Endpoint::OidcLogout
+    | Endpoint::OidcRevoke = endpoint
     {
         return oidc_answer(app, web, rq, endpoint, now);
     }
@@ -264,7 +265,8 @@ fn handle(
         | Endpoint::OidcAuthorize
         | Endpoint::OidcToken
         | Endpoint::OidcUserinfo
-        | Endpoint::OidcLogout => Err(Error::Internal),
+        | Endpoint::OidcLogout
+        | Endpoint::OidcRevoke => Err(Error::Internal),
         Endpoint::OidcClientName => {
             let query = rq.url().split_once('?').map_or("", |(_, q)| q);
             json(service::oidc::client_name(app, query))
@@ -341,7 +343,7 @@ fn oidc_answer(
             Ok(reply)
         }
         Endpoint::OidcAuthorize => redirect(service::oidc::authorize(app, &query, &sessions, now)?),
-        Endpoint::OidcToken => {
+        Endpoint::OidcToken | Endpoint::OidcRevoke => {
             let form = header(rq, "Content-Type").is_some_and(|t| {
                 t.split(';').next().is_some_and(|m| {
                     m.trim()
@@ -350,7 +352,11 @@ fn oidc_answer(
             });
             let authorization = header(rq, "Authorization").map(str::to_string);
             let body = read_bytes(rq)?;
-            Ok(oauth(service::oidc::token(
+            let answer = match endpoint {
+                Endpoint::OidcToken => service::oidc::token,
+                _ => service::oidc::revoke,
+            };
+            Ok(oauth(answer(
                 app,
                 &body,
                 form,

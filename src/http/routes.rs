@@ -44,6 +44,7 @@ pub(super) enum Endpoint {
     OidcUserinfo,
     OidcClientName,
     OidcLogout,
+    OidcRevoke,
 }
 
 /// Where one passkey is (`DELETE …/{id}`).
@@ -63,7 +64,7 @@ enum Lane {
 /// Every endpoint: its path, what it is, the one method it takes, its lane. The
 /// position in this table is the endpoint's route in the metrics.
 #[rustfmt::skip]
-const ENDPOINTS: [(&str, Endpoint, &str, Lane); 33] = [
+const ENDPOINTS: [(&str, Endpoint, &str, Lane); 34] = [
     ("/healthz", Endpoint::Health, "GET", Lane::Worker),
     ("/api/v1/me/mfa/totp/setup", Endpoint::Setup, "POST", Lane::Worker),
     ("/api/v1/me/mfa/totp/enable", Endpoint::Enable, "POST", Lane::Slow),
@@ -96,6 +97,7 @@ const ENDPOINTS: [(&str, Endpoint, &str, Lane); 33] = [
     ("/oidc/userinfo", Endpoint::OidcUserinfo, "GET", Lane::Worker),
     ("/oidc/client-name", Endpoint::OidcClientName, "GET", Lane::Worker),
     ("/oidc/logout", Endpoint::OidcLogout, "GET", Lane::Worker),
+    ("/oidc/revoke", Endpoint::OidcRevoke, "POST", Lane::Worker),
     // Matched by its prefix (below); the template is its name in the metrics.
     ("/api/v1/me/passkeys/{id}", Endpoint::PasskeyDelete, "DELETE", Lane::Worker),
 ];

@@ -436,6 +436,64 @@ pub fn token(
     }
 }
 
+/// `POST /oidc/revoke` (RFC 7009), client authentication as at the token endpoint: a
+/// refresh token of this client ends its grant (and with it the access tokens issued
+/// from it); so does an access token of this client. Anything else is no one's business:
+/// `200` all the same.
+pub fn revoke(
+    app: &App,
+    body: &[u8],
+    form: bool,
+    authorization: Option<&str>,
+    now: i64,
+) -> Result<Value, OAuthError> {
+    if !form {
+        return Err(OAuthError::new(
+            "invalid_request",
+            "The request must be form-encoded (application/x-www-form-urlencoded).",
+        ));
+    }
+    let p = std::str::from_utf8(body)
+        .ok()
+        .and_then(|t| Params::parse(t).ok())
+        .ok_or(OAuthError::new(
+            "invalid_request",
+            "The form cannot be read (a parameter sent twice, or bad encoding).",
+        ))?;
+    let issuer = app.oidc.issuer.as_deref().ok_or(BAD_CLIENT)?;
+    let client = authenticate_client(app, &p, authorization)?;
+    let token = p
+        .get("token")
+        .ok_or(OAuthError::new("invalid_request", "token is missing."))?;
+    let hash = app.keys.token_hash(token.as_bytes());
+    // An access token of this client names its grant.
+    let by_access = app
+        .tokens
+        .verify_app(token, issuer, now)
+        .ok()
+        .filter(|c| c.get("aud").and_then(Value::as_str) == Some(client.id.as_str()))
+        .and_then(|c| c.get("sid").and_then(Value::as_str).map(str::to_string))
+        .and_then(|sid| BASE64URL_NOPAD.decode(sid.as_bytes()).ok());
+    app.db
+        .write(|tx| {
+            let family = match tx.app_refresh_token(&hash, &client.id)? {
+                Some(row) => Some(row.family),
+                None => by_access.clone(),
+            };
+            if let Some(family) = family {
+                if let Some(g) = tx.live_grant(&family, now)? {
+                    if g.client_id == client.id && tx.revoke_grant(&family)? {
+                        let detail = format!("client {}", client.id);
+                        tx.audit(Some(g.account_id), now, "oidc_revoked", Some(&detail))?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .map_err(server_error)?;
+    Ok(json!({}))
+}
+
 /// Either an answer or an OAuth error, from inside a transaction that must commit
 /// either way (a reused code's revocation is the point).
 type Outcome = Result<Value, OAuthError>;

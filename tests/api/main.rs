@@ -25,6 +25,7 @@ mod metrics;
 mod nodes;
 mod oidc;
 mod openapi;
+mod openid_client;
 mod operations;
 mod page;
 mod passkeys;

@@ -742,3 +742,62 @@ fn logout_goes_back_only_to_a_registered_uri_and_only_with_a_hint_ends_the_sessi
     );
     assert!(!alive(&again));
 }
+
+#[test]
+fn revocation_ends_the_grant_of_a_refresh_or_access_token_of_its_own_client_only() {
+    let s = provider();
+    let secret = client(&s, "grafana", &["--policy", "one_factor"]).unwrap();
+    let other = client(&s, "wiki", &["--policy", "one_factor"]).unwrap();
+    let basic = ("grafana", secret.as_str());
+    let (_, session) = signed_in(&s, "ida@example.com");
+    let revoke = |token: &str, who: (&str, &str)| {
+        let auth = format!(
+            "Basic {}",
+            data_encoding::BASE64.encode(format!("{}:{}", who.0, who.1).as_bytes())
+        );
+        s.request(
+            "POST",
+            "/oidc/revoke",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Authorization", &auth),
+            ],
+            Some(&query(&[("token", token)])),
+        )
+    };
+    let t = exchange(&s, &code_for(&s, "grafana", &session, &[]), basic).json();
+    let refresh_token = t["refresh_token"].as_str().unwrap();
+    // A wrong secret: invalid_client, nothing ends.
+    let r = revoke(refresh_token, ("grafana", "nope"));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    // Another client's token: 200, and nothing ends.
+    let r = revoke(refresh_token, ("wiki", &other));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        userinfo(&s, t["access_token"].as_str().unwrap()).status,
+        200
+    );
+    // Whatever the token: 200.
+    assert_eq!(revoke("not-a-token", basic).status, 200);
+    // Its own: the refresh token and the grant's access tokens end.
+    assert_eq!(revoke(refresh_token, basic).status, 200);
+    assert_eq!(
+        refresh(&s, refresh_token, basic).json()["error"],
+        "invalid_grant"
+    );
+    assert_eq!(
+        userinfo(&s, t["access_token"].as_str().unwrap()).status,
+        401
+    );
+    // An access token revoked ends its grant too.
+    let t = exchange(&s, &code_for(&s, "grafana", &session, &[]), basic).json();
+    assert_eq!(
+        revoke(t["access_token"].as_str().unwrap(), basic).status,
+        200
+    );
+    let dead = refresh(&s, t["refresh_token"].as_str().unwrap(), basic);
+    assert_eq!(dead.json()["error"], "invalid_grant");
+}
