@@ -6,11 +6,16 @@
 //! that reads these tables.)
 //!
 //! Every label value is a fixed word of this file or a route name `http` gives: never a
-//! path, an address, an email or a token. Events are counted where they are decided,
+//! path, an address, an email or a token. The one exception is the OpenID provider's
+//! `client`: the id of a registered app (the operator chose it; a request naming an
+//! unknown one is not counted by client), kept in a small map behind a mutex, which
+//! only authorizations and token requests take. Events are counted where they are decided,
 //! which is inside a transaction for some (a replay, a lock); one whose COMMIT then
 //! fails stays counted, and the failure is in `mfad_storage_errors_total`.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError};
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -137,6 +142,21 @@ const FAMILIES: [Family; 7] = [
     AUTHZ,
 ];
 
+/// What the OpenID provider counts, by registered client: its authorizations (`code`
+/// given, `sign_in` asked of the person, `error` sent back) and its token requests by
+/// grant (`issued`, or the OAuth error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Oidc {
+    Authorization(&'static str),
+    Token {
+        grant: &'static str,
+        result: &'static str,
+    },
+}
+
+/// Counts of [`Oidc`] by client.
+type OidcCounts = BTreeMap<(String, Oidc), u64>;
+
 /// The second factors the one rule checks, and what became of a check.
 const METHODS: [&str; 4] = ["totp", "backup_code", "passkey", "unreadable"];
 const CHECK_RESULTS: [&str; 4] = ["accepted", "wrong", "locked", "no_challenge"];
@@ -209,6 +229,7 @@ pub struct Metrics {
     checks: [[AtomicU64; CHECK_RESULTS.len()]; METHODS.len()],
     storage_errors: AtomicU64,
     batches: Histogram<{ BATCH_BOUNDS.len() }>,
+    oidc: Mutex<OidcCounts>,
 }
 
 impl Default for Metrics {
@@ -226,6 +247,7 @@ impl Metrics {
             checks: [const { [const { AtomicU64::new(0) }; CHECK_RESULTS.len()] }; METHODS.len()],
             storage_errors: AtomicU64::new(0),
             batches: Histogram::new(BATCH_BOUNDS, 1.0),
+            oidc: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -255,6 +277,13 @@ impl Metrics {
     /// A storage error that reached a request (logged where it happened).
     pub fn storage_error(&self) {
         self.storage_errors.fetch_add(1, Relaxed);
+    }
+
+    /// One authorization or token request of the OpenID provider for the registered
+    /// client `client`.
+    pub fn oidc(&self, client: &str, what: Oidc) {
+        let mut counts = self.oidc.lock().unwrap_or_else(PoisonError::into_inner);
+        *counts.entry((client.to_string(), what)).or_insert(0) += 1;
     }
 
     /// One COMMIT of `writers` writers' changes.
@@ -357,6 +386,43 @@ impl prometheus_client::collector::Collector for Scrape {
                     .encode(family.encode_family(labels)?)?;
             }
         }
+        {
+            let counts = m
+                .oidc
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            {
+                let mut family = encoder.encode_descriptor(
+                "mfad_oidc_authorizations",
+                "OpenID authorizations by client and result: code (given), sign_in (the person was sent to sign in), error (sent back to the app).",
+                None,
+                MetricType::Counter,
+            )?;
+                for ((client, what), n) in &counts {
+                    if let Oidc::Authorization(result) = what {
+                        let labels = [("client", client.as_str()), ("result", *result)];
+                        ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+                    }
+                }
+            }
+            let mut family = encoder.encode_descriptor(
+                "mfad_oidc_tokens",
+                "OpenID token requests by client, grant and result: issued, or the OAuth error.",
+                None,
+                MetricType::Counter,
+            )?;
+            for ((client, what), n) in &counts {
+                if let Oidc::Token { grant, result } = what {
+                    let labels = [
+                        ("client", client.as_str()),
+                        ("grant", *grant),
+                        ("result", *result),
+                    ];
+                    ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
         ConstCounter::new(m.storage_errors.load(Relaxed)).encode(encoder.encode_descriptor(
             "mfad_storage_errors",
             "Storage errors that failed a request (each is logged).",
@@ -396,6 +462,30 @@ mod tests {
 
     fn line<'a>(text: &'a str, start: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(start))
+    }
+
+    #[test]
+    fn the_providers_requests_are_counted_by_client() {
+        let m = fresh();
+        m.oidc("grafana", Oidc::Authorization("code"));
+        m.oidc("grafana", Oidc::Authorization("code"));
+        m.oidc("wiki", Oidc::Authorization("sign_in"));
+        let issued = Oidc::Token {
+            grant: "authorization_code",
+            result: "issued",
+        };
+        m.oidc("grafana", issued);
+        let text = m.render(&[], 0);
+        assert!(
+            text.contains("mfad_oidc_authorizations_total{client=\"grafana\",result=\"code\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mfad_oidc_authorizations_total{client=\"wiki\",result=\"sign_in\"} 1\n")
+        );
+        assert!(text.contains(
+            "mfad_oidc_tokens_total{client=\"grafana\",grant=\"authorization_code\",result=\"issued\"} 1\n"
+        ));
     }
 
     #[test]

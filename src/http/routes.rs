@@ -187,10 +187,12 @@ impl Route {
 
     /// The endpoint a request of `method` is for: `404` or `405` otherwise. The
     /// forward-auth questions take any method: nginx's `auth_request` asks with the
-    /// original request's, and the answer changes nothing either way.
+    /// original request's, and the answer changes nothing either way. OpenID's userinfo
+    /// takes `POST` as well as `GET` (Core §5.3.1).
     pub(super) fn check(self, method: &Method) -> Result<Endpoint, Error> {
         let (endpoint, allow) = self.endpoint().ok_or(Error::NotFound)?;
-        let any = matches!(endpoint, Endpoint::ForwardAuth | Endpoint::AuthRequest);
+        let any = matches!(endpoint, Endpoint::ForwardAuth | Endpoint::AuthRequest)
+            || (endpoint == Endpoint::OidcUserinfo && method.as_str() == "POST");
         if method.as_str() != allow && !any {
             return Err(Error::MethodNotAllowed(allow));
         }
@@ -217,6 +219,7 @@ mod tests {
         let mut routed: Vec<(String, String)> = ENDPOINTS
             .iter()
             .map(|(p, _, m, _)| (p.to_string(), m.to_string()))
+            .chain([("/oidc/userinfo".to_string(), "POST".to_string())])
             .chain(["/", "/assets/app.css", "/assets/app.js"].map(|p| {
                 assert!(page::asset(p).is_some(), "{p}");
                 (p.to_string(), "GET".to_string())

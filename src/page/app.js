@@ -295,6 +295,9 @@ function backTo(rd, domain, httpAllowed, here) {
   // The sign-in screen, saying `text` (or, for an app that waits, where it leads).
   function signInScreen(text, ok) {
     show("signin");
+    // An app's `login_hint`: the email it expects, to start from.
+    const hint = back !== null ? params.get("login_hint") : null;
+    if (hint && !$("signin-email").value) $("signin-email").value = hint;
     if (text) say("signin", text, ok === undefined ? NOTE : ok);
     else if (back) say("signin", WORDS.toContinue(onwardName()), NOTE);
   }

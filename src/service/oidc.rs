@@ -18,6 +18,7 @@ use crate::oidc::{self, AuthorizeError, ClientPolicy, ClientRules, IdTokenAlg, P
 use crate::store::{Account, Db, Grant, OidcClient, Redeemed, Tx};
 
 use super::{clients, session, App};
+use crate::metrics::{Oidc, METRICS};
 
 /// How long a code may wait for its exchange (API.md: 60 s).
 pub const CODE_TTL: i64 = 60;
@@ -126,6 +127,7 @@ pub fn authorize(app: &App, query: &str, cookies: &[&str], now: i64) -> Result<A
             description,
             state,
         }) => {
+            METRICS.oidc(&client.id, Oidc::Authorization("error"));
             return Ok(Authorized::Redirect(oidc::request::redirect_with(
                 &redirect_uri,
                 &[
@@ -134,10 +136,11 @@ pub fn authorize(app: &App, query: &str, cookies: &[&str], now: i64) -> Result<A
                     ("state", state.as_deref()),
                     ("iss", Some(issuer)),
                 ],
-            )))
+            )));
         }
     };
     let back_with_error = |error: &str, description: &str| {
+        METRICS.oidc(&client.id, Oidc::Authorization("error"));
         Authorized::Redirect(oidc::request::redirect_with(
             &req.redirect_uri,
             &[
@@ -199,6 +202,7 @@ pub fn authorize(app: &App, query: &str, cookies: &[&str], now: i64) -> Result<A
                 person.account_id,
                 client.id
             );
+            METRICS.oidc(&client.id, Oidc::Authorization("code"));
             Ok(Authorized::Redirect(oidc::request::redirect_with(
                 &req.redirect_uri,
                 &[
@@ -226,6 +230,10 @@ pub fn authorize(app: &App, query: &str, cookies: &[&str], now: i64) -> Result<A
             if req.prompt == Prompt::Login || (wants_fresh && !fresh) {
                 page.push_str("&prompt=login");
             }
+            if let Some(hint) = &req.login_hint {
+                page.push_str(&format!("&login_hint={}", crate::web::query_value(hint)));
+            }
+            METRICS.oidc(&client.id, Oidc::Authorization("sign_in"));
             Ok(Authorized::Redirect(page))
         }
     }
@@ -425,9 +433,17 @@ pub fn token(
     })?;
     let issuer = app.oidc.issuer.as_deref().ok_or(BAD_CLIENT)?;
     let client = authenticate_client(app, &p, authorization)?;
+    let counted = |grant: &'static str, answer: Result<Value, OAuthError>| {
+        let result = answer.as_ref().map_or_else(|e| e.error, |_| "issued");
+        METRICS.oidc(&client.id, Oidc::Token { grant, result });
+        answer
+    };
     match p.get("grant_type") {
-        Some("authorization_code") => exchange_code(app, issuer, &client, &p, now),
-        Some("refresh_token") => refresh(app, issuer, &client, &p, now),
+        Some("authorization_code") => counted(
+            "authorization_code",
+            exchange_code(app, issuer, &client, &p, now),
+        ),
+        Some("refresh_token") => counted("refresh_token", refresh(app, issuer, &client, &p, now)),
         Some(_) => Err(OAuthError::new(
             "unsupported_grant_type",
             "Only authorization_code and refresh_token are supported.",

@@ -279,6 +279,15 @@ fn the_code_flow_gives_verified_tokens_and_a_reused_code_ends_what_it_gave() {
         u.json(),
         json!({"sub": sub, "email": "ana@example.com", "email_verified": true, "preferred_username": "ana@example.com"})
     );
+    let bearer = format!("Bearer {access}");
+    let by_post = s.request(
+        "POST",
+        "/oidc/userinfo",
+        &[("Authorization", &bearer)],
+        None,
+    );
+    assert_eq!(by_post.status, 200, "{}", by_post.text());
+    assert_eq!(by_post.json(), u.json());
     assert_eq!(s.get("/api/v1/me", Some(access)).status, 401);
     assert_eq!(s.get("/api/v1/me/mfa/status", Some(access)).status, 401);
     // The same sub at the next authorization.
@@ -443,6 +452,11 @@ fn prompt_none_and_sessions_the_policy_does_not_accept() {
     let rd = param(&params, "rd").unwrap();
     assert!(rd.starts_with(&format!("{ISSUER}/oidc/authorize?")), "{rd}");
     assert!(rd.contains("client_id=grafana"), "{rd}");
+    // login_hint goes to the page, which fills the email in with it.
+    let mut hinted = base("grafana");
+    hinted.push(("login_hint", "cy@example.com"));
+    let (_, params) = location_params(&authorize(&s, &hinted, None));
+    assert_eq!(param(&params, "login_hint"), Some("cy@example.com"));
     // With a session: prompt=none gives a code at once.
     let r = authorize(&s, &none, Some(&session));
     let (_, params) = location_params(&r);
@@ -800,4 +814,59 @@ fn revocation_ends_the_grant_of_a_refresh_or_access_token_of_its_own_client_only
     );
     let dead = refresh(&s, t["refresh_token"].as_str().unwrap(), basic);
     assert_eq!(dead.json()["error"], "invalid_grant");
+}
+
+/// Two nodes on one PostgreSQL database: a client registered once, one RSA key, a code
+/// made on one node redeemed on the other, and a refresh token reused on one ending the
+/// grant on both.
+#[test]
+fn two_nodes_share_clients_the_rsa_key_codes_and_refresh_reuse() {
+    if !crate::common::on_postgres() {
+        eprintln!("SKIPPED: two nodes need the PostgreSQL run (MFAD_TEST_DATABASE_URL)");
+        return;
+    }
+    let a = provider();
+    let b = a.second_node(&["--public-url", ISSUER, "--session-domain", "example.test"]);
+    let secret = client(&a, "grafana", &["--policy", "one_factor"]).unwrap();
+    let basic = ("grafana", secret.as_str());
+    let jwks = |s: &Server| s.get("/.well-known/jwks.json", None).json();
+    assert_eq!(jwks(&a), jwks(&b));
+    assert_eq!(
+        jwks(&a)["keys"].as_array().unwrap().len(),
+        2,
+        "{}",
+        jwks(&a)
+    );
+    let (_, session) = signed_in(&a, "jo@example.com");
+    let code = code_for(&b, "grafana", &session, &[]);
+    let r = exchange(&a, &code, basic);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t = r.json();
+    id_claims(&b, t["id_token"].as_str().unwrap(), "grafana");
+    let t2 = refresh(&b, t["refresh_token"].as_str().unwrap(), basic).json();
+    assert!(t2["refresh_token"].is_string(), "{t2}");
+    let reused = refresh(&a, t["refresh_token"].as_str().unwrap(), basic);
+    assert_eq!(reused.json()["error"], "invalid_grant");
+    assert_eq!(
+        refresh(&b, t2["refresh_token"].as_str().unwrap(), basic).json()["error"],
+        "invalid_grant"
+    );
+    assert_eq!(
+        userinfo(&b, t2["access_token"].as_str().unwrap()).status,
+        401
+    );
+    // Removed through one node's data: the other refuses the app at once.
+    let (ok, _, _) = a.cli(&["client", "remove", "--id", "grafana"], None);
+    assert!(ok);
+    let r = authorize(
+        &b,
+        &[
+            ("response_type", "code"),
+            ("client_id", "grafana"),
+            ("redirect_uri", CB),
+            ("scope", "openid"),
+        ],
+        Some(&session),
+    );
+    assert_eq!(r.status, 400);
 }
