@@ -122,9 +122,13 @@ impl Reply {
 /// The methods of mfad's API, for the preflight of a path it does not have.
 const ANY_API_METHOD: &str = "GET, POST, DELETE";
 
-/// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) on an API path:
-/// `204` with the path's method for a listed origin (every method of the API for a path
-/// mfad does not have), `403` for any other.
+/// Paths outside `/api/` that browser apps call across origins: the OpenID provider's
+/// token and userinfo endpoints (a public client in a browser).
+pub(super) const CORS_OIDC: [&str; 2] = ["/oidc/token", "/oidc/userinfo"];
+
+/// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) on an API path (or
+/// one of [`CORS_OIDC`]): `204` with the path's method for a listed origin (every method
+/// of the API for a path mfad does not have), `403` for any other.
 fn preflight(
     web: &WebPolicy,
     rq: &Request,
@@ -132,7 +136,7 @@ fn preflight(
     route: Route,
 ) -> Option<Result<Reply, Error>> {
     if *rq.method() != Method::Options
-        || !path.starts_with("/api/")
+        || !(path.starts_with("/api/") || CORS_OIDC.contains(&path))
         || header(rq, "Access-Control-Request-Method").is_none()
     {
         return None;
@@ -146,8 +150,11 @@ fn preflight(
             preflight: Some(ANY_API_METHOD),
             ..Reply::no_content(Cookie::Keep)
         }),
-        (true, Some((_, allow))) => Ok(Reply {
-            preflight: Some(allow),
+        (true, Some((endpoint, allow))) => Ok(Reply {
+            preflight: Some(match endpoint {
+                Endpoint::OidcUserinfo => "GET, POST",
+                _ => allow,
+            }),
             ..Reply::no_content(Cookie::Keep)
         }),
     })

@@ -228,10 +228,11 @@ mod tests {
         documented.sort();
         routed.sort();
         assert_eq!(documented, routed);
-        // Each /api/ path documents its CORS preflight.
+        // Each /api/ path (and the provider's token and userinfo) documents its CORS
+        // preflight.
         for (path, item) in doc["paths"].as_object().unwrap() {
             assert_eq!(
-                path.starts_with("/api/"),
+                path.starts_with("/api/") || super::super::CORS_OIDC.contains(&path.as_str()),
                 item.get("options").is_some(),
                 "{path}"
             );

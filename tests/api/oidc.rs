@@ -870,3 +870,62 @@ fn two_nodes_share_clients_the_rsa_key_codes_and_refresh_reuse() {
     );
     assert_eq!(r.status, 400);
 }
+
+/// A browser app that is a public client calls the token and userinfo endpoints across
+/// origins: `--cors-origin` lets its origin, and only its, read the answers.
+#[test]
+fn the_token_and_userinfo_endpoints_follow_cors_origin() {
+    let s = Server::start(&[
+        "--public-url",
+        ISSUER,
+        "--session-domain",
+        "example.test",
+        "--cors-origin",
+        "http://127.0.0.1:5173",
+    ]);
+    client(&s, "spa", &["--public", "--policy", "one_factor"]);
+    for (path, method) in [("/oidc/token", "POST"), ("/oidc/userinfo", "GET")] {
+        let ok = s.request(
+            "OPTIONS",
+            path,
+            &[
+                ("Origin", "http://127.0.0.1:5173"),
+                ("Access-Control-Request-Method", method),
+            ],
+            None,
+        );
+        assert_eq!(ok.status, 204, "{path}");
+        assert_eq!(
+            ok.header("Access-Control-Allow-Origin"),
+            Some("http://127.0.0.1:5173")
+        );
+        assert!(ok
+            .header("Access-Control-Allow-Methods")
+            .unwrap()
+            .contains(method));
+        let other = s.request(
+            "OPTIONS",
+            path,
+            &[
+                ("Origin", "https://evil.example"),
+                ("Access-Control-Request-Method", method),
+            ],
+            None,
+        );
+        assert_eq!(other.status, 403, "{path}");
+    }
+    let r = s.request(
+        "POST",
+        "/oidc/token",
+        &[
+            ("Origin", "http://127.0.0.1:5173"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some("grant_type=authorization_code&code=x&client_id=spa&redirect_uri=x"),
+    );
+    assert_eq!(r.json()["error"], "invalid_grant");
+    assert_eq!(
+        r.header("Access-Control-Allow-Origin"),
+        Some("http://127.0.0.1:5173")
+    );
+}
