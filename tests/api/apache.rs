@@ -35,7 +35,8 @@ fn readme_block() -> String {
     text[start..end].to_string()
 }
 
-fn free_port() -> u16 {
+/// A loopback port free at this moment (a server given it must bind it soon).
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -327,7 +328,8 @@ fn apache_mod_auth_openidc_signs_in_through_mfad_and_the_second_app_needs_no_pro
     assert!(trail.contains("  logout"), "{trail}");
 }
 
-fn enc(s: &str) -> String {
+/// `s` percent-encoded for a query value.
+pub(crate) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {

@@ -24,6 +24,7 @@ mod http_layer;
 mod metrics;
 mod nodes;
 mod oidc;
+mod oidc_page;
 mod openapi;
 mod openid_client;
 mod operations;

@@ -5,7 +5,6 @@
 //! `nonce`, `exp`), userinfo, refresh and revocation. Without Node or the package the
 //! test says SKIPPED; under `CI=true` it fails.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 
@@ -25,11 +24,7 @@ fn openid_client_for_node_signs_in_refreshes_and_revokes() {
         eprintln!("SKIPPED: the openid-client test needs `npm ci --prefix tests/oidc-client`");
         return;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::apache::free_port();
     let issuer = format!("http://127.0.0.1:{port}");
     let listen = format!("127.0.0.1:{port}");
     let s = Server::start(&["--listen", &listen, "--public-url", &issuer]);
