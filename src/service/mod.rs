@@ -102,6 +102,29 @@ impl App {
     }
 }
 
+/// An [`App`] on a new SQLite database in `dir`, with a fixed instance key, for the use
+/// cases' tests that hold the clock themselves.
+#[cfg(test)]
+pub(crate) fn test_app(dir: &std::path::Path) -> (Arc<Db>, App) {
+    let db = Arc::new(Db::open(&dir.join("t.db"), crate::durability::Durability::Normal).unwrap());
+    let keys = Keys::derive(&[7u8; 32]).unwrap();
+    let tokens = Tokens::new(&keys, "mfad", None, None).unwrap();
+    let rp = RelyingParty {
+        id: "localhost".into(),
+        name: "Storno".into(),
+    };
+    let app = App::new(
+        db.clone(),
+        keys,
+        tokens,
+        "Storno".into(),
+        ThrottleSettings::default(),
+        rp,
+    )
+    .unwrap();
+    (db, app)
+}
+
 /// The caller of a `/api/v1/me/...` route.
 #[derive(Debug, Clone)]
 pub struct Principal {

@@ -409,14 +409,9 @@ fn authenticate_client(
     }
 }
 
-/// `POST /oidc/token`: `body` form-encoded (`form` says the request said so).
-pub fn token(
-    app: &App,
-    body: &[u8],
-    form: bool,
-    authorization: Option<&str>,
-    now: i64,
-) -> Result<Value, OAuthError> {
+/// The parameters of a token or revocation request's body, which must be form-encoded
+/// (`form`: the request said so) and readable.
+fn form_params(body: &[u8], form: bool) -> Result<Params, OAuthError> {
     if !form {
         return Err(OAuthError::new(
             "invalid_request",
@@ -425,12 +420,23 @@ pub fn token(
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| OAuthError::new("invalid_request", "The form is not UTF-8."))?;
-    let p = Params::parse(text).map_err(|_| {
+    Params::parse(text).map_err(|_| {
         OAuthError::new(
             "invalid_request",
             "The form cannot be read (a parameter sent twice, or bad encoding).",
         )
-    })?;
+    })
+}
+
+/// `POST /oidc/token`: `body` form-encoded (`form` says the request said so).
+pub fn token(
+    app: &App,
+    body: &[u8],
+    form: bool,
+    authorization: Option<&str>,
+    now: i64,
+) -> Result<Value, OAuthError> {
+    let p = form_params(body, form)?;
     let issuer = app.oidc.issuer.as_deref().ok_or(BAD_CLIENT)?;
     let client = authenticate_client(app, &p, authorization)?;
     let counted = |grant: &'static str, answer: Result<Value, OAuthError>| {
@@ -463,19 +469,7 @@ pub fn revoke(
     authorization: Option<&str>,
     now: i64,
 ) -> Result<Value, OAuthError> {
-    if !form {
-        return Err(OAuthError::new(
-            "invalid_request",
-            "The request must be form-encoded (application/x-www-form-urlencoded).",
-        ));
-    }
-    let p = std::str::from_utf8(body)
-        .ok()
-        .and_then(|t| Params::parse(t).ok())
-        .ok_or(OAuthError::new(
-            "invalid_request",
-            "The form cannot be read (a parameter sent twice, or bad encoding).",
-        ))?;
+    let p = form_params(body, form)?;
     let issuer = app.oidc.issuer.as_deref().ok_or(BAD_CLIENT)?;
     let client = authenticate_client(app, &p, authorization)?;
     let token = p
@@ -753,32 +747,14 @@ pub fn userinfo(app: &App, authorization: Option<&str>, now: i64) -> Result<Valu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Login, SignIn, Tokens};
-    use crate::crypto::Keys;
-    use crate::durability::Durability;
+    use crate::auth::{Login, SignIn};
     use crate::oidc::ClientSpec;
 
     /// A code with a clock we hold: good for 60 s, refused after (and not revived).
     #[test]
     fn a_code_is_good_for_sixty_seconds() {
         let dir = tempfile::tempdir().unwrap();
-        let db =
-            std::sync::Arc::new(Db::open(&dir.path().join("t.db"), Durability::Normal).unwrap());
-        let keys = Keys::derive(&[7u8; 32]).unwrap();
-        let tokens = Tokens::new(&keys, "mfad", None, None).unwrap();
-        let rp = crate::webauthn::RelyingParty {
-            id: "localhost".into(),
-            name: "Storno".into(),
-        };
-        let mut app = App::new(
-            db.clone(),
-            keys,
-            tokens,
-            "Storno".into(),
-            crate::service::ThrottleSettings::default(),
-            rp,
-        )
-        .unwrap();
+        let (db, mut app) = crate::service::test_app(dir.path());
         app.oidc = Provider::new(Some("https://auth.example.com".into()));
         let spec = ClientSpec {
             id: "app".into(),

@@ -126,32 +126,13 @@ pub fn me(app: &App, who: &Principal) -> Result<Value, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Tokens;
-    use crate::crypto::Keys;
-    use crate::durability::Durability;
 
     /// A redeem with a clock we hold: once, not twice, not after two minutes, not by
     /// another account.
     #[test]
     fn a_verification_redeems_once_within_two_minutes_for_its_account() {
         let dir = tempfile::tempdir().unwrap();
-        let db =
-            std::sync::Arc::new(Db::open(&dir.path().join("t.db"), Durability::Normal).unwrap());
-        let keys = Keys::derive(&[7u8; 32]).unwrap();
-        let tokens = Tokens::new(&keys, "mfad", None, None).unwrap();
-        let rp = crate::webauthn::RelyingParty {
-            id: "localhost".into(),
-            name: "Storno".into(),
-        };
-        let app = App::new(
-            db.clone(),
-            keys,
-            tokens,
-            "Storno".into(),
-            crate::service::ThrottleSettings::default(),
-            rp,
-        )
-        .unwrap();
+        let (db, app) = crate::service::test_app(dir.path());
         let (a, b) = db
             .write(|tx| {
                 let a = tx.create_account("a@example.com", None, 1)?.unwrap();

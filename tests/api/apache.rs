@@ -9,15 +9,15 @@
 //! both the module's back channel and the browser reach). Without Apache, its module or
 //! Chromium a test says SKIPPED; under `CI=true` it fails.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::webdriver::Browser;
 use crate::common::{code_at, now, Server};
 use crate::page::{answer_second_step, browser_with, sign_in_with_password};
-use crate::proxies::changed;
+use crate::proxies::{changed, logs_in, wait_listening};
 use crate::settings::{readme, section};
 use crate::{enable, PASSWORD};
 
@@ -168,30 +168,13 @@ impl Apache {
             .unwrap();
         let mut apache = Apache { child, dir };
         for app in apps {
-            apache.wait_listening(app.port);
+            wait_listening(&mut apache.child, app.port, "apache2", apache.dir.path());
         }
         apache
     }
 
-    fn wait_listening(&mut self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("apache2 stopped ({status}): {}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "apache2 did not listen within 20 s: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
     fn log(&self) -> String {
-        let d = self.dir.path();
-        let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
-        format!("{}{}", read("out.log"), read("error.log"))
+        logs_in(self.dir.path())
     }
 }
 

@@ -242,25 +242,8 @@ impl Proxy {
     }
 
     fn wait_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{:?} stopped ({status}): {}", self.kind, self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{:?} did not listen within 20 s: {}",
-                self.kind,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        let d = self.dir.path();
-        let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
-        format!("{}{}", read("out.log"), read("error.log"))
+        let name = format!("{:?}", self.kind);
+        wait_listening(&mut self.child, self.port, &name, self.dir.path());
     }
 
     /// `GET path` on `host` through the proxy, with `headers` beside it.
@@ -301,6 +284,30 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// What a server the tests started wrote to `out.log` and `error.log` in `dir`.
+pub(crate) fn logs_in(dir: &std::path::Path) -> String {
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    format!("{}{}", read("out.log"), read("error.log"))
+}
+
+/// Waits up to 20 s for `child` (a server called `name`, its logs in `dir`) to listen on
+/// loopback `port`; fails with its logs if it stops or does not.
+pub(crate) fn wait_listening(child: &mut Child, port: u16, name: &str, dir: &std::path::Path) {
+    let log = || logs_in(dir);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{name} stopped ({status}): {}", log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not listen within 20 s: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
